@@ -1,0 +1,226 @@
+"""Settings: frozen dataclasses, read once from one TOML file and passed down.
+
+Every option has a default here and a line in docs/configuration.md. A string
+value written as "env:NAME" is read from the environment variable NAME, so
+secrets need not sit in the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpop.errors import ConfigError
+
+_FROZEN = dict(frozen=True, slots=True, kw_only=True)
+
+
+@dataclass(**_FROZEN)
+class ServerSettings:
+    listen: tuple[str, ...] = ("0.0.0.0", "::")
+    auth_port: int = 1812
+    acct_port: int = 1813
+    coa_port: int = 3799
+    workers: int = 1
+    recv_buffer: int = 8 * 1024 * 1024
+    dedup_window: float = 30.0  # RFC 5080 §2.2.2: keep replies for retransmissions
+    max_batch: int = 64  # datagrams read per wake-up before yielding to the loop
+
+
+@dataclass(**_FROZEN)
+class DatabaseSettings:
+    url: str = "sqlite:///var/vpop.db"
+
+
+@dataclass(**_FROZEN)
+class IdentificationSettings:
+    # Tried in this order; the first that finds a subscriber wins.
+    order: tuple[str, ...] = ("line", "caller_id", "user_name")
+    country_code: str = ""  # e.g. "49": national numbers are given this prefix
+    national_prefix: str = "0"
+    international_prefix: str = "00"
+    realm_delimiter: str = "@"
+    strip_realm: bool = True
+
+
+@dataclass(**_FROZEN)
+class LoggingSettings:
+    level: str = "info"
+    requests: bool = True  # one line per request
+    file: str = ""  # empty: standard error
+
+
+@dataclass(**_FROZEN)
+class MetricsSettings:
+    listen: str = "127.0.0.1"
+    port: int = 9812  # 0 disables the Prometheus endpoint
+
+
+@dataclass(**_FROZEN)
+class RadiusSettings:
+    dictionary: str = ""  # empty: the dictionaries shipped with vpop
+    templates: str = ""  # extra directory searched before the shipped reply templates
+
+
+@dataclass(**_FROZEN)
+class Settings:
+    path: str = ""
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    identification: IdentificationSettings = field(default_factory=IdentificationSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    radius: RadiusSettings = field(default_factory=RadiusSettings)
+
+    def relative(self, value: str) -> str:
+        """Resolve a path option relative to the config file's directory."""
+        if not value or os.path.isabs(value) or not self.path:
+            return value
+        return str(Path(self.path).parent / value)
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rest = url[len("sqlite:///"):]
+            if rest and rest != ":memory:":
+                return "sqlite:///" + self.relative(rest)
+        return url
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerSettings, "database": DatabaseSettings,
+    "identification": IdentificationSettings, "logging": LoggingSettings,
+    "metrics": MetricsSettings, "radius": RadiusSettings,
+}
+_IDENT_METHODS = {"line", "caller_id", "user_name"}
+
+
+def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Settings:
+    """Read and validate the config file; raise ConfigError naming file, line and field."""
+    env = os.environ if env is None else env
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", file=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"not valid TOML: {exc}", file=path, line=line) from None
+    settings = from_dict(data, path=path, text=text, env=env)
+    if "VPOP_DATABASE_URL" in env:
+        settings = dataclasses.replace(
+            settings, database=DatabaseSettings(url=env["VPOP_DATABASE_URL"]))
+    return settings
+
+
+def from_dict(data: dict[str, Any], *, path: str = "", text: str = "",
+              env: dict[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+
+    def fail(message: str, section: str, key: str | None = None) -> ConfigError:
+        name = f"{section}.{key}" if key else section
+        return ConfigError(message, file=path or None, line=_line_of(text, section, key),
+                           field=name)
+
+    sections: dict[str, Any] = {}
+    for section, values in data.items():
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            raise fail("unknown section", section)
+        if not isinstance(values, dict):
+            raise fail("must be a table", section)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                raise fail("unknown option", section, key)
+            default = known[key].default
+            kwargs[key] = _coerce(value, default, env, lambda m: fail(m, section, key))
+        try:
+            sections[section] = cls(**kwargs)
+        except TypeError as exc:
+            raise fail(str(exc), section) from None
+    settings = Settings(path=path, **sections)
+    _validate(settings, fail)
+    return settings
+
+
+def _coerce(value: Any, default: Any, env: dict[str, str], fail) -> Any:
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in env:
+            raise fail(f"environment variable {name} is not set")
+        value = env[name]
+        if isinstance(default, bool):
+            value = value.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, (int, float)):
+            try:
+                value = type(default)(value)
+            except ValueError:
+                raise fail(f"environment variable {name} is not a number") from None
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail("must be a list of strings")
+        return tuple(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise fail("must be true or false")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        kind = {int: "an integer", float: "a number", str: "a string"}[type(default)]
+        raise fail(f"must be {kind}")
+    return value
+
+
+def _validate(s: Settings, fail) -> None:
+    for key in ("auth_port", "acct_port", "coa_port"):
+        port = getattr(s.server, key)
+        if not 0 <= port <= 65535:
+            raise fail("must be a port number 0-65535 (0: any free port)", "server", key)
+    if s.server.workers < 1:
+        raise fail("must be at least 1", "server", "workers")
+    if s.server.dedup_window < 0:
+        raise fail("must not be negative", "server", "dedup_window")
+    if not s.server.listen:
+        raise fail("needs at least one address", "server", "listen")
+    bad = set(s.identification.order) - _IDENT_METHODS
+    if bad or not s.identification.order:
+        raise fail(f"must be a list of {sorted(_IDENT_METHODS)}", "identification", "order")
+    for key in ("country_code", "national_prefix", "international_prefix"):
+        if not getattr(s.identification, key).isdigit() and getattr(s.identification, key):
+            raise fail("must be digits", "identification", key)
+    if s.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise fail("must be debug, info, warning or error", "logging", "level")
+    if not 0 <= s.metrics.port <= 65535:
+        raise fail("must be a port number (0 disables)", "metrics", "port")
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line number of [section] or of key inside it, for error messages."""
+    if not text:
+        return None
+    lines = text.splitlines()
+    start = None
+    for number, line in enumerate(lines, 1):
+        if re.match(rf"\s*\[{re.escape(section)}\]\s*(#.*)?$", line):
+            start = number
+            break
+    if start is None or key is None:
+        return start
+    for number in range(start, len(lines)):
+        line = lines[number]
+        if re.match(r"\s*\[", line):
+            break
+        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number + 1
+    return start

@@ -1,0 +1,138 @@
+"""Typed ORM models. FreeRADIUS table names where one exists (nas, radacct)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Integer, MetaData, String,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+name64 = Annotated[str, mapped_column(String(64), unique=True, nullable=False)]
+utc = Annotated[dt.datetime, mapped_column(DateTime(timezone=True))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Nas(Base):
+    """A RADIUS client: one NAS/BRAS, or a network of them sharing a secret."""
+
+    __tablename__ = "nas"
+
+    id: Mapped[intpk]
+    name: Mapped[name64]
+    address: Mapped[str] = mapped_column(String(64), unique=True)  # IP or CIDR
+    secret: Mapped[str] = mapped_column(String(128))
+    nas_type: Mapped[str] = mapped_column(String(32), default="generic")
+    # 'yes' | 'no' | 'auto' (required once the client has sent one, as FreeRADIUS does)
+    require_message_authenticator: Mapped[str] = mapped_column(String(8), default="yes")
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Profile(Base):
+    """Service profile: what a subscriber gets on the access network."""
+
+    __tablename__ = "profile"
+
+    id: Mapped[intpk]
+    name: Mapped[name64]
+    rate_down_kbps: Mapped[int | None]
+    rate_up_kbps: Mapped[int | None]
+    address_pool: Mapped[str | None] = mapped_column(String(64))
+    session_timeout: Mapped[int | None]
+    idle_timeout: Mapped[int | None]
+    class_: Mapped[str | None] = mapped_column("class", String(64))
+    # Log in on caller ID alone, without a password check.
+    caller_id_login: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Subscriber(Base):
+    """A network user. Credentials are kept only in the forms its methods need."""
+
+    __tablename__ = "subscriber"
+
+    id: Mapped[intpk]
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profile.id"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    expires_at: Mapped[utc | None]
+    # Comma-separated subset of: pap, chap, mschap, mschapv2
+    auth_methods: Mapped[str] = mapped_column(String(64), default="pap")
+    password_hash: Mapped[str | None] = mapped_column(String(160))  # salted PBKDF2
+    nt_hash: Mapped[str | None] = mapped_column(String(32))  # hex, MS-CHAP v1/v2
+    cleartext_password: Mapped[str | None] = mapped_column(String(128))  # CHAP only
+    framed_ip: Mapped[str | None] = mapped_column(String(45))
+    # Subscriber-level overrides of the profile (None: inherit).
+    rate_down_kbps: Mapped[int | None]
+    rate_up_kbps: Mapped[int | None]
+    address_pool: Mapped[str | None] = mapped_column(String(64))
+    session_timeout: Mapped[int | None]
+    idle_timeout: Mapped[int | None]
+
+    profile: Mapped[Profile] = relationship(lazy="joined")
+    caller_ids: Mapped[list[SubscriberCallerId]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan")
+    lines: Mapped[list[SubscriberLine]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan")
+
+
+class SubscriberCallerId(Base):
+    """A caller ID (Calling-Station-Id), stored normalised: digits, international form."""
+
+    __tablename__ = "subscriber_caller_id"
+
+    id: Mapped[intpk]
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    subscriber: Mapped[Subscriber] = relationship(back_populates="caller_ids")
+
+
+class SubscriberLine(Base):
+    """A PPPoE/DSL line: Agent-Circuit-Id, Agent-Remote-Id or NAS-Port-Id."""
+
+    __tablename__ = "subscriber_line"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: Mapped[intpk]
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # circuit_id | remote_id | nas_port_id
+    value: Mapped[str] = mapped_column(String(253))
+    subscriber: Mapped[Subscriber] = relationship(back_populates="lines")
+
+
+class RadAcct(Base):
+    """One accounting session as the NAS reported it (RFC 2866)."""
+
+    __tablename__ = "radacct"
+    __table_args__ = (UniqueConstraint("unique_id"),)
+
+    id: Mapped[intpk]
+    unique_id: Mapped[str] = mapped_column(String(64))  # hash of NAS + Acct-Session-Id
+    acct_session_id: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(128), default="")
+    nas_address: Mapped[str] = mapped_column(String(64))
+    nas_port: Mapped[str | None] = mapped_column(String(64))
+    calling_station_id: Mapped[str | None] = mapped_column(String(64))
+    framed_ip: Mapped[str | None] = mapped_column(String(45))
+    start_time: Mapped[utc | None]
+    update_time: Mapped[utc | None]
+    stop_time: Mapped[utc | None]
+    session_time: Mapped[int] = mapped_column(Integer, default=0)
+    input_octets: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_octets: Mapped[int] = mapped_column(BigInteger, default=0)
+    terminate_cause: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
