@@ -1,0 +1,69 @@
+"""Subscribers as the request pipeline sees them, and the lookups it makes.
+
+The store loads a snapshot of these values; an LDAP directory implements the
+same Protocol. Profiles arrive with the subscriber's overrides already applied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+METHODS = ("pap", "chap", "mschap", "mschapv2")
+LINE_KINDS = ("circuit_id", "remote_id", "nas_port_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceProfile:
+    name: str
+    rate_down_kbps: int | None = None
+    rate_up_kbps: int | None = None
+    address_pool: str | None = None
+    session_timeout: int | None = None
+    idle_timeout: int | None = None
+    class_: str | None = None
+    caller_id_login: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    username: str
+    profile: ServiceProfile
+    enabled: bool = True
+    expires_at: dt.datetime | None = None
+    methods: frozenset[str] = frozenset()
+    password_hash: str | None = None
+    nt_hash: bytes | None = None
+    cleartext: bytes | None = None
+    framed_ip: str | None = None
+
+
+class SubscriberDirectory(Protocol):
+    def by_name(self, username: str) -> Account | None: ...
+    def by_caller_id(self, number: str) -> Account | None: ...
+    def by_line(self, kind: str, value: str) -> Account | None: ...
+
+
+class SubscriberSnapshot:
+    """In-memory directory, rebuilt from the store at start and on reload."""
+
+    def __init__(self, accounts: list[Account], caller_ids: dict[str, str],
+                 lines: dict[tuple[str, str], str]):
+        self._by_name = {a.username: a for a in accounts}
+        self._caller_ids = caller_ids
+        self._lines = lines
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def by_name(self, username: str) -> Account | None:
+        return self._by_name.get(username)
+
+    def by_caller_id(self, number: str) -> Account | None:
+        name = self._caller_ids.get(number)
+        return self._by_name.get(name) if name else None
+
+    def by_line(self, kind: str, value: str) -> Account | None:
+        name = self._lines.get((kind, value))
+        return self._by_name.get(name) if name else None

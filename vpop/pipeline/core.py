@@ -1,0 +1,41 @@
+"""Sections of stages with FreeRADIUS-style return codes.
+
+A stage is a plain function (ctx, deps) -> Rcode. A section runs its stages in
+order and stops at the first REJECT, FAIL, HANDLED or DEFER; DEFER means the
+stage handed slow work (ctx.deferred) to the shell, which runs it off the event
+loop, stores the result in ctx.deferred_result and resumes the section at the
+same stage.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, Sequence
+
+
+class Rcode(enum.Enum):
+    REJECT = "reject"
+    FAIL = "fail"
+    OK = "ok"
+    HANDLED = "handled"
+    NOOP = "noop"
+    UPDATED = "updated"
+    NOTFOUND = "notfound"
+    DEFER = "defer"
+
+
+STOPS = frozenset({Rcode.REJECT, Rcode.FAIL, Rcode.HANDLED, Rcode.DEFER})
+
+Stage = Callable[[Any, Any], Rcode]
+
+
+def run_section(stages: Sequence[Stage], ctx: Any, deps: Any, start: int = 0) -> tuple[Rcode, int]:
+    """Run stages from `start`; return the deciding code and the index it stopped at."""
+    result = Rcode.NOOP
+    for index in range(start, len(stages)):
+        code = stages[index](ctx, deps)
+        if code in STOPS:
+            return code, index
+        if code is not Rcode.NOOP:
+            result = code
+    return result, len(stages)
