@@ -24,3 +24,7 @@ class ConfigError(VpopError):
         where = ":".join(str(p) for p in (file, line) if p is not None)
         parts = [p for p in (where, f"field '{field}'" if field else None) if p]
         super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
+
+
+class StoreUnavailable(VpopError):
+    """The database cannot be reached or used; the message names it without the password."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -22,18 +23,23 @@ class AttrDef:
     type: str
     encrypt: int  # 1: User-Password style, 2: salted (RFC 2868), 3: Ascend
     has_tag: bool
-    values: dict[str, int]
-    value_names: dict[int, str]
+    values: dict[str, bytes]  # VALUE name -> encoded value
+    value_names: dict[bytes, str]
 
 
 class Dictionary:
     """Lookups both ways between names and wire keys, and typed value coding."""
 
     def __init__(self, path: str | os.PathLike[str]):
+        quiet = logging.getLogger("pyrad")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # it warns about the 'vsa' type it skips, every load
         try:
             parsed = pyrad_dictionary.Dictionary(str(path))
         except (OSError, pyrad_dictionary.ParseError) as exc:
             raise ConfigError(f"cannot load RADIUS dictionary: {exc}", file=str(path)) from None
+        finally:
+            quiet.setLevel(level)
         self.by_name: dict[str, AttrDef] = {}
         self.by_key: dict[Key, AttrDef] = {}
         for name, attr in parsed.attributes.items():
@@ -41,7 +47,8 @@ class Dictionary:
                 continue
             vendor = parsed.vendors.GetForward(attr.vendor) if attr.vendor else 0
             key: Key = (vendor, attr.code) if vendor else attr.code
-            values = {k: int(v) for k, v in attr.values.forward.items()} if attr.values else {}
+            # pyrad keeps VALUEs encoded; keep both directions as octets.
+            values = dict(attr.values.forward.items()) if attr.values else {}
             definition = AttrDef(name=name, key=key, type=attr.type, encrypt=attr.encrypt or 0,
                                  has_tag=bool(attr.has_tag), values=values,
                                  value_names={v: k for k, v in values.items()})
@@ -56,9 +63,9 @@ class Dictionary:
 
     def encode_value(self, definition: AttrDef, value: Any) -> bytes:
         """Typed value to octets. Integers accept their VALUE names."""
-        if isinstance(value, str) and definition.values and value in definition.values:
-            value = definition.values[value]
-        elif definition.type in ("integer", "signed", "short", "byte", "integer64", "date"):
+        if isinstance(value, str) and value in definition.values:
+            return definition.values[value]
+        if definition.type in ("integer", "signed", "short", "byte", "integer64", "date"):
             value = int(value)
         elif definition.type == "octets" and isinstance(value, str):
             value = value.encode()

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Integer, MetaData, String,
-                        UniqueConstraint)
+                        TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -18,9 +18,37 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """TIMESTAMPTZ on PostgreSQL; on SQLite, which keeps no zone, UTC by convention.
+
+    Values go in as UTC (naive ones are refused) and always come back UTC-aware,
+    so code comparing times behaves the same on both databases.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: store UTC-aware timestamps")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
 intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
 name64 = Annotated[str, mapped_column(String(64), unique=True, nullable=False)]
-utc = Annotated[dt.datetime, mapped_column(DateTime(timezone=True))]
+utc = Annotated[dt.datetime, mapped_column(UTCDateTime())]
 
 
 class Base(DeclarativeBase):
@@ -67,7 +95,7 @@ class Subscriber(Base):
 
     id: Mapped[intpk]
     username: Mapped[str] = mapped_column(String(128), unique=True)
-    profile_id: Mapped[int] = mapped_column(ForeignKey("profile.id"))
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profile.id"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     expires_at: Mapped[utc | None]
     # Comma-separated subset of: pap, chap, mschap, mschapv2
@@ -96,7 +124,8 @@ class SubscriberCallerId(Base):
     __tablename__ = "subscriber_caller_id"
 
     id: Mapped[intpk]
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"),
+                                               index=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     subscriber: Mapped[Subscriber] = relationship(back_populates="caller_ids")
 
@@ -108,7 +137,8 @@ class SubscriberLine(Base):
     __table_args__ = (UniqueConstraint("kind", "value"),)
 
     id: Mapped[intpk]
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"),
+                                               index=True)
     kind: Mapped[str] = mapped_column(String(16))  # circuit_id | remote_id | nas_port_id
     value: Mapped[str] = mapped_column(String(253))
     subscriber: Mapped[Subscriber] = relationship(back_populates="lines")

@@ -1,0 +1,181 @@
+"""The `vpop` command: init, db upgrade, serve, import, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+from vpop import config as config_module
+from vpop.errors import ConfigError, StoreUnavailable, VpopError
+
+DEFAULT_CONFIG = "vpop.toml"
+EXIT_USAGE = 2  # bad config or import file
+EXIT_UNAVAILABLE = 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vpop", description=__doc__)
+    parser.add_argument("--config", default=os.environ.get("VPOP_CONFIG", DEFAULT_CONFIG),
+                        help="TOML config file (default: $VPOP_CONFIG or ./vpop.toml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="write a commented config and create the database")
+    init.add_argument("--demo", action="store_true", help="load the demo NAS and subscribers")
+    init.add_argument("--country-code", default="49", help="for caller ID normalisation")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config file")
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply all migrations")
+    db_commands.add_parser("current", help="print the schema revision")
+
+    serve = commands.add_parser("serve", help="run the RADIUS server")
+    serve.add_argument("--workers", type=int, help="processes sharing the ports")
+    serve.add_argument("--listen", action="append", help="address to listen on (repeatable)")
+    serve.add_argument("--auth-port", type=int)
+    serve.add_argument("--acct-port", type=int)
+    serve.add_argument("--coa-port", type=int)
+    serve.add_argument("--metrics-port", type=int)
+
+    imp = commands.add_parser("import", help="provision NAS clients, profiles, subscribers")
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+
+    commands.add_parser("check-config", help="validate the config file and templates")
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"vpop: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"vpop: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except VpopError as exc:
+        print(f"vpop: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _settings(args) -> config_module.Settings:
+    return config_module.load(args.config)
+
+
+def _setup_logging(settings: config_module.Settings) -> None:
+    handler = (logging.FileHandler(settings.logging.file) if settings.logging.file
+               else logging.StreamHandler())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.logging.level.upper())
+
+
+def cmd_init(args) -> int:
+    import jinja2
+    path = Path(args.config)
+    if path.exists() and not args.force:
+        print(f"vpop: {path} exists; keeping it (use --force to overwrite)", file=sys.stderr)
+    else:
+        template = (Path(__file__).parent / "templates" / "vpop.toml").read_text()
+        text = jinja2.Template(template, keep_trailing_newline=True).render(
+            database_path="var/vpop.db", country_code=args.country_code)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    settings = _settings(args)
+    _upgrade(settings)
+    if args.demo:
+        from vpop.store.demo import demo_plan_path
+        _import(settings, str(demo_plan_path()), dry_run=False)
+    return 0
+
+
+def _upgrade(settings) -> None:
+    from vpop.store.engine import check_connection, make_engine, safe_url
+    from vpop.store.schema import current_revision, upgrade
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    engine.dispose()
+    upgrade(settings.database_url)
+    print(f"database {safe_url(settings.database_url)} at revision "
+          f"{current_revision(settings.database_url)}")
+
+
+def cmd_db(args) -> int:
+    settings = _settings(args)
+    if args.db_command == "upgrade":
+        _upgrade(settings)
+    else:
+        from vpop.store.schema import current_revision
+        print(current_revision(settings.database_url) or "empty")
+    return 0
+
+
+def cmd_import(args) -> int:
+    return _import(_settings(args), args.file, dry_run=args.dry_run)
+
+
+def _import(settings, file: str, *, dry_run: bool) -> int:
+    from vpop.store import provisioning
+    from vpop.store.engine import check_connection, make_engine, make_sessionmaker
+    plan = provisioning.parse(file, identification=settings.identification)
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        summary = provisioning.apply(session, plan)
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    engine.dispose()
+    print(("would import " if dry_run else "imported ") + f"{file}: {summary}")
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    settings = _settings(args)
+    from vpop.aaa.reply import ReplyRenderer
+    from vpop.aaa.subscribers import Account, ServiceProfile
+    from vpop.server.app import load_dictionary
+    dictionary = load_dictionary(settings)
+    renderer = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
+    sample = Account(username="check", profile=ServiceProfile(
+        name="check", rate_down_kbps=10000, rate_up_kbps=2000, address_pool="pool",
+        session_timeout=3600, idle_timeout=600, class_="check"), methods=frozenset({"pap"}))
+    for nas_type in ("generic", "cisco", "mikrotik", "juniper"):
+        renderer.encoded(sample, nas_type)
+    print(f"{args.config}: ok")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    settings = _settings(args)
+    server = settings.server
+    changes = {k: v for k, v in (("workers", args.workers), ("auth_port", args.auth_port),
+                                 ("acct_port", args.acct_port), ("coa_port", args.coa_port))
+               if v is not None}
+    if args.listen:
+        changes["listen"] = tuple(args.listen)
+    settings = dataclasses.replace(settings, server=dataclasses.replace(server, **changes))
+    if args.metrics_port is not None:
+        settings = dataclasses.replace(settings, metrics=dataclasses.replace(
+            settings.metrics, port=args.metrics_port))
+    _setup_logging(settings)
+    from vpop.server.app import serve
+    try:
+        return serve(settings)
+    except OSError as exc:
+        print(f"vpop: cannot listen: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
+            "check-config": cmd_check_config}
+
+if __name__ == "__main__":
+    sys.exit(main())

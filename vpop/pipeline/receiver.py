@@ -1,0 +1,217 @@
+"""From datagram to action, without sockets: the front door of every request.
+
+The shell hands each datagram to Receiver.datagram() and carries out what comes
+back: send a reply, drop, run deferred work off the loop and resume, or persist
+accounting and send the reply once it is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from vpop.aaa.access import process_access, resume_access
+from vpop.aaa.request import AccessContext
+from vpop.errors import MalformedPacket
+from vpop.pipeline.stats import Stats
+from vpop.radius import codec
+from vpop.radius import attributes as A
+from vpop.radius.clients import ClientTable, MessageAuthenticatorPolicy, NasClient
+from vpop.radius.dedup import IN_PROGRESS, DuplicateCache
+
+log = logging.getLogger("vpop.requests")
+events = logging.getLogger(__name__)
+
+AUTH, ACCT, COA = "auth", "acct", "coa"
+ACCEPTED_CODES = {
+    AUTH: frozenset({codec.ACCESS_REQUEST, codec.STATUS_SERVER}),
+    ACCT: frozenset({codec.ACCOUNTING_REQUEST, codec.STATUS_SERVER}),
+    COA: frozenset({codec.COA_REQUEST, codec.DISCONNECT_REQUEST}),
+}
+CODE_NAMES = {codec.ACCESS_REQUEST: "Access-Request", codec.ACCOUNTING_REQUEST: "Accounting-Request",
+              codec.STATUS_SERVER: "Status-Server", codec.COA_REQUEST: "CoA-Request",
+              codec.DISCONNECT_REQUEST: "Disconnect-Request"}
+OUTCOMES = {codec.ACCESS_ACCEPT: "accept", codec.ACCESS_REJECT: "reject",
+            codec.ACCOUNTING_RESPONSE: "ok", codec.COA_NAK: "nak", codec.DISCONNECT_NAK: "nak"}
+MALFORMED_LOG_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """Run `work` off the event loop, then call `then(result)` for the next action."""
+    work: Callable[[], Any]
+    then: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Commit `record` durably, then send `reply` (RFC 2866 §4.1: only once stored)."""
+    record: Any
+    reply: bytes
+    done: Callable[[bool], None]
+
+
+class Receiver:
+    def __init__(self, deps, clients: ClientTable, *, dedup_window: float,
+                 clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], float] = time.time, log_requests: bool = True):
+        self.deps = deps
+        self.clients = clients
+        self.dedup = DuplicateCache(dedup_window)
+        self.policy = MessageAuthenticatorPolicy()
+        self.stats = Stats()
+        self.clock = clock
+        self.wallclock = wallclock
+        self.log_requests = log_requests
+        self._malformed_logged: dict[str, float] = {}
+
+    def datagram(self, data: bytes, addr: tuple, port: str):
+        started = self.clock()
+        client = self.clients.lookup(addr[0])
+        if client is None:
+            return self._drop("unknown client", addr[0], started, data)
+        if len(data) < codec.MIN_LENGTH:
+            return self._malformed(client, "shorter than the RADIUS header", started)
+        key = (addr[0], addr[1], data[1], data[4:20])
+        cached = self.dedup.get(key, started)
+        if cached is not None:
+            self.stats.duplicates += 1
+            return Send(cached) if cached is not IN_PROGRESS else Drop("duplicate in progress")
+        try:
+            packet = codec.decode(data)
+        except MalformedPacket as exc:
+            return self._malformed(client, exc.reason, started)
+        if packet.code not in ACCEPTED_CODES[port]:
+            return self._drop(f"code {packet.code} not served on the {port} port",
+                              client.name, started)
+        secret = client.secret
+        if packet.ma_offset >= 0:
+            if not codec.message_authenticator_ok(packet, secret):
+                return self._drop("bad Message-Authenticator", client.name, started)
+            self.policy.saw(client)
+        elif packet.code == codec.STATUS_SERVER:  # RFC 5997 §3
+            return self._drop("Status-Server without Message-Authenticator", client.name, started)
+        elif packet.code == codec.ACCESS_REQUEST and self.policy.required(client):
+            return self._drop("missing Message-Authenticator", client.name, started)
+        if packet.code in codec.HASHED_REQUESTS and not codec.request_authenticator_ok(packet, secret):
+            return self._drop("bad Request Authenticator", client.name, started)
+
+        self.dedup.begin(key, started)
+        try:
+            if packet.code == codec.ACCESS_REQUEST:
+                ctx = AccessContext(packet=packet, client=client, now=self.wallclock())
+                return self._access(ctx, key, started, process_access(ctx, self.deps))
+            if packet.code == codec.STATUS_SERVER:
+                code = codec.ACCESS_ACCEPT if port == AUTH else codec.ACCOUNTING_RESPONSE
+                reply = self._reply(packet, client, code, b"")
+                return self._finish(key, packet, client, started, reply, code, "", "")
+            if packet.code == codec.ACCOUNTING_REQUEST:
+                return self._accounting(packet, client, key, started)
+            # Dynamic authorization is answered but not yet relayed (RFC 5176 §3.5).
+            code = codec.COA_NAK if packet.code == codec.COA_REQUEST else codec.DISCONNECT_NAK
+            attrs = codec.attribute(A.ERROR_CAUSE, (405).to_bytes(4, "big"))  # Unsupported Service
+            reply = self._reply(packet, client, code, attrs)
+            return self._finish(key, packet, client, started, reply, code, "", "not supported")
+        except MalformedPacket as exc:
+            self.dedup.finish(key, None, started)
+            return self._malformed(client, exc.reason, started)
+
+    # --- access ---------------------------------------------------------------------
+
+    def _access(self, ctx: AccessContext, key, started: float, outcome):
+        if outcome is not None:  # deferred slow work
+            def then(result):
+                ctx.deferred_result = result
+                return self._access(ctx, key, started, resume_access(ctx, self.deps, outcome))
+            return Defer(ctx.deferred, then)
+        attrs = b"".join(ctx.reply_attrs)
+        if ctx.reply_message:
+            attrs += codec.attribute(A.REPLY_MESSAGE, ctx.reply_message.encode())
+        reply = self._reply(ctx.packet, ctx.client, ctx.reply_code, attrs)
+        return self._finish(key, ctx.packet, ctx.client, started, reply, ctx.reply_code,
+                            ctx.username, ctx.reason, ctx.caller_id, ctx.method)
+
+    # --- accounting -----------------------------------------------------------------
+
+    def _accounting(self, packet: codec.Packet, client: NasClient, key, started: float):
+        record = self.deps.accounting.record(packet, client, self.wallclock())
+        reply = self._reply(packet, client, codec.ACCOUNTING_RESPONSE, b"")
+        username = record.username if record is not None else ""
+
+        def done(stored: bool) -> None:
+            if stored:
+                self._finish(key, packet, client, started, reply, codec.ACCOUNTING_RESPONSE,
+                             username, "")
+            else:  # not acknowledged: the NAS retransmits and we try again
+                self.dedup.finish(key, None, self.clock())
+                self._log(client, packet, username, "", "error", "store failed", "", started)
+        if record is None:
+            return self._finish(key, packet, client, started, reply,
+                                codec.ACCOUNTING_RESPONSE, username, "ignored")
+        return Persist(record, reply, done)
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _reply(self, packet: codec.Packet, client: NasClient, code: int, attrs: bytes) -> bytes:
+        # RFC 2865 §5.33: Proxy-State copied unmodified and in order.
+        for state in packet.attrs.get(A.PROXY_STATE, ()):
+            attrs += codec.attribute(A.PROXY_STATE, state)
+        return codec.encode_reply(code, packet.ident, packet.authenticator, attrs, client.secret)
+
+    def _finish(self, key, packet, client, started, reply, code, username, reason,
+                caller="", method=""):
+        now = self.clock()
+        self.dedup.finish(key, reply, now)
+        outcome = OUTCOMES.get(code, "ok")
+        self.stats.request(client.name, CODE_NAMES.get(packet.code, str(packet.code)), outcome,
+                           now - started)
+        if self.log_requests:
+            self._log(client, packet, username, caller, outcome, reason, method, started, now)
+        return Send(reply)
+
+    def _log(self, client, packet, username, caller, outcome, reason, method, started, now=None):
+        elapsed = ((now or self.clock()) - started) * 1000
+        log.info("client=%s code=%s user=%s caller=%s method=%s outcome=%s reason=%s ms=%.2f",
+                 client.name, CODE_NAMES.get(packet.code, packet.code), _q(username), _q(caller),
+                 method or "-", outcome, _q(reason), elapsed)
+
+    def _drop(self, reason: str, source: str, started: float, data: bytes = b""):
+        self.stats.drop(reason)
+        self._log_rarely(source, "dropped request from %s: %s", source, reason, now=started)
+        return Drop(reason)
+
+    def _malformed(self, client: NasClient, reason: str, started: float):
+        self.stats.drop("malformed")
+        self._log_rarely(client.name, "malformed packet from %s: %s", client.name, reason,
+                         now=started)
+        return Drop("malformed")
+
+    def _log_rarely(self, source: str, message: str, *args, now: float) -> None:
+        """Once per source per minute, so a flood cannot flood the log too."""
+        last = self._malformed_logged.get(source)
+        if last is None or now - last >= MALFORMED_LOG_INTERVAL:
+            if len(self._malformed_logged) > 10_000:
+                self._malformed_logged.clear()
+            self._malformed_logged[source] = now
+            events.warning(message, *args)
+
+
+def _q(value: str) -> str:
+    """logfmt value: quoted when it has spaces, '-' when empty."""
+    if not value:
+        return "-"
+    if " " in value or '"' in value or "=" in value:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value

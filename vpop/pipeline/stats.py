@@ -1,0 +1,46 @@
+"""Counters for the metrics endpoint, kept as plain ints on the hot path.
+
+Workers merge snapshots of these into the supervisor's Prometheus collector.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+
+# Seconds; the upper bounds of the latency histogram.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str, str]] = Counter()  # client, code, outcome
+        self.drops: Counter[str] = Counter()  # reason
+        self.duplicates = 0
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # last: +Inf
+        self.latency_sum = 0.0
+
+    def request(self, client: str, code: str, outcome: str, seconds: float) -> None:
+        self.requests[(client, code, outcome)] += 1
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def drop(self, reason: str) -> None:
+        self.drops[reason] += 1
+
+    def snapshot(self) -> dict:
+        return {"requests": dict(self.requests), "drops": dict(self.drops),
+                "duplicates": self.duplicates, "latency_counts": list(self.latency_counts),
+                "latency_sum": self.latency_sum}
+
+    @staticmethod
+    def merge(snapshots: list[dict]) -> dict:
+        total = Stats()
+        for snap in snapshots:
+            total.requests.update(snap["requests"])
+            total.drops.update(snap["drops"])
+            total.duplicates += snap["duplicates"]
+            for i, n in enumerate(snap["latency_counts"]):
+                total.latency_counts[i] += n
+            total.latency_sum += snap["latency_sum"]
+        return total.snapshot()

@@ -1,0 +1,223 @@
+"""The I/O shell: wire settings, store and pipeline together and run the listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import socket
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from vpop import config as config_module
+from vpop.accounting.records import AccountingPolicy
+from vpop.aaa.reply import ReplyRenderer
+from vpop.config import Settings
+from vpop.pipeline.deps import Deps
+from vpop.pipeline.receiver import ACCT, AUTH, COA, Receiver
+from vpop.radius.clients import ClientTable
+from vpop.radius.dictionary import Dictionary, shipped_dictionary
+from vpop.server.metrics import VpopCollector, serve_metrics
+from vpop.server.udp import Listener, open_socket
+from vpop.server.writer import AccountingWriter
+from vpop.store.engine import check_connection, make_engine, make_sessionmaker
+from vpop.store.snapshot import load_clients, load_subscribers
+
+log = logging.getLogger(__name__)
+STATS_INTERVAL = 1.0
+DRAIN_TIMEOUT = 10.0
+
+
+def load_dictionary(settings: Settings) -> Dictionary:
+    path = settings.relative(settings.radius.dictionary) or str(shipped_dictionary())
+    return Dictionary(path)
+
+
+def load_data(settings: Settings, sessions, dictionary: Dictionary):
+    """Everything the pipeline reads from the store, as one consistent snapshot."""
+    with sessions() as session:
+        clients = ClientTable(load_clients(session))
+        directory = load_subscribers(session)
+    replies = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
+    return clients, directory, replies
+
+
+class Worker:
+    """One process's listeners, accounting writer and reload/shutdown handling."""
+
+    def __init__(self, settings: Settings, *, index: int = 0, stats_dir: str | None = None,
+                 reuse_port: bool = False):
+        self.settings = settings
+        self.index = index
+        self.stats_dir = stats_dir
+        self.reuse_port = reuse_port
+        self.listeners: list[Listener] = []
+        self.stopping: asyncio.Event | None = None
+
+    def open_sockets(self) -> list[tuple[str, socket.socket]]:
+        s = self.settings.server
+        socks = []
+        for host in s.listen:
+            for kind, port in ((AUTH, s.auth_port), (ACCT, s.acct_port), (COA, s.coa_port)):
+                socks.append((kind, open_socket(host, port, s.recv_buffer, self.reuse_port)))
+        return socks
+
+    def run(self, socks=None) -> None:
+        asyncio.run(self._main(socks))
+
+    async def _main(self, socks) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        engine = make_engine(settings.database_url)
+        check_connection(engine)
+        sessions = make_sessionmaker(engine)
+        dictionary = load_dictionary(settings)
+        clients, directory, replies = load_data(settings, sessions, dictionary)
+        deps = Deps(settings=settings, directory=directory, dictionary=dictionary,
+                    replies=replies, accounting=AccountingPolicy())
+        self.receiver = receiver = Receiver(deps, clients,
+                                            dedup_window=settings.server.dedup_window,
+                                            log_requests=settings.logging.requests)
+        writer = AccountingWriter(sessions, loop.call_soon_threadsafe)
+        writer.start()
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpop-slow")
+        socks = socks if socks is not None else self.open_sockets()
+        for kind, sock in socks:
+            listener = Listener(loop, sock, kind, receiver, writer, executor,
+                                settings.server.max_batch)
+            listener.start()
+            self.listeners.append(listener)
+        self.stopping = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: asyncio.ensure_future(self._reload(sessions, dictionary)))
+        log.info("worker %d ready: %d clients, %d subscribers, listening on %s", self.index,
+                 len(clients), len(directory),
+                 ", ".join(f"{k} {s.getsockname()[0]}:{s.getsockname()[1]}" for k, s in socks))
+        stats_task = asyncio.ensure_future(self._publish_stats()) if self.stats_dir else None
+        await self.stopping.wait()
+        # Graceful stop: no new requests; finish the ones in flight.
+        for listener in self.listeners:
+            listener.stop_reading()
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while any(l.in_flight for l in self.listeners) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        writer.stop()
+        await asyncio.sleep(0)  # run the last replies' callbacks
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+        if stats_task:
+            stats_task.cancel()
+        for _, sock in socks:
+            sock.close()
+        executor.shutdown(wait=False)
+        engine.dispose()
+        log.info("worker %d stopped", self.index)
+
+    async def _reload(self, sessions, dictionary) -> None:
+        """SIGHUP: re-read the config file and the store, then swap atomically."""
+        loop = asyncio.get_running_loop()
+        try:
+            settings = self.settings
+            if settings.path:
+                fresh = config_module.load(settings.path)
+                # Sockets, workers and the database stay as they are until a restart.
+                settings = dataclasses.replace(fresh, server=settings.server,
+                                               database=settings.database)
+            clients, directory, replies = await loop.run_in_executor(
+                None, load_data, settings, sessions, dictionary)
+        except Exception as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        deps = self.receiver.deps
+        deps.settings, deps.directory, deps.replies = settings, directory, replies
+        self.receiver.clients = clients
+        self.receiver.log_requests = settings.logging.requests
+        self.settings = settings
+        log.info("reloaded: %d clients, %d subscribers", len(clients), len(directory))
+
+    async def _publish_stats(self) -> None:
+        path = Path(self.stats_dir) / f"worker-{self.index}.pickle"
+        tmp = path.with_suffix(".tmp")
+        while True:
+            tmp.write_bytes(pickle.dumps(self.receiver.stats.snapshot()))
+            os.replace(tmp, path)
+            await asyncio.sleep(STATS_INTERVAL)
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until SIGTERM; with workers > 1, as a supervisor of processes."""
+    engine = make_engine(settings.database_url)
+    check_connection(engine)  # a clear error before anything binds
+    engine.dispose()
+    if settings.server.workers == 1:
+        worker = Worker(settings)
+        socks = worker.open_sockets()
+        if settings.metrics.port:
+            serve_metrics(settings.metrics.listen, settings.metrics.port,
+                          VpopCollector(lambda: [worker.receiver.stats.snapshot()]
+                                        if hasattr(worker, "receiver") else []))
+        worker.run(socks)
+        return 0
+    return _supervise(settings)
+
+
+def _supervise(settings: Settings) -> int:
+    stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
+    ctx = multiprocessing.get_context("fork")
+    # Bind once here so a port in use fails before any worker starts.
+    probe = Worker(settings, reuse_port=True)
+    held = probe.open_sockets()
+
+    def spawn(index: int):
+        process = ctx.Process(target=_worker_main, args=(settings, index, stats_dir),
+                              name=f"vpop-worker-{index}")
+        process.start()
+        return process
+
+    workers = [spawn(i) for i in range(settings.server.workers)]
+    for _, sock in held:
+        sock.close()
+    if settings.metrics.port:
+        def snapshots():
+            out = []
+            for f in Path(stats_dir).glob("worker-*.pickle"):
+                try:
+                    out.append(pickle.loads(f.read_bytes()))
+                except (OSError, pickle.UnpicklingError, EOFError):
+                    pass
+            return out
+        serve_metrics(settings.metrics.listen, settings.metrics.port, VpopCollector(snapshots))
+    stopping = False
+
+    def forward(signum, _frame):
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for p in workers:
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signum)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    while not stopping:
+        time.sleep(0.2)
+        for i, p in enumerate(workers):
+            if not p.is_alive() and not stopping:
+                log.error("worker %d exited with %s; starting a new one", i, p.exitcode)
+                workers[i] = spawn(i)
+    for p in workers:
+        p.join(DRAIN_TIMEOUT + 5)
+    return 0
+
+
+def _worker_main(settings: Settings, index: int, stats_dir: str) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    Worker(settings, index=index, stats_dir=stats_dir, reuse_port=True).run()

@@ -1,0 +1,46 @@
+"""Prometheus endpoint: a collector over the workers' counters."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import start_http_server
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily,
+                                    GaugeMetricFamily, HistogramMetricFamily)
+
+from vpop.pipeline.stats import LATENCY_BUCKETS, Stats
+
+
+class VpopCollector:
+    def __init__(self, snapshots: Callable[[], list[dict]], gauges: Callable[[], dict] = dict):
+        self.snapshots = snapshots
+        self.gauges = gauges
+
+    def collect(self):
+        total = Stats.merge(self.snapshots())
+        requests = CounterMetricFamily("vpop_requests", "RADIUS requests answered",
+                                       labels=["client", "code", "outcome"])
+        for (client, code, outcome), n in sorted(total["requests"].items()):
+            requests.add_metric([client, code, outcome], n)
+        yield requests
+        drops = CounterMetricFamily("vpop_dropped", "Datagrams dropped, by reason",
+                                    labels=["reason"])
+        for reason, n in sorted(total["drops"].items()):
+            drops.add_metric([reason], n)
+        yield drops
+        yield CounterMetricFamily("vpop_duplicates", "Retransmissions answered from the cache",
+                                  value=total["duplicates"])
+        buckets, running = [], 0
+        for bound, n in zip(list(LATENCY_BUCKETS) + [float("inf")], total["latency_counts"]):
+            running += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        yield HistogramMetricFamily("vpop_request_seconds", "Time from receipt to reply",
+                                    buckets=buckets, sum_value=total["latency_sum"])
+        for name, value in self.gauges().items():
+            yield GaugeMetricFamily(f"vpop_{name}", name.replace("_", " "), value=value)
+
+
+def serve_metrics(host: str, port: int, collector: VpopCollector) -> None:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    start_http_server(port, addr=host, registry=registry)

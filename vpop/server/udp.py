@@ -1,0 +1,106 @@
+"""asyncio UDP endpoints: read datagrams, let the Receiver decide, carry out its action."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from concurrent.futures import Executor
+
+from vpop.pipeline.receiver import Defer, Drop, Persist, Receiver, Send
+
+log = logging.getLogger(__name__)
+
+
+def open_socket(host: str, port: int, recv_buffer: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several worker processes share the port; the kernel spreads load
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+        except OSError:
+            log.warning("could not set SO_RCVBUF to %d", recv_buffer)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Listener:
+    """One bound socket. Reads in batches: one wake-up drains many datagrams."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: str,
+                 receiver: Receiver, writer, executor: Executor, max_batch: int = 64):
+        self.loop, self.sock, self.port = loop, sock, port
+        self.receiver, self.writer, self.executor = receiver, writer, executor
+        self.max_batch = max_batch
+        self.in_flight = 0
+
+    def start(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self._readable)
+
+    def stop_reading(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+
+    def _readable(self) -> None:
+        recv = self.sock.recvfrom
+        datagram = self.receiver.datagram
+        port = self.port
+        for _ in range(self.max_batch):
+            try:
+                data, addr = recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable reported on UDP
+                log.debug("recvfrom: %s", exc)
+                continue
+            try:
+                action = datagram(data, addr, port)
+            except Exception:
+                log.exception("request from %s failed", addr[0])
+                self.receiver.stats.drop("internal error")
+                continue
+            if type(action) is Send:
+                self._send(action.data, addr)
+            elif type(action) is not Drop:
+                self._act(action, addr)
+
+    def _send(self, data: bytes, addr) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except OSError as exc:
+            log.warning("sendto %s: %s", addr[0], exc)
+
+    def _act(self, action, addr) -> None:
+        if type(action) is Send:
+            self._send(action.data, addr)
+        elif type(action) is Defer:
+            self.in_flight += 1
+            future = self.loop.run_in_executor(self.executor, action.work)
+            future.add_done_callback(lambda f: self._resumed(f, action, addr))
+        elif type(action) is Persist:
+            self.in_flight += 1
+
+            def stored(ok: bool) -> None:
+                self.in_flight -= 1
+                action.done(ok)
+                if ok:
+                    self._send(action.reply, addr)
+            self.writer.submit(action.record, stored)
+
+    def _resumed(self, future: asyncio.Future, action: Defer, addr) -> None:
+        self.in_flight -= 1
+        try:
+            follow = action.then(future.result())
+        except Exception:
+            log.exception("deferred request from %s failed", addr[0])
+            self.receiver.stats.drop("internal error")
+            return
+        self._act(follow, addr)
