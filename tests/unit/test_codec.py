@@ -1,0 +1,130 @@
+"""The wire codec against pyrad (a second implementation) and against bad input."""
+
+import struct
+
+import pytest
+from pyrad import packet as pyrad_packet
+from pyrad.dictionary import Dictionary as PyradDictionary
+
+from vpop.errors import MalformedPacket
+from vpop.radius import codec
+from vpop.radius.dictionary import Dictionary, shipped_dictionary
+
+SECRET = b"testing123"
+AUTH = bytes(range(16))
+
+
+@pytest.fixture(scope="module")
+def dictionary():
+    return Dictionary(shipped_dictionary())
+
+
+@pytest.fixture(scope="module")
+def pyrad_dict():
+    return PyradDictionary(str(shipped_dictionary()))
+
+
+def test_pyrad_request_decodes_and_its_message_authenticator_verifies(pyrad_dict):
+    req = pyrad_packet.AuthPacket(code=1, id=7, secret=SECRET, authenticator=AUTH,
+                                  dict=pyrad_dict)
+    req["User-Name"] = "alice"
+    req["User-Password"] = req.PwCrypt("alice-pass")
+    req["Agent-Circuit-Id"] = "bras1 eth 0/1/2:100"
+    req.add_message_authenticator()
+    data = req.RequestPacket()
+    packet = codec.decode(data)
+    assert (packet.code, packet.ident, packet.authenticator) == (1, 7, AUTH)
+    assert packet.first(1) == b"alice"
+    assert packet.first((3561, 1)) == b"bras1 eth 0/1/2:100"
+    assert codec.message_authenticator_ok(packet, SECRET)
+    assert not codec.message_authenticator_ok(packet, b"wrong")
+
+
+def test_our_reply_verifies_in_pyrad(dictionary, pyrad_dict):
+    req = pyrad_packet.AuthPacket(code=1, id=9, secret=SECRET, authenticator=AUTH,
+                                  dict=pyrad_dict)
+    req["User-Name"] = "alice"
+    raw_request = req.RequestPacket()
+    attrs = dictionary.encode_pairs([("Session-Timeout", 3600), ("Framed-Pool", "pool"),
+                                     ("Mikrotik-Rate-Limit", "2000k/10000k")])
+    data = codec.encode_reply(codec.ACCESS_ACCEPT, 9, AUTH, attrs, SECRET)
+    reply = req.CreateReply(packet=data)
+    assert req.VerifyReply(reply, data)
+    assert reply.verify_message_authenticator(original_authenticator=AUTH)
+    assert reply["Session-Timeout"] == [3600]
+    assert reply["Mikrotik-Rate-Limit"] == ["2000k/10000k"]
+    assert data[20] == codec.MESSAGE_AUTHENTICATOR  # first, per the BlastRADIUS guidance
+    assert codec.reply_ok(data, AUTH, SECRET)
+    assert not codec.reply_ok(data, AUTH, b"other")
+    assert raw_request  # the request was encodable
+
+
+def test_accounting_request_authenticator_matches_pyrad(dictionary, pyrad_dict):
+    attrs = dictionary.encode_pairs([("Acct-Status-Type", "Start"),
+                                     ("Acct-Session-Id", "s1"), ("User-Name", "bob")])
+    data = codec.encode_request(codec.ACCOUNTING_REQUEST, 3, attrs, SECRET,
+                                message_authenticator=False)
+    pkt = pyrad_packet.AcctPacket(secret=SECRET, dict=pyrad_dict, packet=data)
+    assert pkt.VerifyAcctRequest()
+    assert codec.request_authenticator_ok(codec.decode(data), SECRET)
+    signed = codec.encode_request(codec.ACCOUNTING_REQUEST, 4, attrs, SECRET)
+    packet = codec.decode(signed)
+    assert codec.request_authenticator_ok(packet, SECRET)
+    assert codec.message_authenticator_ok(packet, SECRET)
+
+
+def test_vendor_attributes_are_split_and_unknown_vendor_format_kept_whole():
+    good = codec.vendor_attribute(311, 11, b"x" * 16)
+    odd = bytes((26, 9)) + (9).to_bytes(4, "big") + b"\x01\x09\x00"  # sub-length overflows
+    data = codec.encode_request(1, 1, good + odd, SECRET, authenticator=AUTH)
+    packet = codec.decode(data)
+    assert packet.first((311, 11)) == b"x" * 16
+    assert packet.attrs[26] == [odd[2:]]
+
+
+def test_repeated_attributes_keep_their_order():
+    attrs = b"".join(codec.attribute(33, s) for s in (b"one", b"two", b"three"))
+    packet = codec.decode(codec.encode_request(1, 1, attrs, SECRET, authenticator=AUTH))
+    assert packet.attrs[33] == [b"one", b"two", b"three"]
+
+
+def test_padding_beyond_length_is_ignored():
+    data = codec.encode_request(1, 1, codec.attribute(1, b"a"), SECRET, authenticator=AUTH)
+    packet = codec.decode(data + b"\x00" * 10)
+    assert packet.raw == data
+    assert codec.message_authenticator_ok(packet, SECRET)
+
+
+def _header(length, body=b""):
+    return struct.pack("!BBH", 1, 1, length) + AUTH + body
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "shorter"),
+    (b"\x01\x01\x00", "shorter"),
+    (_header(19), "out of range"),
+    (_header(5000, b"x" * 4980), "out of range"),
+    (_header(40), "exceeds"),
+    (_header(21, b"\x01"), "truncated"),
+    (_header(22, b"\x01\x00"), "bad length"),
+    (_header(22, b"\x01\x01"), "bad length"),
+    (_header(24, b"\x01\x09ab"), "bad length"),
+    (_header(30, b"\x50\x0a" + bytes(8)), "Message-Authenticator"),
+    (_header(56, (b"\x50\x12" + bytes(16)) * 2), "Message-Authenticator"),
+])
+def test_malformed_packets_raise(data, reason):
+    with pytest.raises(MalformedPacket, match=reason):
+        codec.decode(data)
+
+
+def test_typed_values_of_the_wrong_size_are_malformed(dictionary):
+    with pytest.raises(MalformedPacket):
+        dictionary.decode_value(dictionary["NAS-IP-Address"], b"\x01\x02")
+    assert dictionary.decode_value(dictionary["NAS-IP-Address"], b"\x7f\x00\x00\x01") == "127.0.0.1"
+
+
+def test_tagged_tunnel_attributes_encode_the_tag(dictionary):
+    data = dictionary.encode("Tunnel-Type", "L2TP", tag=1)
+    assert data == bytes((64, 6, 1, 0, 0, 3))
+    data = dictionary.encode("Tunnel-Server-Endpoint", "192.0.2.1", tag=2)
+    assert data == bytes((67, 12, 2)) + b"192.0.2.1"
