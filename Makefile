@@ -1,0 +1,43 @@
+# Quick start: `make run` (demo server) and `make test` (the whole test suite).
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= var/vpop.toml
+AUTH_PORT ?= 1812
+ACCT_PORT ?= 1813
+COA_PORT ?= 3799
+WORKERS ?= 1
+# Debian packages the tests talk to as real peers.
+TEST_PACKAGES ?= freeradius-utils
+
+BIN := $(VENV)/bin
+
+.PHONY: run test install test-deps clean
+
+$(BIN)/vpop: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/vpop
+
+run: install
+	test -f $(CONFIG) || $(BIN)/vpop --config $(CONFIG) init --demo
+	$(BIN)/vpop --config $(CONFIG) db upgrade
+	$(BIN)/vpop --config $(CONFIG) serve --auth-port $(AUTH_PORT) --acct-port $(ACCT_PORT) \
+		--coa-port $(COA_PORT) --workers $(WORKERS)
+
+# Installs the Debian packages when run as root; otherwise says what is missing.
+test-deps:
+	@missing=""; command -v radclient >/dev/null || missing="$$missing freeradius-utils"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_PACKAGES); \
+		else echo "tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+test: install test-deps
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
