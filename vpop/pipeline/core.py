@@ -24,18 +24,18 @@ class Rcode(enum.Enum):
     DEFER = "defer"
 
 
-STOPS = frozenset({Rcode.REJECT, Rcode.FAIL, Rcode.HANDLED, Rcode.DEFER})
-
 Stage = Callable[[Any, Any], Rcode]
 
 
 def run_section(stages: Sequence[Stage], ctx: Any, deps: Any, start: int = 0) -> tuple[Rcode, int]:
     """Run stages from `start`; return the deciding code and the index it stopped at."""
-    result = Rcode.NOOP
+    result = noop = Rcode.NOOP
+    reject, fail, handled, defer = Rcode.REJECT, Rcode.FAIL, Rcode.HANDLED, Rcode.DEFER
     for index in range(start, len(stages)):
         code = stages[index](ctx, deps)
-        if code in STOPS:
+        # Identity tests: hashing an Enum member runs Python code, and this is per stage.
+        if code is reject or code is fail or code is handled or code is defer:
             return code, index
-        if code is not Rcode.NOOP:
+        if code is not noop:
             result = code
     return result, len(stages)

@@ -15,13 +15,13 @@ from typing import Any, Callable
 from vpop.aaa.access import process_access, resume_access
 from vpop.aaa.request import AccessContext
 from vpop.errors import MalformedPacket
+from vpop.pipeline.requestlog import RequestLog
 from vpop.pipeline.stats import Stats
 from vpop.radius import codec
 from vpop.radius import attributes as A
 from vpop.radius.clients import ClientTable, MessageAuthenticatorPolicy, NasClient
 from vpop.radius.dedup import IN_PROGRESS, DuplicateCache
 
-log = logging.getLogger("vpop.requests")
 events = logging.getLogger(__name__)
 
 AUTH, ACCT, COA = "auth", "acct", "coa"
@@ -66,7 +66,8 @@ class Persist:
 class Receiver:
     def __init__(self, deps, clients: ClientTable, *, dedup_window: float,
                  clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time, log_requests: bool = True):
+                 wallclock: Callable[[], float] = time.time,
+                 request_log: RequestLog | None = None):
         self.deps = deps
         self.clients = clients
         self.dedup = DuplicateCache(dedup_window)
@@ -74,7 +75,7 @@ class Receiver:
         self.stats = Stats()
         self.clock = clock
         self.wallclock = wallclock
-        self.log_requests = log_requests
+        self.request_log = request_log or RequestLog(None)
         self._malformed_logged: dict[str, float] = {}
 
     def datagram(self, data: bytes, addr: tuple, port: str):
@@ -108,7 +109,6 @@ class Receiver:
         if packet.code in codec.HASHED_REQUESTS and not codec.request_authenticator_ok(packet, secret):
             return self._drop("bad Request Authenticator", client.name, started)
 
-        self.dedup.begin(key, started)
         try:
             if packet.code == codec.ACCESS_REQUEST:
                 ctx = AccessContext(packet=packet, client=client, now=self.wallclock())
@@ -135,6 +135,7 @@ class Receiver:
             def then(result):
                 ctx.deferred_result = result
                 return self._access(ctx, key, started, resume_access(ctx, self.deps, outcome))
+            self.dedup.begin(key, started)  # a retransmission meanwhile is not re-processed
             return Defer(ctx.deferred, then)
         attrs = b"".join(ctx.reply_attrs)
         if ctx.reply_message:
@@ -155,11 +156,14 @@ class Receiver:
                 self._finish(key, packet, client, started, reply, codec.ACCOUNTING_RESPONSE,
                              username, "")
             else:  # not acknowledged: the NAS retransmits and we try again
-                self.dedup.finish(key, None, self.clock())
-                self._log(client, packet, username, "", "error", "store failed", "", started)
+                now = self.clock()
+                self.dedup.finish(key, None, now)
+                self.request_log.write(client.name, "Accounting-Request", username, "", "",
+                                       "error", "store failed", (now - started) * 1000)
         if record is None:
             return self._finish(key, packet, client, started, reply,
                                 codec.ACCOUNTING_RESPONSE, username, "ignored")
+        self.dedup.begin(key, started)
         return Persist(record, reply, done)
 
     # --- helpers --------------------------------------------------------------------
@@ -177,15 +181,9 @@ class Receiver:
         outcome = OUTCOMES.get(code, "ok")
         self.stats.request(client.name, CODE_NAMES.get(packet.code, str(packet.code)), outcome,
                            now - started)
-        if self.log_requests:
-            self._log(client, packet, username, caller, outcome, reason, method, started, now)
+        self.request_log.write(client.name, CODE_NAMES.get(packet.code, str(packet.code)),
+                               username, caller, method, outcome, reason, (now - started) * 1000)
         return Send(reply)
-
-    def _log(self, client, packet, username, caller, outcome, reason, method, started, now=None):
-        elapsed = ((now or self.clock()) - started) * 1000
-        log.info("client=%s code=%s user=%s caller=%s method=%s outcome=%s reason=%s ms=%.2f",
-                 client.name, CODE_NAMES.get(packet.code, packet.code), _q(username), _q(caller),
-                 method or "-", outcome, _q(reason), elapsed)
 
     def _drop(self, reason: str, source: str, started: float, data: bytes = b""):
         self.stats.drop(reason)
@@ -207,11 +205,3 @@ class Receiver:
             self._malformed_logged[source] = now
             events.warning(message, *args)
 
-
-def _q(value: str) -> str:
-    """logfmt value: quoted when it has spaces, '-' when empty."""
-    if not value:
-        return "-"
-    if " " in value or '"' in value or "=" in value:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return value

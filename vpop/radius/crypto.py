@@ -47,7 +47,8 @@ def _md5_chain(data: bytes, secret: bytes, first: bytes, *, decrypt: bool) -> by
     for start in range(0, len(data), BLOCK):
         block = data[start:start + BLOCK]
         key = hashlib.md5(secret + previous).digest()
-        mixed = bytes(a ^ b for a, b in zip(block, key))
+        # XOR of two 16-octet blocks as integers: one C call instead of 16 Python steps
+        mixed = (int.from_bytes(block, "big") ^ int.from_bytes(key, "big")).to_bytes(BLOCK, "big")
         out += mixed
         previous = block if decrypt else mixed
     return bytes(out)

@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import socket
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from vpop.aaa.reply import ReplyRenderer
 from vpop.config import Settings
 from vpop.pipeline.deps import Deps
 from vpop.pipeline.receiver import ACCT, AUTH, COA, Receiver
+from vpop.pipeline.requestlog import RequestLog
 from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.metrics import VpopCollector, serve_metrics
@@ -32,6 +34,16 @@ from vpop.store.snapshot import load_clients, load_subscribers
 log = logging.getLogger(__name__)
 STATS_INTERVAL = 1.0
 DRAIN_TIMEOUT = 10.0
+REQUEST_LOG_FLUSH = 0.2
+
+
+def request_stream(settings: Settings):
+    """Where request lines go: the log file (appended, shared with the workers) or stderr."""
+    if not settings.logging.requests:
+        return None
+    if settings.logging.file:
+        return open(settings.logging.file, "a", encoding="utf-8")
+    return sys.stderr
 
 
 def load_dictionary(settings: Settings) -> Dictionary:
@@ -83,7 +95,7 @@ class Worker:
                     replies=replies, accounting=AccountingPolicy())
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
-                                            log_requests=settings.logging.requests)
+                                            request_log=RequestLog(request_stream(settings)))
         writer = AccountingWriter(sessions, loop.call_soon_threadsafe)
         writer.start()
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpop-slow")
@@ -102,6 +114,7 @@ class Worker:
                  len(clients), len(directory),
                  ", ".join(f"{k} {s.getsockname()[0]}:{s.getsockname()[1]}" for k, s in socks))
         stats_task = asyncio.ensure_future(self._publish_stats()) if self.stats_dir else None
+        flush_task = asyncio.ensure_future(self._flush_request_log())
         await self.stopping.wait()
         # Graceful stop: no new requests; finish the ones in flight.
         for listener in self.listeners:
@@ -115,6 +128,8 @@ class Worker:
             await asyncio.sleep(0.01)
         if stats_task:
             stats_task.cancel()
+        flush_task.cancel()
+        receiver.request_log.flush()
         for _, sock in socks:
             sock.close()
         executor.shutdown(wait=False)
@@ -139,9 +154,15 @@ class Worker:
         deps = self.receiver.deps
         deps.settings, deps.directory, deps.replies = settings, directory, replies
         self.receiver.clients = clients
-        self.receiver.log_requests = settings.logging.requests
+        self.receiver.request_log.flush()
+        self.receiver.request_log.stream = request_stream(settings)
         self.settings = settings
         log.info("reloaded: %d clients, %d subscribers", len(clients), len(directory))
+
+    async def _flush_request_log(self) -> None:
+        while True:
+            await asyncio.sleep(REQUEST_LOG_FLUSH)
+            self.receiver.request_log.flush()
 
     async def _publish_stats(self) -> None:
         path = Path(self.stats_dir) / f"worker-{self.index}.pickle"
