@@ -35,10 +35,12 @@ def make_engine(url: str) -> Engine:
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
+            # The driver vpop installs; SQLAlchemy 2.1 would otherwise pick psycopg 3.
             parsed = parsed.set(drivername="postgresql+psycopg2")
         # pre-ping: a pooled connection may have been cut by a database restart
         return create_engine(parsed, pool_pre_ping=True)
-    raise StoreUnavailable(f"unsupported database {safe_url(url)}: use sqlite:/// or postgresql://")
+    raise StoreUnavailable(
+        f"unsupported database {safe_url(url)}: use sqlite:/// or postgresql://")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

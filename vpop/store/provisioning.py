@@ -128,14 +128,15 @@ def parse(path: str | os.PathLike[str], *, identification: IdentificationSetting
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
-                          file=path) from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise ProvisioningError([ConfigError(f"cannot read: {reason}", file=path)]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"at line (\d+)", str(exc))
-        raise ConfigError(f"not valid TOML: {exc}", file=path,
-                          line=int(found.group(1)) if found else None) from None
+        found = re.search(r"at line (\d+)", str(exc))  # tomllib has no lineno attribute
+        raise ProvisioningError([ConfigError(
+            f"not valid TOML: {exc}", file=path,
+            line=int(found.group(1)) if found else None)]) from None
     context = _Context(env=os.environ if env is None else env, identification=identification)
     locator = _Locator(text)
     problems: list[ConfigError] = []
