@@ -410,7 +410,7 @@ def test_apply_does_not_commit(session, tmp_path):
     (["pap", "chap"], {"cleartext_password"}),
     (["mschap"], {"nt_hash"}),
     (["mschapv2"], {"nt_hash"}),
-    (["pap", "mschapv2"], {"password_hash", "nt_hash"}),
+    (["pap", "mschapv2"], {"nt_hash"}),  # PAP is checked against the NT hash
     (["chap", "mschap"], {"cleartext_password", "nt_hash"}),
     (["pap", "chap", "mschap", "mschapv2"], {"cleartext_password", "nt_hash"}),
 ])

@@ -668,7 +668,8 @@ def _check_subscribers_db(session: Session, plan: Plan) -> Iterator[ConfigError]
 def _stored_credentials(values: Mapping[str, Any], current_hash: str | None,
                         hashing: _Hashing) -> dict[str, str | None]:
     """Only the forms the methods need: CHAP the cleartext, MS-CHAP the NT hash, PAP
-    the PBKDF2 hash unless the cleartext is kept anyway for CHAP."""
+    the PBKDF2 hash unless the cleartext or the NT hash is kept anyway (PAP is then
+    checked against that)."""
     methods = set(values["methods"])
     chap, pap = "chap" in methods, "pap" in methods
     mschap = bool(methods & {"mschap", "mschapv2"})
@@ -678,7 +679,7 @@ def _stored_credentials(values: Mapping[str, Any], current_hash: str | None,
         nt = values["nt_hash"] if mschap or (pap and pbkdf2 is None) else None
         return {"cleartext_password": None, "password_hash": pbkdf2, "nt_hash": nt}
     pbkdf2 = None
-    if pap and not chap:
+    if pap and not chap and not mschap:
         # Keep a hash that already matches: re-importing the same file changes nothing.
         if current_hash is not None and _verifies(password, current_hash):
             pbkdf2 = current_hash
