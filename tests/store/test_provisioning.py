@@ -10,7 +10,8 @@ from vpop.config import IdentificationSettings
 from vpop.errors import ConfigError
 from vpop.store import provisioning
 from vpop.store.demo import demo_plan_path
-from vpop.store.models import (Nas, Profile, RadAcct, Subscriber, SubscriberCallerId,
+from vpop.store.accounting_models import RadAcct
+from vpop.store.models import (Nas, Profile, Subscriber, SubscriberCallerId,
                                SubscriberLine)
 from vpop.store.provisioning import ProvisioningError
 

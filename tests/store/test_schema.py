@@ -9,7 +9,8 @@ from sqlalchemy.exc import StatementError
 from vpop.errors import StoreUnavailable
 from vpop.store import schema
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker, safe_url
-from vpop.store.models import Base, Profile, RadAcct, Subscriber, SubscriberCallerId
+from vpop.store.accounting_models import RadAcct
+from vpop.store.models import Base, Profile, Subscriber, SubscriberCallerId
 
 
 def table_names(url):

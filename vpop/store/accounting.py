@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from vpop.accounting.records import AcctRecord
-from vpop.store.models import RadAcct
+from vpop.store.accounting_models import RadAcct
 
 
 def _when(seconds: float) -> dt.datetime:

@@ -923,3 +923,12 @@ def _structural_lines(text: str) -> Iterator[tuple[int, str]]:
             i += 1
         if len(state) == 1:  # single-line strings end with the line in valid TOML
             state = ""
+
+
+# --- sections of the other domains -----------------------------------------------------
+# Their modules build Sections from the pieces above, so they are imported last. Order
+# matters: a section may refer to names of the sections before it.
+from vpop.store import provisioning_isp, provisioning_leases  # noqa: E402
+
+SECTIONS = SECTIONS[:1] + provisioning_isp.SECTIONS + SECTIONS[1:] + provisioning_leases.SECTIONS
+_BY_NAME = {section.name: section for section in SECTIONS}
