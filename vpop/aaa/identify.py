@@ -50,7 +50,8 @@ def identify(ctx: AccessContext, deps) -> Rcode:
             ctx.account = account
             ctx.identified_by = way
             return Rcode.OK
-    return ctx.reject("unknown subscriber", "Authentication failed")
+    # Not necessarily an error: an ISP's own users are known only upstream (route decides).
+    return Rcode.NOTFOUND
 
 
 def caller_number(raw: str, settings: IdentificationSettings) -> str:
@@ -64,6 +65,8 @@ def caller_number(raw: str, settings: IdentificationSettings) -> str:
 
 def check_account(ctx: AccessContext, deps) -> Rcode:
     account = ctx.account
+    if account is None:
+        return ctx.reject("unknown subscriber", "Authentication failed")
     if not account.enabled:
         return ctx.reject("account disabled", "Account disabled")
     if account.expires_at is not None and account.expires_at.timestamp() <= ctx.now:

@@ -46,6 +46,10 @@ class ReplyRenderer:
                 account=account, profile=account.profile, nas_type=nas_type)
         except jinja2.TemplateError as exc:
             raise ConfigError(f"reply template: {exc}", file=name) from None
+        return self.parse(text, name)
+
+    def parse(self, text: str, name: str) -> list[tuple[str, str]]:
+        """`Name = value` lines to pairs; errors name the template and line."""
         pairs = []
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
@@ -76,6 +80,43 @@ class ReplyRenderer:
         return data
 
 
+    def isp_extra(self, isp, account: Account | None, nas_type: str) -> bytes:
+        """Attributes an ISP's own template adds to sessions routed to it (pool, VRF...)."""
+        if isp is None or not isp.template:
+            return b""
+        key = (f"isp:{isp.name}:{account.username if account else ''}", nas_type)
+        data = self._cache.get(key)
+        if data is None:
+            template = self.env.get_template(isp.template)
+            try:
+                text = template.render(isp=isp, account=account, nas_type=nas_type,
+                                       profile=account.profile if account else None)
+            except jinja2.TemplateError as exc:
+                raise ConfigError(f"ISP template: {exc}", file=isp.template) from None
+            data = self.dictionary.encode_pairs(self.parse(text, isp.template))
+            self._cache[key] = data
+        return data
+
+
 def render_reply(ctx: AccessContext, deps) -> Rcode:
+    from vpop.isp.stages import routing_class
     ctx.reply_attrs.insert(0, deps.replies.encoded(ctx.account, ctx.client.nas_type))
+    if ctx.decision is not None:
+        ctx.reply_attrs.append(deps.replies.isp_extra(ctx.decision.isp, ctx.account,
+                                                      ctx.client.nas_type))
+    ctx.reply_attrs.append(routing_class(ctx))
+    return Rcode.UPDATED
+
+
+def render_tunnel(ctx: AccessContext, deps) -> Rcode:
+    """Tunnel mode (VPDN): the NAS opens an L2TP tunnel to the ISP's LNS (RFC 2868)."""
+    from vpop.isp.stages import routing_class
+    from vpop.isp.tunnel import tunnel_attributes
+    isp = ctx.decision.isp
+    ctx.reply_attrs.append(tunnel_attributes(
+        isp, deps.dictionary, secret=ctx.client.secret,
+        request_authenticator=ctx.packet.authenticator, nas_type=ctx.client.nas_type,
+        salt=lambda: (deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big")))
+    ctx.reply_attrs.append(deps.replies.isp_extra(isp, ctx.account, ctx.client.nas_type))
+    ctx.reply_attrs.append(routing_class(ctx))
     return Rcode.UPDATED

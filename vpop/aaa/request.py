@@ -26,6 +26,9 @@ class AccessContext:
     reason: str = ""
     reply_message: str = ""
     reply_attrs: list[bytes] = field(default_factory=list)
+    decision: Any = None  # vpop.isp.selection.Decision, when ISPs are configured
+    isp: str | None = None
+    route: str = ""  # local | proxy | tunnel
     # Slow work a stage hands to the shell (see pipeline.core).
     deferred: Callable[[], Any] | None = None
     deferred_result: Any = None

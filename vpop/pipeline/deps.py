@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,3 +23,20 @@ class Deps:
     rng: random.Random = field(default_factory=random.SystemRandom)
     # PBKDF2 hash -> keyed fingerprint of the password last verified against it
     verified: dict[str, bytes] = field(default_factory=dict)
+    # ISP-selection center: the ISPs, their server pools and how to rank them.
+    isps: tuple = ()
+    pools: Any = None  # vpop.isp.pool.Pools
+    selection_policy: Any = None  # vpop.isp.selection.SelectionPolicy
+    qos_health: dict = field(default_factory=dict)  # ISP name -> IspHealth from the QoS monitor
+
+    def isp_health(self) -> dict:
+        """What selection knows of each ISP: measured quality, and whether a server is up."""
+        from vpop.isp.selection import IspHealth
+        out = {}
+        for isp in self.isps:
+            measured = self.qos_health.get(isp.name)
+            available = isp.mode != "proxy" or (self.pools is not None
+                                                and self.pools.available(isp.name))
+            out[isp.name] = (IspHealth(available=available) if measured is None
+                             else dataclasses.replace(measured, available=available))
+        return out

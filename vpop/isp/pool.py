@@ -1,0 +1,141 @@
+"""Upstream server pools: choice of server and its health, as a pure state machine.
+
+alive  -- a request timed out -->  zombie  -- no answer for zombie_period --> dead
+zombie/dead -- revive_probes Status-Server answers in a row (RFC 5997) --> alive
+
+A zombie is used only when no alive server of the pool is left; a dead one never.
+Every transition is returned as an event for the shell to log and count.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass, field
+
+from vpop.isp.model import Isp, UpstreamServer
+
+ALIVE, ZOMBIE, DEAD = "alive", "zombie", "dead"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolSettings:
+    response_window: float = 2.0  # seconds before a request counts as unanswered
+    zombie_period: float = 10.0  # seconds a zombie is probed before it is dead
+    probe_interval: float = 1.0  # Status-Server interval for zombie and dead servers
+    revive_probes: int = 3  # answers in a row that bring a server back
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    server: str
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ServerHealth:
+    server: UpstreamServer
+    status: str = ALIVE
+    since: float = 0.0
+    last_answer: float = 0.0
+    last_probe: float = -1e9
+    good_probes: int = 0
+    answered: int = 0
+    timeouts: int = 0
+    bad_replies: int = 0
+    transitions: list[Transition] = field(default_factory=list)
+
+
+class Pools:
+    def __init__(self, isps: tuple[Isp, ...], settings: PoolSettings = PoolSettings(),
+                 previous: "Pools | None" = None):
+        self.settings = settings
+        self.isps = {isp.name: isp for isp in isps}
+        self.health: dict[str, ServerHealth] = {}
+        for isp in isps:
+            for server in isp.servers:
+                old = previous.health.get(server.name) if previous else None
+                if old is not None:  # a reload keeps what we know of a server
+                    old.server = server
+                    self.health[server.name] = old
+                else:
+                    self.health[server.name] = ServerHealth(server=server)
+
+    # --- choice -----------------------------------------------------------------------
+
+    def choose(self, isp: Isp, *, key: str = "", exclude: frozenset[str] = frozenset(),
+               rng: random.Random) -> UpstreamServer | None:
+        """The server for the next attempt, by the ISP's balance mode."""
+        candidates = [self.health[s.name] for s in isp.servers if s.name not in exclude]
+        usable = [h for h in candidates if h.status == ALIVE] or \
+            [h for h in candidates if h.status == ZOMBIE]
+        if not usable:
+            return None
+        best = min(h.server.priority for h in usable)
+        tier = [h.server for h in usable if h.server.priority == best]
+        if isp.balance == "failover" or len(tier) == 1:
+            return tier[0]
+        if isp.balance == "keyed" and key:
+            # Stable for a caller while the tier is unchanged, weighted by slots.
+            slots = [s for s in tier for _ in range(max(1, s.weight))]
+            return slots[zlib.crc32(key.encode()) % len(slots)]
+        return rng.choices(tier, weights=[max(1, s.weight) for s in tier])[0]
+
+    def available(self, isp_name: str) -> bool:
+        isp = self.isps.get(isp_name)
+        return isp is not None and any(self.health[s.name].status == ALIVE for s in isp.servers)
+
+    # --- what happened ----------------------------------------------------------------
+
+    def answered(self, name: str, now: float) -> list[Transition]:
+        health = self.health[name]
+        health.answered += 1
+        health.last_answer = now
+        if health.status != ALIVE:
+            return self._probe_ok(health, now, "answered a request")
+        return []
+
+    def timed_out(self, name: str, now: float) -> list[Transition]:
+        health = self.health[name]
+        health.timeouts += 1
+        if health.status == ALIVE:
+            return [self._move(health, ZOMBIE, now, "request unanswered")]
+        return []
+
+    def bad_reply(self, name: str) -> None:
+        self.health[name].bad_replies += 1
+
+    def probes_due(self, now: float) -> list[UpstreamServer]:
+        due = []
+        for health in self.health.values():
+            if health.status != ALIVE and now - health.last_probe >= self.settings.probe_interval:
+                health.last_probe = now
+                due.append(health.server)
+        return due
+
+    def probe_answered(self, name: str, now: float) -> list[Transition]:
+        health = self.health[name]
+        health.last_answer = now
+        return self._probe_ok(health, now, "answered Status-Server")
+
+    def probe_unanswered(self, name: str, now: float) -> list[Transition]:
+        health = self.health[name]
+        health.good_probes = 0
+        if health.status == ZOMBIE and now - health.since >= self.settings.zombie_period:
+            return [self._move(health, DEAD, now, "no answer for the zombie period")]
+        return []
+
+    def _probe_ok(self, health: ServerHealth, now: float, why: str) -> list[Transition]:
+        health.good_probes += 1
+        if health.good_probes >= self.settings.revive_probes:
+            return [self._move(health, ALIVE, now, f"{why} {health.good_probes} times in a row")]
+        return []
+
+    def _move(self, health: ServerHealth, status: str, now: float, reason: str) -> Transition:
+        event = Transition(health.server.name, health.status, status, reason)
+        health.status, health.since, health.good_probes = status, now, 0
+        health.transitions.append(event)
+        del health.transitions[:-20]
+        return event

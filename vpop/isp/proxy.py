@@ -1,0 +1,228 @@
+"""The proxy's upstream leg as a state machine: no sockets, no clock of its own.
+
+forward() and poll() return actions for the shell: SendUpstream (a datagram to an
+ISP server) and Finished (an exchange ended: the upstream reply, or None when every
+try went unanswered within the request's time budget). Replies are matched by
+(server, identifier) and checked: Response Authenticator, Message-Authenticator,
+and our own Proxy-State.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from vpop.isp.forwarding import upstream_attributes
+from vpop.isp.model import Isp, UpstreamServer
+from vpop.isp.pool import Pools, Transition
+from vpop.errors import MalformedPacket
+from vpop.radius import attributes as A
+from vpop.radius import codec
+
+REPLY_CODES = frozenset({codec.ACCESS_ACCEPT, codec.ACCESS_REJECT, codec.ACCESS_CHALLENGE})
+STICKY_SECONDS = 60.0  # how long an EAP State keeps its server (RFC 3579 §2.6.1)
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpstream:
+    data: bytes
+    addr: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    job: "ProxyJob"
+    reply: codec.Packet | None  # None: no server answered in time
+    server: UpstreamServer | None
+    authenticator: bytes  # the upstream request's, to open hidden reply attributes
+
+
+@dataclass(slots=True, kw_only=True)
+class ProxyJob:
+    """One NAS request being proxied; `context` is the shell's, carried back as is."""
+    packet: codec.Packet
+    nas_secret: bytes
+    isp: Isp
+    user_name: bytes | None  # upstream User-Name (realm stripped or rewritten)
+    key: str = ""  # for keyed balance: Calling-Station-Id
+    deadline: float = 0.0
+    tried: set[str] = field(default_factory=set)
+    context: Any = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    job: ProxyJob | None  # None: a Status-Server probe
+    server: UpstreamServer
+    ident: int
+    authenticator: bytes
+    proxy_state: bytes
+    sent: float
+    expires: float
+
+
+class ProxyEngine:
+    def __init__(self, pools: Pools, *, budget: float = 5.0, rng: random.Random | None = None,
+                 token: bytes | None = None):
+        self.pools = pools
+        self.budget = budget  # a request's whole time, all retries included
+        self.rng = rng or random.SystemRandom()
+        self.token = token or os.urandom(4)  # identifies this process's Proxy-States
+        self.pending: dict[tuple[str, int], _Pending] = {}
+        self._next_ident: dict[str, int] = {}
+        self._sticky: dict[bytes, tuple[str, float]] = {}
+        self.transitions: list[Transition] = []
+        self.counters = {"forwarded": 0, "answered": 0, "timeouts": 0, "bad_replies": 0,
+                         "unmatched": 0, "exhausted": 0}
+
+    # --- requests ---------------------------------------------------------------------
+
+    def forward(self, job: ProxyJob, now: float) -> list:
+        job.deadline = now + self.budget
+        return self._attempt(job, now)
+
+    def _attempt(self, job: ProxyJob, now: float) -> list:
+        server = self._sticky_server(job, now) or self.pools.choose(
+            job.isp, key=job.key, exclude=frozenset(job.tried), rng=self.rng)
+        window = self.pools.settings.response_window
+        if server is None or now + min(window, 0.05) > job.deadline:
+            self.counters["exhausted"] += 1
+            return [Finished(job, None, None, b"")]
+        ident = self._ident(server)
+        if ident is None:  # 256 requests outstanding on this server: try another one
+            job.tried.add(server.name)
+            return self._attempt(job, now)
+        job.tried.add(server.name)
+        authenticator = self.rng.randbytes(16)
+        state = self.token + ident.to_bytes(1, "big") + self.rng.randbytes(3)
+        try:
+            attrs = upstream_attributes(job.packet, nas_secret=job.nas_secret,
+                                        secret=server.secret, authenticator=authenticator,
+                                        user_name=job.user_name, proxy_state=state)
+            data = codec.encode_request(codec.ACCESS_REQUEST, ident, attrs, server.secret,
+                                        authenticator=authenticator)
+        except (MalformedPacket, ValueError):
+            self.counters["exhausted"] += 1
+            return [Finished(job, None, None, b"")]
+        self.pending[(server.name, ident)] = _Pending(
+            job, server, ident, authenticator, state, now, min(now + window, job.deadline))
+        self.counters["forwarded"] += 1
+        return [SendUpstream(data, (server.address, server.auth_port))]
+
+    def _sticky_server(self, job: ProxyJob, now: float) -> UpstreamServer | None:
+        """EAP rounds stay on the server that holds the conversation (its State)."""
+        state = job.packet.first(A.STATE)
+        if state is None:
+            return None
+        entry = self._sticky.get(state)
+        if entry is None or entry[1] < now or entry[0] in job.tried:
+            return None
+        health = self.pools.health.get(entry[0])
+        return health.server if health is not None and health.status != "dead" else None
+
+    def _ident(self, server: UpstreamServer) -> int | None:
+        start = self._next_ident.get(server.name, self.rng.randrange(256))
+        for step in range(256):
+            ident = (start + step) & 0xFF
+            if (server.name, ident) not in self.pending:
+                self._next_ident[server.name] = (ident + 1) & 0xFF
+                return ident
+        return None
+
+    # --- replies ----------------------------------------------------------------------
+
+    def on_reply(self, data: bytes, addr: tuple, now: float) -> list:
+        """A datagram on the proxy socket: match it, check it, finish its exchange."""
+        if len(data) < codec.MIN_LENGTH:
+            self.counters["bad_replies"] += 1
+            return []
+        pending = self._match(data[1], addr)
+        if pending is None:
+            self.counters["unmatched"] += 1
+            return []
+        server = pending.server
+        try:
+            reply = codec.decode(data)
+            valid = codec.reply_ok(data, pending.authenticator, server.secret)
+        except MalformedPacket:
+            valid = False
+        if valid:
+            states = reply.attrs.get(A.PROXY_STATE, ())
+            valid = bool(states) and states[-1] == pending.proxy_state
+            if pending.job is None:
+                valid = valid or not states  # RFC 5997 replies need not echo it
+            if reply.ma_offset < 0 and server.require_message_authenticator:
+                valid = False  # BlastRADIUS: an unsigned reply could be forged
+        if not valid:
+            # Left pending: the real answer may still come; a forgery must not win.
+            self.counters["bad_replies"] += 1
+            self.pools.bad_reply(server.name)
+            return []
+        del self.pending[(server.name, pending.ident)]
+        if pending.job is None:
+            self._note(self.pools.probe_answered(server.name, now))
+            return []
+        if reply.code not in REPLY_CODES:
+            self.counters["bad_replies"] += 1
+            return self._attempt(pending.job, now)
+        self.counters["answered"] += 1
+        self._note(self.pools.answered(server.name, now))
+        if reply.code == codec.ACCESS_CHALLENGE:
+            state = reply.first(A.STATE)
+            if state is not None:
+                if len(self._sticky) > 100_000:
+                    self._expire_sticky(now)
+                self._sticky[state] = (server.name, now + STICKY_SECONDS)
+        return [Finished(pending.job, reply, server, pending.authenticator)]
+
+    def _match(self, ident: int, addr: tuple) -> _Pending | None:
+        host, port = addr[0], addr[1]
+        for name in self._names_at(host, port):
+            pending = self.pending.get((name, ident))
+            if pending is not None:
+                return pending
+        return None
+
+    def _names_at(self, host: str, port: int) -> list[str]:
+        return [h.server.name for h in self.pools.health.values()
+                if h.server.address == host and h.server.auth_port == port]
+
+    # --- time -------------------------------------------------------------------------
+
+    def poll(self, now: float) -> list:
+        """Expire unanswered requests (retrying elsewhere), and send due probes."""
+        actions = []
+        expired = [p for p in self.pending.values() if p.expires <= now]
+        for pending in expired:
+            del self.pending[(pending.server.name, pending.ident)]
+            if pending.job is None:
+                self._note(self.pools.probe_unanswered(pending.server.name, now))
+                continue
+            self.counters["timeouts"] += 1
+            self._note(self.pools.timed_out(pending.server.name, now))
+            actions.extend(self._attempt(pending.job, now))
+        for server in self.pools.probes_due(now):
+            actions.extend(self._probe(server, now))
+        return actions
+
+    def _probe(self, server: UpstreamServer, now: float) -> list:
+        ident = self._ident(server)
+        if ident is None:
+            return []
+        authenticator = self.rng.randbytes(16)
+        state = self.token + ident.to_bytes(1, "big") + self.rng.randbytes(3)
+        data = codec.encode_request(codec.STATUS_SERVER, ident,
+                                    codec.attribute(A.PROXY_STATE, state), server.secret,
+                                    authenticator=authenticator)
+        window = self.pools.settings.response_window
+        self.pending[(server.name, ident)] = _Pending(None, server, ident, authenticator, state,
+                                                      now, now + window)
+        return [SendUpstream(data, (server.address, server.auth_port))]
+
+    def _note(self, transitions: list[Transition]) -> None:
+        self.transitions.extend(transitions)
+
+    def _expire_sticky(self, now: float) -> None:
+        self._sticky = {k: v for k, v in self._sticky.items() if v[1] >= now}

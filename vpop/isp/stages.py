@@ -1,0 +1,69 @@
+"""Authorize stages of the ISP-selection center: choose the ISP, then the route."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import quote
+
+from vpop.aaa.request import AccessContext
+from vpop.pipeline.core import Rcode
+from vpop.radius import attributes as A
+from vpop.radius.codec import attribute
+
+ROUTING_CLASS_PREFIX = b"vpop1;"
+
+
+def select_isp(ctx: AccessContext, deps) -> Rcode:
+    """Decide which ISP serves this session, and why (kept for the logs and accounting)."""
+    if not deps.isps:
+        return Rcode.NOOP
+    from vpop.isp.selection import SelectionRequest, select_isp as choose
+    account = ctx.account
+    called = ctx.packet.first(A.CALLED_STATION_ID)
+    number = ""
+    if called is not None:
+        from vpop.aaa.identify import caller_number
+        number = caller_number(called.decode("utf-8", "replace"), deps.settings.identification)
+    request = SelectionRequest(
+        user_name=ctx.username, called_station_id=number,
+        chosen_isp=getattr(account, "isp", None) if account else None,
+        failover_allowed=bool(account and getattr(account, "isp_failover", False)))
+    decision = choose(request, deps.isps, deps.isp_health(),
+                      now=dt.datetime.fromtimestamp(ctx.now, dt.timezone.utc),
+                      policy=deps.selection_policy)
+    ctx.decision = decision
+    ctx.isp = decision.isp.name if decision.isp is not None else None
+    return Rcode.UPDATED
+
+
+def route(ctx: AccessContext, deps) -> Rcode:
+    """Proxy and tunnel sessions leave the local path here; local ones need a subscriber."""
+    decision = ctx.decision
+    isp = decision.isp if decision is not None else None
+    if isp is None:
+        ctx.route = "local"
+        if ctx.account is None:
+            return ctx.reject("unknown subscriber", "Authentication failed")
+        return Rcode.OK
+    ctx.route = isp.mode
+    if isp.mode == "proxy":
+        if not deps.pools.available(isp.name) and not any(
+                h.status == "zombie" for h in (deps.pools.health.get(s.name)
+                                               for s in isp.servers) if h):
+            return ctx.reject(f"ISP {isp.name} unavailable", "Service unavailable")
+        return Rcode.HANDLED
+    if isp.mode == "tunnel":
+        return Rcode.HANDLED
+    if ctx.account is None:
+        return ctx.reject("unknown subscriber", "Authentication failed")
+    return Rcode.OK
+
+
+def routing_class(ctx: AccessContext) -> bytes:
+    """Class the NAS echoes in accounting (RFC 2865 §5.25): ties sessions to routing."""
+    decision = ctx.decision
+    reason = decision.reason if decision is not None else ""
+    value = b"%sisp=%s;mode=%s;reason=%s" % (
+        ROUTING_CLASS_PREFIX, quote(ctx.isp or "", safe="").encode(),
+        (ctx.route or "local").encode(), quote(reason, safe="").encode())
+    return attribute(A.CLASS, value[:253])
