@@ -71,6 +71,7 @@ class ProxyEngine:
         self.rng = rng or random.SystemRandom()
         self.token = token or os.urandom(4)  # identifies this process's Proxy-States
         self.pending: dict[tuple[str, int], _Pending] = {}
+        self._by_addr = _server_index(pools)
         self._next_ident: dict[str, int] = {}
         self._sticky: dict[bytes, tuple[str, float]] = {}
         self.transitions: list[Transition] = []
@@ -186,8 +187,12 @@ class ProxyEngine:
         return None
 
     def _names_at(self, host: str, port: int) -> list[str]:
-        return [h.server.name for h in self.pools.health.values()
-                if h.server.address == host and h.server.auth_port == port]
+        return self._by_addr.get((host, port), [])
+
+    def replace_pools(self, pools: Pools) -> None:
+        """After a reload: new ISPs and servers; exchanges in flight carry on."""
+        self.pools = pools
+        self._by_addr = _server_index(pools)
 
     # --- time -------------------------------------------------------------------------
 
@@ -226,3 +231,11 @@ class ProxyEngine:
 
     def _expire_sticky(self, now: float) -> None:
         self._sticky = {k: v for k, v in self._sticky.items() if v[1] >= now}
+
+
+def _server_index(pools: Pools) -> dict[tuple[str, int], list[str]]:
+    index: dict[tuple[str, int], list[str]] = {}
+    for health in pools.health.values():
+        server = health.server
+        index.setdefault((server.address, server.auth_port), []).append(server.name)
+    return index

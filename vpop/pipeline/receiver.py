@@ -12,9 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vpop.aaa.access import process_access, resume_access
+from vpop.aaa.access import PROXY, process_access, resume_access
 from vpop.aaa.request import AccessContext
 from vpop.errors import MalformedPacket
+from vpop.isp.forwarding import downstream_attributes
+from vpop.isp.proxy import Finished, ProxyJob
+from vpop.isp.stages import routing_class
 from vpop.pipeline.requestlog import RequestLog
 from vpop.pipeline.stats import Stats
 from vpop.radius import codec
@@ -34,6 +37,7 @@ CODE_NAMES = {codec.ACCESS_REQUEST: "Access-Request", codec.ACCOUNTING_REQUEST: 
               codec.STATUS_SERVER: "Status-Server", codec.COA_REQUEST: "CoA-Request",
               codec.DISCONNECT_REQUEST: "Disconnect-Request"}
 OUTCOMES = {codec.ACCESS_ACCEPT: "accept", codec.ACCESS_REJECT: "reject",
+            codec.ACCESS_CHALLENGE: "challenge",
             codec.ACCOUNTING_RESPONSE: "ok", codec.COA_NAK: "nak", codec.DISCONNECT_NAK: "nak"}
 MALFORMED_LOG_INTERVAL = 60.0
 
@@ -52,6 +56,13 @@ class Drop:
 class Defer:
     """Run `work` off the event loop, then call `then(result)` for the next action."""
     work: Callable[[], Any]
+    then: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Proxy `job` to its ISP (vpop.isp.proxy); hand the outcome to `then` for the reply."""
+    job: Any
     then: Callable[[Any], Any]
 
 
@@ -131,6 +142,15 @@ class Receiver:
     # --- access ---------------------------------------------------------------------
 
     def _access(self, ctx: AccessContext, key, started: float, outcome):
+        if outcome is PROXY:
+            self.dedup.begin(key, started)
+            decision = ctx.decision
+            name = decision.user_name_upstream
+            job = ProxyJob(packet=ctx.packet, nas_secret=ctx.client.secret, isp=decision.isp,
+                           user_name=name.encode() if name is not None else None,
+                           key=ctx.caller_id, context=(ctx, key, started))
+            ctx.method = "proxy"
+            return Forward(job, self.proxied)
         if outcome is not None:  # deferred slow work
             def then(result):
                 ctx.deferred_result = result
@@ -143,6 +163,36 @@ class Receiver:
         reply = self._reply(ctx.packet, ctx.client, ctx.reply_code, attrs)
         return self._finish(key, ctx.packet, ctx.client, started, reply, ctx.reply_code,
                             ctx.username, ctx.reason, ctx.caller_id, ctx.method)
+
+    def proxied(self, finished: Finished):
+        """The ISP answered (or nobody did): the reply to the NAS."""
+        ctx, key, started = finished.job.context
+        isp = finished.job.isp
+        reply = finished.reply
+        if reply is None:
+            if not isp.timeout_reject:
+                self.dedup.finish(key, None, self.clock())
+                self.stats.drop("upstream timeout")
+                return Drop("upstream timeout")
+            ctx.reject(f"ISP {isp.name} did not answer", "Service unavailable")
+            return self._access(ctx, key, started, None)
+        try:
+            attrs = downstream_attributes(
+                reply, secret=finished.server.secret, authenticator=finished.authenticator,
+                nas_secret=ctx.client.secret, nas_authenticator=ctx.packet.authenticator,
+                salt=lambda: (self.deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big"))
+        except MalformedPacket as exc:
+            ctx.reject(f"unusable reply from {finished.server.name}: {exc.reason}",
+                       "Service unavailable")
+            return self._access(ctx, key, started, None)
+        ctx.reply_code = reply.code
+        ctx.reason = f"proxied to {finished.server.name}"
+        ctx.reply_attrs = [attrs]
+        if reply.code == codec.ACCESS_ACCEPT:
+            ctx.reply_attrs.append(self.deps.replies.isp_extra(isp, ctx.account,
+                                                               ctx.client.nas_type))
+            ctx.reply_attrs.append(routing_class(ctx))
+        return self._access(ctx, key, started, None)
 
     # --- accounting -----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import logging
 import socket
 from concurrent.futures import Executor
 
-from vpop.pipeline.receiver import Defer, Drop, Persist, Receiver, Send
+from vpop.pipeline.receiver import Defer, Drop, Forward, Persist, Receiver, Send
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,12 @@ class Listener:
     """One bound socket. Reads in batches: one wake-up drains many datagrams."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: str,
-                 receiver: Receiver, writer, executor: Executor, max_batch: int = 64):
+                 receiver: Receiver, writer, executor: Executor, max_batch: int = 64,
+                 proxy=None):
         self.loop, self.sock, self.port = loop, sock, port
         self.receiver, self.writer, self.executor = receiver, writer, executor
         self.max_batch = max_batch
+        self.proxy = proxy  # vpop.server.proxy.ProxyShell
         self.in_flight = 0
 
     def start(self) -> None:
@@ -85,6 +87,13 @@ class Listener:
             self.in_flight += 1
             future = self.loop.run_in_executor(self.executor, action.work)
             future.add_done_callback(lambda f: self._resumed(f, action, addr))
+        elif type(action) is Forward:
+            self.in_flight += 1
+
+            def finished(result) -> None:
+                self.in_flight -= 1
+                self._act(action.then(result), addr)
+            self.proxy.forward(action.job, finished)
         elif type(action) is Persist:
             self.in_flight += 1
 

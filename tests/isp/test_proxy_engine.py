@@ -1,0 +1,220 @@
+"""The proxy engine and both legs' rewriting, with a scripted upstream: no sockets."""
+
+import hashlib
+import random
+
+import pytest
+
+from vpop.isp.forwarding import downstream_attributes
+from vpop.isp.model import Isp, UpstreamServer
+from vpop.isp.pool import ALIVE, DEAD, ZOMBIE, PoolSettings, Pools
+from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob, SendUpstream
+from vpop.radius import attributes as A
+from vpop.radius import codec
+from vpop.radius.crypto import (decrypt_salted, decrypt_user_password, encrypt_salted,
+                                encrypt_user_password)
+
+NAS_SECRET, UP_SECRET = b"nas-secret", b"isp-secret"
+PRIMARY = UpstreamServer(name="isp-a/1", address="127.0.0.1", auth_port=18121,
+                         secret=UP_SECRET, priority=1)
+SECONDARY = UpstreamServer(name="isp-a/2", address="127.0.0.1", auth_port=18122,
+                           secret=UP_SECRET, priority=2)
+ISP = Isp(name="isp-a", servers=(PRIMARY, SECONDARY))
+SETTINGS = PoolSettings(response_window=1.0, zombie_period=5.0, probe_interval=1.0,
+                        revive_probes=3)
+
+
+def engine(isp=ISP, budget=5.0):
+    return ProxyEngine(Pools((isp,), SETTINGS), budget=budget, rng=random.Random(7))
+
+
+def nas_request(*, password=b"alice-pass", extra=b"", state=None):
+    auth = random.randbytes(16)
+    attrs = codec.attribute(A.USER_NAME, b"alice@isp-a.example") + extra
+    if password is not None:
+        attrs += codec.attribute(A.USER_PASSWORD,
+                                 encrypt_user_password(password, NAS_SECRET, auth))
+    if state is not None:
+        attrs += codec.attribute(A.STATE, state)
+    attrs += codec.attribute(A.PROXY_STATE, b"from-an-earlier-proxy")
+    return codec.decode(codec.encode_request(codec.ACCESS_REQUEST, 9, attrs, NAS_SECRET,
+                                             authenticator=auth))
+
+
+def job(packet, isp=ISP):
+    return ProxyJob(packet=packet, nas_secret=NAS_SECRET, isp=isp, user_name=b"alice",
+                    key="4930123")
+
+
+def upstream_reply(send: SendUpstream, code=codec.ACCESS_ACCEPT, *, secret=UP_SECRET,
+                   attrs=b"", echo=True, signed=True):
+    """What a RADIUS server would answer to the datagram vpop sent it."""
+    request = codec.decode(send.data)
+    states = b"".join(codec.attribute(A.PROXY_STATE, s)
+                      for s in request.attrs.get(A.PROXY_STATE, ())) if echo else b""
+    return codec.encode_reply(code, request.ident, request.authenticator, attrs + states,
+                              secret, message_authenticator=signed)
+
+
+def test_request_is_rewritten_for_the_upstream_leg():
+    packet = nas_request(extra=codec.attribute(A.CHAP_PASSWORD, bytes(17)))
+    (send,) = engine().forward(job(packet), now=0.0)
+    assert send.addr == ("127.0.0.1", 18121)
+    sent = codec.decode(send.data)
+    assert codec.message_authenticator_ok(sent, UP_SECRET)
+    assert sent.authenticator != packet.authenticator
+    assert sent.first(A.USER_NAME) == b"alice"  # realm stripped
+    assert decrypt_user_password(sent.first(A.USER_PASSWORD), UP_SECRET,
+                                 sent.authenticator) == b"alice-pass"
+    # RFC 2865 §5.40: the NAS's authenticator was the CHAP challenge; it travels along.
+    assert sent.first(A.CHAP_CHALLENGE) == packet.authenticator
+    states = sent.attrs[A.PROXY_STATE]
+    assert states[0] == b"from-an-earlier-proxy" and len(states) == 2
+
+
+def test_reply_is_matched_checked_and_keys_rehidden_for_the_nas():
+    packet = nas_request()
+    proxy = engine()
+    (send,) = proxy.forward(job(packet), now=0.0)
+    sent = codec.decode(send.data)
+    key = bytes(range(16))
+    hidden = encrypt_salted(key, UP_SECRET, sent.authenticator, b"\x80\x01")
+    tunnel_pw = b"\x01" + encrypt_salted(b"lns-secret", UP_SECRET, sent.authenticator, b"\x81\x02")
+    attrs = codec.vendor_attribute(311, 16, hidden) + codec.attribute(69, tunnel_pw) + \
+        codec.attribute(A.SESSION_TIMEOUT, (3600).to_bytes(4, "big"))
+    (finished,) = proxy.on_reply(upstream_reply(send, attrs=attrs), send.addr, now=0.01)
+    assert isinstance(finished, Finished) and finished.server == PRIMARY
+    assert finished.reply.code == codec.ACCESS_ACCEPT
+    out = downstream_attributes(finished.reply, secret=UP_SECRET,
+                                authenticator=finished.authenticator, nas_secret=NAS_SECRET,
+                                nas_authenticator=packet.authenticator,
+                                salt=lambda: b"\x90\x03")
+    relayed = codec.decode(codec.encode_reply(2, 9, packet.authenticator, out, NAS_SECRET))
+    assert decrypt_salted(relayed.first((311, 16)), NAS_SECRET, packet.authenticator) == key
+    tagged = relayed.first(69)
+    assert tagged[0] == 1
+    assert decrypt_salted(tagged[1:], NAS_SECRET, packet.authenticator) == b"lns-secret"
+    assert A.PROXY_STATE not in relayed.attrs  # the NAS's own are added by the receiver
+    assert relayed.first(A.SESSION_TIMEOUT) == (3600).to_bytes(4, "big")
+    assert proxy.pending == {}
+
+
+@pytest.mark.parametrize("forge", [
+    dict(secret=b"wrong-secret"),          # Response Authenticator fails
+    dict(signed=False),                    # no Message-Authenticator (BlastRADIUS)
+    dict(echo=False),                      # not our Proxy-State
+])
+def test_bad_replies_are_counted_and_the_real_one_still_wins(forge):
+    proxy = engine()
+    (send,) = proxy.forward(job(nas_request()), now=0.0)
+    assert proxy.on_reply(upstream_reply(send, **forge), send.addr, now=0.01) == []
+    assert proxy.counters["bad_replies"] == 1
+    assert proxy.pools.health[PRIMARY.name].bad_replies == 1
+    (finished,) = proxy.on_reply(upstream_reply(send), send.addr, now=0.02)
+    assert finished.reply.code == codec.ACCESS_ACCEPT
+
+
+def test_garbage_and_unmatched_replies_are_dropped():
+    proxy = engine()
+    (send,) = proxy.forward(job(nas_request()), now=0.0)
+    assert proxy.on_reply(b"\x02\x00", send.addr, now=0.01) == []
+    assert proxy.on_reply(upstream_reply(send), ("127.0.0.9", 1), now=0.01) == []
+    assert proxy.counters["unmatched"] == 1
+
+
+def test_timeout_fails_over_and_the_primary_becomes_zombie_then_alive_again():
+    proxy = engine()
+    (first,) = proxy.forward(job(nas_request()), now=0.0)
+    assert proxy.poll(now=0.5) == []
+    actions = proxy.poll(now=1.0)
+    (retry,) = [a for a in actions if codec.decode(a.data).code == codec.ACCESS_REQUEST]
+    assert retry.addr == ("127.0.0.1", 18122)  # the secondary
+    # The new zombie is probed at once (RFC 5997 Status-Server).
+    (probe,) = [a for a in actions if codec.decode(a.data).code == codec.STATUS_SERVER]
+    assert probe.addr == first.addr
+    assert proxy.pools.health[PRIMARY.name].status == ZOMBIE
+    (finished,) = proxy.on_reply(upstream_reply(retry), retry.addr, now=1.1)
+    assert finished.server == SECONDARY
+    # New requests avoid the zombie while the secondary is alive.
+    (send,) = proxy.forward(job(nas_request()), now=1.2)
+    assert send.addr == retry.addr
+    proxy.on_reply(upstream_reply(send), send.addr, now=1.3)
+    # The zombie is probed with Status-Server (RFC 5997) and revived after 3 answers.
+    proxy.on_reply(upstream_reply(probe), probe.addr, 1.05)
+    now = 1.3
+    for _ in range(2):
+        now += 1.0
+        probes = [a for a in proxy.poll(now) if codec.decode(a.data).code == codec.STATUS_SERVER]
+        (probe,) = probes
+        assert probe.addr == first.addr
+        assert codec.message_authenticator_ok(codec.decode(probe.data), UP_SECRET)
+        proxy.on_reply(upstream_reply(probe), probe.addr, now + 0.01)
+    assert proxy.pools.health[PRIMARY.name].status == ALIVE
+    assert [(t.old, t.new) for t in proxy.transitions] == [(ALIVE, ZOMBIE), (ZOMBIE, ALIVE)]
+
+
+def test_a_silent_zombie_is_declared_dead():
+    proxy = engine()
+    proxy.forward(job(nas_request()), now=0.0)
+    proxy.poll(now=1.0)
+    now = 1.0
+    while now < 8.0:
+        now += 0.5
+        proxy.poll(now)
+    assert proxy.pools.health[PRIMARY.name].status == DEAD
+
+
+def test_budget_exhausted_finishes_without_reply():
+    proxy = engine(budget=1.5)
+    proxy.forward(job(nas_request()), now=0.0)
+    proxy.poll(now=1.0)  # retried on the secondary, with what is left of the budget
+    actions = proxy.poll(now=1.6)
+    finished = [a for a in actions if isinstance(a, Finished)]
+    assert finished and finished[0].reply is None
+    assert proxy.counters["exhausted"] == 1
+
+
+def test_eap_conversation_stays_on_its_server():
+    proxy = engine(isp=Isp(name="isp-b", balance="weighted", servers=(
+        PRIMARY, UpstreamServer(name="isp-b/2", address="127.0.0.1", auth_port=18123,
+                                secret=UP_SECRET, priority=1))))
+    eap = codec.attribute(A.EAP_MESSAGE, b"\x02\x01\x00\x06\x01a")
+    (send,) = proxy.forward(job(nas_request(password=None, extra=eap), isp=proxy.pools.isps["isp-b"]), 0.0)
+    challenge = codec.attribute(A.STATE, b"round-1") + eap
+    proxy.on_reply(upstream_reply(send, codec.ACCESS_CHALLENGE, attrs=challenge), send.addr, 0.1)
+    for i in range(20):
+        follow = nas_request(password=None, extra=eap, state=b"round-1")
+        (again,) = proxy.forward(job(follow, isp=proxy.pools.isps["isp-b"]), 0.2 + i)
+        assert again.addr == send.addr
+        proxy.on_reply(upstream_reply(again), again.addr, 0.3 + i)
+
+
+def test_keyed_balance_is_stable_per_caller():
+    servers = tuple(UpstreamServer(name=f"k/{i}", address="127.0.0.1", auth_port=19000 + i,
+                                   secret=UP_SECRET) for i in range(3))
+    pools = Pools((Isp(name="k", balance="keyed", servers=servers),), SETTINGS)
+    isp = pools.isps["k"]
+    rng = random.Random(1)
+    picks = {pools.choose(isp, key=f"caller{n}", rng=rng).name for n in range(50)}
+    assert len(picks) == 3
+    for n in range(10):
+        assert len({pools.choose(isp, key=f"caller{n}", rng=rng).name for _ in range(5)}) == 1
+
+
+def test_weighted_balance_follows_weights():
+    servers = (UpstreamServer(name="w/1", address="127.0.0.1", weight=3, secret=UP_SECRET),
+               UpstreamServer(name="w/2", address="127.0.0.2", weight=1, secret=UP_SECRET))
+    pools = Pools((Isp(name="w", balance="weighted", servers=servers),), SETTINGS)
+    rng = random.Random(3)
+    picks = [pools.choose(pools.isps["w"], rng=rng).name for _ in range(4000)]
+    share = picks.count("w/1") / len(picks)
+    assert 0.7 < share < 0.8
+
+
+def test_chap_with_own_challenge_passes_unchanged():
+    challenge = hashlib.md5(b"c").digest()
+    extra = codec.attribute(A.CHAP_PASSWORD, bytes(17)) + codec.attribute(A.CHAP_CHALLENGE, challenge)
+    (send,) = engine().forward(job(nas_request(password=None, extra=extra)), 0.0)
+    sent = codec.decode(send.data)
+    assert sent.attrs[A.CHAP_CHALLENGE] == [challenge]
+    assert sent.first(A.CHAP_PASSWORD) == bytes(17)

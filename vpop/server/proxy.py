@@ -1,0 +1,88 @@
+"""The proxy's sockets: carries out what vpop.isp.proxy.ProxyEngine decides."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Callable
+
+from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob, SendUpstream
+
+log = logging.getLogger(__name__)
+POLL_INTERVAL = 0.05  # how often timeouts and probes are looked at
+
+
+class ProxyShell:
+    def __init__(self, loop: asyncio.AbstractEventLoop, engine: ProxyEngine,
+                 recv_buffer: int, clock: Callable[[], float] = time.monotonic):
+        self.loop, self.engine, self.clock = loop, engine, clock
+        self.socks: dict[int, socket.socket] = {}
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+            except OSError:
+                pass
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            sock.setblocking(False)
+            self.socks[family] = sock
+            loop.add_reader(sock.fileno(), self._readable, sock)
+        self.callbacks: dict[int, Callable[[Finished], None]] = {}
+        self._poller = asyncio.ensure_future(self._poll())
+
+    def forward(self, job: ProxyJob, done: Callable[[Finished], None]) -> None:
+        self.callbacks[id(job)] = done
+        self._carry_out(self.engine.forward(job, self.clock()))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.callbacks)
+
+    def close(self) -> None:
+        self._poller.cancel()
+        for sock in self.socks.values():
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+
+    def _readable(self, sock: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("proxy recvfrom: %s", exc)
+                continue
+            self._carry_out(self.engine.on_reply(data, addr, self.clock()))
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                self._carry_out(self.engine.poll(self.clock()))
+                for event in self.engine.transitions:
+                    log.warning("upstream %s: %s -> %s (%s)", event.server, event.old,
+                                event.new, event.reason)
+                self.engine.transitions.clear()
+            except Exception:
+                log.exception("proxy timer failed")
+
+    def _carry_out(self, actions: list) -> None:
+        for action in actions:
+            if type(action) is SendUpstream:
+                family = socket.AF_INET6 if ":" in action.addr[0] else socket.AF_INET
+                try:
+                    self.socks[family].sendto(action.data, action.addr)
+                except OSError as exc:
+                    log.warning("sendto upstream %s: %s", action.addr[0], exc)
+            elif type(action) is Finished:
+                done = self.callbacks.pop(id(action.job), None)
+                if done is not None:
+                    try:
+                        done(action)
+                    except Exception:
+                        log.exception("relaying an upstream reply failed")
