@@ -68,6 +68,23 @@ class RadiusSettings:
 
 
 @dataclass(**_FROZEN)
+class IspSettings:
+    # Selection chain, tried in order (vpop/isp/selection.py).
+    chain: tuple[str, ...] = ("realm", "choice", "number", "score", "default")
+    default_isp: str = ""  # empty: no default, the request is rejected
+    weight_quality: float = 0.5  # of the ranked choice's score
+    weight_price: float = 0.3
+    weight_availability: float = 0.2
+    # Upstream servers (vpop/isp/pool.py): FreeRADIUS calls these response_window,
+    # zombie_period and revive_interval; vpop probes zombies with Status-Server at once.
+    response_window: float = 2.0
+    zombie_period: float = 10.0
+    probe_interval: float = 1.0
+    revive_probes: int = 3
+    budget: float = 5.0  # a proxied request's whole time, retries included
+
+
+@dataclass(**_FROZEN)
 class Settings:
     path: str = ""
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -76,6 +93,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     radius: RadiusSettings = field(default_factory=RadiusSettings)
+    isp: IspSettings = field(default_factory=IspSettings)
 
     def relative(self, value: str) -> str:
         """Resolve a path option relative to the config file's directory."""
@@ -96,7 +114,7 @@ class Settings:
 _SECTIONS: dict[str, type] = {
     "server": ServerSettings, "database": DatabaseSettings,
     "identification": IdentificationSettings, "logging": LoggingSettings,
-    "metrics": MetricsSettings, "radius": RadiusSettings,
+    "metrics": MetricsSettings, "radius": RadiusSettings, "isp": IspSettings,
 }
 _IDENT_METHODS = {"line", "caller_id", "user_name"}
 
@@ -201,6 +219,11 @@ def _validate(s: Settings, fail) -> None:
             raise fail("must be digits", "identification", key)
     if s.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise fail("must be debug, info, warning or error", "logging", "level")
+    for key in ("response_window", "zombie_period", "probe_interval", "budget"):
+        if getattr(s.isp, key) <= 0:
+            raise fail("must be positive", "isp", key)
+    if s.isp.revive_probes < 1:
+        raise fail("must be at least 1", "isp", "revive_probes")
     if not 0 <= s.metrics.port <= 65535:
         raise fail("must be a port number (0 disables)", "metrics", "port")
 
