@@ -59,10 +59,15 @@ def route(ctx: AccessContext, deps) -> Rcode:
     return Rcode.OK
 
 
+LOCAL_CLASS = attribute(A.CLASS, ROUTING_CLASS_PREFIX + b"isp=;mode=local;reason=")
+
+
 def routing_class(ctx: AccessContext) -> bytes:
     """Class the NAS echoes in accounting (RFC 2865 §5.25): ties sessions to routing."""
     decision = ctx.decision
-    reason = decision.reason if decision is not None else ""
+    if decision is None:
+        return LOCAL_CLASS  # no ISPs configured: the common case, built once
+    reason = decision.reason
     value = b"%sisp=%s;mode=%s;reason=%s" % (
         ROUTING_CLASS_PREFIX, quote(ctx.isp or "", safe="").encode(),
         (ctx.route or "local").encode(), quote(reason, safe="").encode())
