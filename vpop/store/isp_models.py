@@ -1,5 +1,161 @@
-"""ISP tables: upstream ISPs, their RADIUS servers and tunnel endpoints."""
+"""ISP tables: upstream ISPs, their realms, numbers, RADIUS servers, tunnel endpoints,
+availability windows, and the QoS time series of their servers."""
 
 from __future__ import annotations
 
-from vpop.store.models import Base  # noqa: F401
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, Numeric, String,
+                        Text, Time, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from vpop.store.models import Base, intpk, name64, utc
+
+# Prices in the operator's currency, to a millionth: per-minute prices are often fractions
+# of a cent. Numeric keeps them exact (Decimal) on PostgreSQL; SQLite rounds to 6 places.
+money = Numeric(12, 6)
+
+
+def _children(order_by: str) -> relationship:
+    return relationship(back_populates="isp", cascade="all, delete-orphan", order_by=order_by)
+
+
+class Isp(Base):
+    """An upstream ISP: how sessions reach it (proxy, tunnel or local) and at what price."""
+
+    __tablename__ = "isp"
+
+    id: Mapped[intpk]
+    name: Mapped[name64]
+    mode: Mapped[str] = mapped_column(String(16), default="proxy")  # proxy | tunnel | local
+    strip_realm: Mapped[bool] = mapped_column(Boolean, default=True)
+    rewrite: Mapped[str | None] = mapped_column(String(253))  # e.g. "{user}@isp.example"
+    balance: Mapped[str] = mapped_column(String(16), default="failover")  # | weighted | keyed
+    price_per_minute: Mapped[Decimal] = mapped_column(money, default=Decimal(0))
+    price_per_gb: Mapped[Decimal] = mapped_column(money, default=Decimal(0))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # | down | disabled
+    template: Mapped[str | None] = mapped_column(String(128))  # reply template name
+    timeout_reject: Mapped[bool] = mapped_column(Boolean, default=True)
+    ranked: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+    realms: Mapped[list[IspRealm]] = _children("IspRealm.id")
+    numbers: Mapped[list[IspNumber]] = _children("IspNumber.id")
+    servers: Mapped[list[IspServer]] = _children("IspServer.id")
+    tunnels: Mapped[list[IspTunnel]] = _children("IspTunnel.id")
+    windows: Mapped[list[IspWindow]] = _children("IspWindow.id")
+
+
+def _isp_id() -> Mapped[int]:
+    return mapped_column(ForeignKey("isp.id", ondelete="CASCADE"), index=True)
+
+
+class IspRealm(Base):
+    """A realm naming the ISP in a User-Name; a realm belongs to one ISP only."""
+
+    __tablename__ = "isp_realm"
+    __table_args__ = (UniqueConstraint("kind", "pattern"),)
+
+    id: Mapped[intpk]
+    isp_id: Mapped[int] = _isp_id()
+    kind: Mapped[str] = mapped_column(String(16))  # suffix | prefix | regex
+    # suffix "@isp.example" and prefix "isp/" in lower case; a regex as written
+    pattern: Mapped[str] = mapped_column(String(253))
+    isp: Mapped[Isp] = relationship(back_populates="realms")
+
+
+class IspNumber(Base):
+    """A dialled number (Called-Station-Id), normalised like caller IDs."""
+
+    __tablename__ = "isp_number"
+
+    id: Mapped[intpk]
+    isp_id: Mapped[int] = _isp_id()
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    isp: Mapped[Isp] = relationship(back_populates="numbers")
+
+
+class IspServer(Base):
+    """One of the ISP's RADIUS servers; the name is unique across ISPs (QoS is kept by it)."""
+
+    __tablename__ = "isp_server"
+
+    id: Mapped[intpk]
+    isp_id: Mapped[int] = _isp_id()
+    name: Mapped[name64]
+    address: Mapped[str] = mapped_column(String(45))
+    auth_port: Mapped[int] = mapped_column(Integer, default=1812)
+    acct_port: Mapped[int] = mapped_column(Integer, default=1813)  # 0: no accounting
+    secret: Mapped[str] = mapped_column(String(128))
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # lower is preferred
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    require_message_authenticator: Mapped[bool] = mapped_column(Boolean, default=True)
+    isp: Mapped[Isp] = relationship(back_populates="servers")
+
+
+class IspTunnel(Base):
+    """An L2TP network server (LNS) of the ISP, sent as RFC 2868 tunnel attributes."""
+
+    __tablename__ = "isp_tunnel"
+
+    id: Mapped[intpk]
+    isp_id: Mapped[int] = _isp_id()
+    address: Mapped[str] = mapped_column(String(253))  # Tunnel-Server-Endpoint
+    password: Mapped[str | None] = mapped_column(String(255))  # Tunnel-Password
+    medium: Mapped[str] = mapped_column(String(16), default="IPv4")
+    assignment_id: Mapped[str | None] = mapped_column(String(253))
+    preference: Mapped[int] = mapped_column(Integer, default=1)  # lower is preferred
+    client_endpoint: Mapped[str | None] = mapped_column(String(253))
+    client_auth_id: Mapped[str | None] = mapped_column(String(253))
+    isp: Mapped[Isp] = relationship(back_populates="tunnels")
+
+
+class IspWindow(Base):
+    """When the ISP may be chosen: weekdays (0 = Monday) and a UTC time-of-day range."""
+
+    __tablename__ = "isp_window"
+
+    id: Mapped[intpk]
+    isp_id: Mapped[int] = _isp_id()
+    weekdays: Mapped[str] = mapped_column(String(13))  # "0,1,2,3,4"
+    start: Mapped[dt.time] = mapped_column(Time)
+    end: Mapped[dt.time] = mapped_column(Time)  # exclusive; end <= start wraps past midnight
+    isp: Mapped[Isp] = relationship(back_populates="windows")
+
+
+class IspQos(Base):
+    """One time bucket of one upstream server's measurements (vpop/isp/qos.py).
+
+    Several rows may share a server and bucket (each worker writes its own); readers
+    merge them. Percentiles are kept for queries; the histograms make merging and
+    downsampling exact to the histogram's resolution.
+    """
+
+    __tablename__ = "isp_qos"
+    __table_args__ = (
+        Index("ix_isp_qos_server_bucket", "server", "bucket_start"),
+        Index("ix_isp_qos_seconds_bucket", "bucket_seconds", "bucket_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    server: Mapped[str] = mapped_column(String(64))
+    isp: Mapped[str] = mapped_column(String(64))
+    bucket_start: Mapped[utc]
+    bucket_seconds: Mapped[int] = mapped_column(Integer)
+    probes: Mapped[int] = mapped_column(Integer, default=0)  # Status-Server sent
+    probes_lost: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)  # proxied
+    accepts: Mapped[int] = mapped_column(Integer, default=0)  # Access-Accept or -Challenge
+    rejects: Mapped[int] = mapped_column(Integer, default=0)
+    timeouts: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)  # failed verification
+    rtt_p50_ms: Mapped[float | None] = mapped_column(Float)
+    rtt_p95_ms: Mapped[float | None] = mapped_column(Float)
+    rtt_p99_ms: Mapped[float | None] = mapped_column(Float)
+    response_p50_ms: Mapped[float | None] = mapped_column(Float)
+    response_p95_ms: Mapped[float | None] = mapped_column(Float)
+    response_p99_ms: Mapped[float | None] = mapped_column(Float)
+    rtt_histogram: Mapped[str] = mapped_column(Text, default="")
+    response_histogram: Mapped[str] = mapped_column(Text, default="")

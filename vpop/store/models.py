@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Integer, MetaData, String,
                         TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from vpop.store.isp_models import Isp
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
@@ -86,6 +89,11 @@ class Profile(Base):
     # Log in on caller ID alone, without a password check.
     caller_id_login: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str] = mapped_column(String(255), default="")
+    # The ISP for subscribers who chose none, and whether another ISP may stand in for it.
+    isp_id: Mapped[int | None] = mapped_column(ForeignKey("isp.id", ondelete="SET NULL"),
+                                               index=True)
+    isp_failover: Mapped[bool] = mapped_column(Boolean, default=False)
+    isp: Mapped[Isp | None] = relationship()
 
 
 class Subscriber(Base):
@@ -110,8 +118,12 @@ class Subscriber(Base):
     address_pool: Mapped[str | None] = mapped_column(String(64))
     session_timeout: Mapped[int | None]
     idle_timeout: Mapped[int | None]
+    # The subscriber's own choice of ISP (set through the portal); None: the profile's.
+    isp_id: Mapped[int | None] = mapped_column(ForeignKey("isp.id", ondelete="SET NULL"),
+                                               index=True)
 
     profile: Mapped[Profile] = relationship(lazy="joined")
+    isp: Mapped[Isp | None] = relationship()
     caller_ids: Mapped[list[SubscriberCallerId]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan")
     lines: Mapped[list[SubscriberLine]] = relationship(
