@@ -22,13 +22,43 @@ from vpop.radius.dictionary import Dictionary
 SHIPPED = Path(__file__).resolve().parent.parent / "templates" / "reply"
 
 
+def template_environment(directories: list[str]) -> jinja2.Environment:
+    """Templates of `Name = value` lines, searched in ``directories`` in order.
+
+    The ``quote`` filter makes any text one value token (`Name = {{ x|quote }}`).
+    """
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directories), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, autoescape=False, keep_trailing_newline=True)
+    env.filters["quote"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def parse_pairs(text: str, name: str, dictionary: Dictionary) -> list[tuple[str, str]]:
+    """`Name = value` lines to pairs; errors name the template and line."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        attr, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError("expected 'Attribute = value'", file=name, line=number)
+        try:
+            (value,) = shlex.split(value.strip()) or [""]
+        except ValueError as exc:
+            raise ConfigError(f"bad value: {exc}", file=name, line=number) from None
+        attr = attr.strip()
+        if attr not in dictionary.by_name:
+            raise ConfigError(f"unknown attribute {attr}", file=name, line=number)
+        pairs.append((attr, value))
+    return pairs
+
+
 class ReplyRenderer:
     def __init__(self, dictionary: Dictionary, extra_dir: str = ""):
         search = [extra_dir] if extra_dir else []
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(search + [str(SHIPPED)]),
-            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-            autoescape=False, keep_trailing_newline=True)
+        self.env = template_environment(search + [str(SHIPPED)])
         self.dictionary = dictionary
         self._cache: dict[tuple[str, str], bytes] = {}
 
@@ -49,24 +79,7 @@ class ReplyRenderer:
         return self.parse(text, name)
 
     def parse(self, text: str, name: str) -> list[tuple[str, str]]:
-        """`Name = value` lines to pairs; errors name the template and line."""
-        pairs = []
-        for number, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            attr, sep, value = line.partition("=")
-            if not sep:
-                raise ConfigError("expected 'Attribute = value'", file=name, line=number)
-            try:
-                (value,) = shlex.split(value.strip()) or [""]
-            except ValueError as exc:
-                raise ConfigError(f"bad value: {exc}", file=name, line=number) from None
-            attr = attr.strip()
-            if attr not in self.dictionary.by_name:
-                raise ConfigError(f"unknown attribute {attr}", file=name, line=number)
-            pairs.append((attr, value))
-        return pairs
+        return parse_pairs(text, name, self.dictionary)
 
     def encoded(self, account: Account, nas_type: str) -> bytes:
         key = (account.username, nas_type)
