@@ -7,7 +7,7 @@ ACCT_PORT ?= 1813
 COA_PORT ?= 3799
 WORKERS ?= 1
 # Debian packages the tests talk to as real peers.
-TEST_PACKAGES ?= freeradius-utils
+TEST_PACKAGES ?= freeradius-utils freeradius eapoltest openssl
 
 BIN := $(VENV)/bin
 
@@ -30,6 +30,9 @@ run: install
 # Installs the Debian packages when run as root; otherwise says what is missing.
 test-deps:
 	@missing=""; command -v radclient >/dev/null || missing="$$missing freeradius-utils"; \
+	command -v freeradius >/dev/null || test -x /usr/sbin/freeradius || missing="$$missing freeradius"; \
+	command -v eapol_test >/dev/null || missing="$$missing eapoltest"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_PACKAGES); \
