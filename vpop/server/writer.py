@@ -2,19 +2,28 @@
 
 Group commit: every record waiting when a transaction starts shares it, so the
 cost of a durable commit is spread over many requests without acknowledging any
-record before it is on disk.
+record before it is on disk. Between batches, at most once per `tick`, the same
+thread lets event time pass: the reaper closes stale sessions and the utilization
+monitor confirms or closes events. Lease usage goes back to the event loop's
+LeaseBook (through `notify`) after every commit.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
+import time
 from typing import Callable
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpop.store.accounting import apply_record
+from vpop.accounting.leases import LeaseBook, LeaseIndex
+from vpop.accounting.settings import AccountingSettings
+from vpop.accounting.utilization import EventClock
+from vpop.store import accounting as store
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -22,14 +31,23 @@ _STOP = object()
 
 class AccountingWriter:
     def __init__(self, sessions: sessionmaker[Session], notify: Callable[[Callable[[], None]], None],
-                 max_batch: int = 1000):
+                 max_batch: int | None = None, *, settings: AccountingSettings | None = None,
+                 leases: LeaseBook | None = None, wallclock: Callable[[], float] = time.time):
         self.sessions = sessions
         self.notify = notify  # runs a callback on the event loop thread
-        self.max_batch = max_batch
+        self.settings = settings or AccountingSettings()
+        self.max_batch = max_batch or self.settings.max_batch
+        self.book = leases  # the event loop's, for admission; updated through notify
+        self.wallclock = wallclock
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="accounting-writer", daemon=True)
+        self.clock = EventClock()
+        self.leases = LeaseIndex()
+        self._revision: tuple | None = None
         self.batches = 0
         self.failures = 0
+        # stored, duplicates, reaped, closed by Accounting-On/Off, and one per record flag
+        self.counts: collections.Counter[str] = collections.Counter()
 
     def start(self) -> None:
         self.thread.start()
@@ -41,14 +59,25 @@ class AccountingWriter:
         self.queue.put(_STOP)
         self.thread.join(timeout=30)
 
+    def snapshot(self) -> dict[str, int]:
+        """Counters for the metrics endpoint (read from another thread: a copy)."""
+        return dict(self.counts)
+
+    # --- the thread ---
+
     def _run(self) -> None:
+        self._refresh_leases()
+        next_tick = time.monotonic() + self.settings.tick
         stopping = False
         while not stopping:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                item = None
             if item is _STOP:
                 break
-            batch = [item]
-            while len(batch) < self.max_batch:
+            batch = [item] if item is not None else []
+            while batch and len(batch) < self.max_batch:
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
@@ -57,26 +86,117 @@ class AccountingWriter:
                     stopping = True
                     break
                 batch.append(item)
-            results = self._commit(batch)
-            self.batches += 1
-            self.notify(lambda b=batch, r=results: [done(ok) for (_, done), ok in zip(b, r)])
+            if batch:
+                results = self._commit(batch)
+                self.batches += 1
+                self.notify(lambda b=batch, r=results: [done(ok) for (_, done), ok in zip(b, r)])
+            if time.monotonic() >= next_tick:
+                self._tick()
+                next_tick = time.monotonic() + self.settings.tick
 
     def _commit(self, batch: list) -> list[bool]:
+        records = [record for record, _ in batch]
         try:
             with self.sessions.begin() as session:
-                for record, _ in batch:
-                    apply_record(session, record)
+                result = store.apply_batch(session, records, leases=self.leases,
+                                           settle=self.settings.interim_interval)
+            self._committed(records, result)
             return [True] * len(batch)
+        except DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc.orig, _unavailable_errors()):
+                self.failures += len(batch)
+                log.error("accounting batch of %d not stored, the database is unavailable: %s",
+                          len(batch), str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+                return [False] * len(batch)
+            log.exception("accounting batch of %d failed; retrying one by one", len(batch))
         except Exception:
             log.exception("accounting batch of %d failed; retrying one by one", len(batch))
         results = []
-        for record, _ in batch:  # isolate the record that cannot be stored
+        for record in records:  # isolate the record that cannot be stored
             try:
                 with self.sessions.begin() as session:
-                    apply_record(session, record)
+                    result = store.apply_batch(session, [record], leases=self.leases,
+                                               settle=self.settings.interim_interval)
+                self._committed([record], result)
                 results.append(True)
             except Exception:
                 self.failures += 1
                 log.exception("accounting record %s not stored", record.unique_id)
                 results.append(False)
         return results
+
+    def _committed(self, records, result: store.BatchResult) -> None:
+        wall = self.wallclock()
+        self.clock.observe(max(r.event_time for r in records), wall)
+        self.counts["stored"] += result.stored
+        self.counts["duplicates"] += result.duplicates
+        self.counts["closed by Accounting-On/Off"] += result.closed
+        for flag, n in result.flags.items():
+            self.counts[f"flag {flag}"] += n
+        self._tell_book(result.lease_levels, result.lease_onlines)
+
+    def _tell_book(self, levels: dict[int, int], onlines: list[int], leases=None) -> None:
+        book = self.book
+        if book is None or not (levels or onlines or leases is not None):
+            return
+
+        def update() -> None:
+            if leases is not None:
+                book.set_leases(leases)
+            book.set_counts(levels)
+            book.started(onlines)
+        self.notify(update)
+
+    def _refresh_leases(self) -> None:
+        try:
+            with self.sessions() as session:
+                revision = store.leases_revision(session)
+                if revision == self._revision:
+                    levels = store.lease_levels(session) if len(self.leases) else {}
+                    self._tell_book(levels, [])
+                    return
+                self.leases = store.load_leases(session)
+                self._revision = revision
+                levels = store.lease_levels(session)
+        except Exception:
+            log.exception("could not read the leases; keeping %d known", len(self.leases))
+            return
+        log.info("accounting: %d leases", len(self.leases))
+        self._tell_book(levels, [], leases=self.leases)
+
+    def _tick(self) -> None:
+        """Let event time pass: reap stale sessions, move the utilization monitor on."""
+        self._refresh_leases()
+        now = self.clock.now(self.wallclock())
+        if now is None:
+            return  # no record seen yet: event time has not begun
+        stale = self.settings.stale_after()
+        stale_before = now - stale if stale is not None else None
+        try:
+            with self.sessions() as session:
+                if not len(self.leases) and (
+                        stale_before is None or not store.stale_sessions_exist(session, stale_before)):
+                    return
+            with self.sessions.begin() as session:
+                result = store.tick(session, now=now, stale_before=stale_before,
+                                    leases=self.leases, settle=self.settings.interim_interval)
+        except Exception:
+            log.exception("accounting tick failed")
+            return
+        if result.closed:
+            self.counts["reaped"] += result.closed
+            log.info("reaper closed %d stale sessions", result.closed)
+        self._tell_book(result.lease_levels, [])
+
+
+def _unavailable_errors() -> tuple[type, ...]:
+    """Driver errors that mean the database cannot be reached, not that a record is bad."""
+    errors: list[type] = []
+    try:
+        import psycopg2
+        errors.append(psycopg2.OperationalError)
+    except ImportError:
+        pass
+    import sqlite3
+    errors.append(sqlite3.OperationalError)
+    return tuple(errors)

@@ -1,52 +1,480 @@
-"""Write accounting records to radacct; the caller commits (group commit in the shell)."""
+"""Accounting in the store: sessions, history, routing records, rollups, gauges and
+utilization events, written in batches. The caller commits (group commit in the
+shell); nothing here commits.
+
+Accounting writers of every worker process take one lock per transaction
+(``lock``: a PostgreSQL advisory lock, SQLite's BEGIN IMMEDIATE) so that the
+read-modify-write of gauges, rollups and the monitor's state never interleaves.
+Group commit makes that cheap: one lock, one commit, hundreds of records.
+"""
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
 
+from vpop.accounting import sessions as S
+from vpop.accounting.leases import LeaseIndex, LeaseTerms, PortRange
 from vpop.accounting.records import AcctRecord
-from vpop.store.accounting_models import RadAcct
+from vpop.accounting.rollups import (GRAINS, MEASURES, NO_LEASE, RollupBatch, bucket,
+                                     month_start, walk_gauges)
+from vpop.accounting.utilization import Condition, Event, Monitor
+from vpop.store.accounting_models import (AcctGauge, AcctPeak, AcctRollup, Lease,
+                                          LeaseCondition, LeaseRollup, RadAcct, RoutingRecord,
+                                          UtilizationEvent)
+from vpop.store.accounting_models import AcctRecord as AcctRecordRow
+
+_LOCK_KEY = 0x7670_6F61  # "vpoa": accounting writers, any process
+_CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
+NAS_REBOOT = "NAS-Reboot"
+STALE = "Stale-Session"
+
+_SESSION_COLUMNS = [c.name for c in RadAcct.__table__.columns]
+_TIMES = ("start_time", "update_time", "stop_time")
 
 
-def _when(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+def when(seconds: int | None) -> dt.datetime | None:
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+
+
+def seconds(value: dt.datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp())
+
+
+def lock(session: Session) -> None:
+    """Serialize accounting writers; the first statement of the transaction."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+@dataclass(slots=True)
+class BatchResult:
+    stored: int = 0  # records applied
+    duplicates: int = 0  # retransmissions of records already stored
+    flags: collections.Counter = field(default_factory=collections.Counter)
+    closed: int = 0  # sessions closed by Accounting-On/Off or the reaper
+    lease_levels: dict[int, int] = field(default_factory=dict)  # sessions online, per lease
+    lease_onlines: list[int] = field(default_factory=list)  # a session came online, per lease
+
+
+# --- reading ----------------------------------------------------------------------------
+
+def _chunks(values: Sequence) -> Iterator[Sequence]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start:start + _CHUNK]
+
+
+def _state(row) -> S.SessionState:
+    values = dict(row._mapping)
+    for name in _TIMES:
+        values[name] = seconds(values[name])
+    values["flags"] = tuple(f for f in values["flags"].split(",") if f)
+    if values["start_time"] is None:  # rows written before vpop kept every time
+        values["start_time"] = values["update_time"] or values["stop_time"] or 0
+    if values["update_time"] is None:
+        values["update_time"] = values["stop_time"] or values["start_time"]
+    values.pop("acct_session_id")
+    values["session_id"] = row.acct_session_id
+    return S.SessionState(**values)
+
+
+def _session_row(state: S.SessionState) -> dict:
+    values = {name: getattr(state, name) for name in S.SessionState.__slots__
+              if name not in ("session_id", "flags")}
+    values["acct_session_id"] = state.session_id
+    values["flags"] = ",".join(state.flags)[:255]
+    for name in _TIMES:
+        values[name] = when(values[name])
+    return values
+
+
+def load_leases(session: Session) -> LeaseIndex:
+    leases = []
+    for lease in session.scalars(select(Lease).options(selectinload(Lease.places))):
+        leases.append(lease_terms(lease))
+    return LeaseIndex(leases)
+
+
+def lease_terms(lease: Lease) -> LeaseTerms:
+    return LeaseTerms(
+        id=lease.id, name=lease.name, isp=lease.isp,
+        nas=frozenset(p.nas for p in lease.places if p.port_first is None),
+        ports=tuple(PortRange(nas=p.nas, first=p.port_first, last=p.port_last)
+                    for p in lease.places if p.port_first is not None),
+        sessions=lease.sessions, bandwidth_kbps=lease.bandwidth_kbps,
+        volume_bytes=lease.volume_bytes, starts=seconds(lease.starts),
+        ends=seconds(lease.ends), price=lease.price, policy=lease.policy,
+        reject_message=lease.reject_message, under_percent=lease.under_percent,
+        under_window=lease.under_window)
+
+
+def leases_revision(session: Session) -> tuple:
+    """Changes whenever an import changes a lease: cheap enough to ask every second."""
+    return tuple(session.execute(select(func.count(Lease.id), func.max(Lease.updated_at),
+                                        func.max(Lease.id))).one())
+
+
+def lease_levels(session: Session) -> dict[int, int]:
+    """Sessions online per lease, as committed."""
+    return {int(key): level for key, level in session.execute(
+        select(AcctGauge.key, AcctGauge.level).where(AcctGauge.kind == "lease"))}
+
+
+# --- writing helpers ------------------------------------------------------------------
+
+def _insert_for(session: Session):
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _greatest(session: Session):
+    return func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+
+
+def _upsert(session: Session, table: Table, rows: list[dict], keys: Sequence[str], *,
+            add: Sequence[str] = (), greatest: Sequence[str] = (),
+            replace: Sequence[str] = ()) -> None:
+    """Insert rows; where the key exists already, add, take the larger or replace."""
+    if not rows:
+        return
+    statement = _insert_for(session)(table)
+    new = statement.excluded
+    biggest = _greatest(session)
+    changes = {name: table.c[name] + new[name] for name in add}
+    changes.update({name: biggest(table.c[name], new[name]) for name in greatest})
+    changes.update({name: new[name] for name in replace})
+    session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changes),
+                    rows)
+
+
+# --- the ledger: one transaction's worth of accounting --------------------------------
+
+class Ledger:
+    """Applies records (and closures) to the sessions they belong to, then writes the
+    sessions, history, routing records, rollups, gauges and monitor state at once."""
+
+    def __init__(self, session: Session, leases: LeaseIndex, *, settle: int = 300):
+        self.session = session
+        self.leases = leases
+        self.settle = settle
+        self.states: dict[str, S.SessionState] = {}  # by unique_id, loaded or new
+        self.original: dict[str, S.SessionState] = {}  # as loaded
+        self.retired: list[S.SessionState] = []
+        self.history: list[tuple[str, AcctRecord, tuple[str, ...]]] = []  # unique_id or ""
+        self.rollup = RollupBatch()
+        self.result = BatchResult()
+        self._seen: set[tuple[int | str, int]] = set()
+
+    def _assign(self, record: AcctRecord, start: int) -> int | None:
+        lease = self.leases.match(record.routing.isp, record.nas_address,
+                                  record.nas_port_number, start)
+        return lease.id if lease is not None else None
+
+    def _load(self, where) -> None:
+        for row in self.session.execute(select(RadAcct.__table__).where(where)):
+            state = _state(row)
+            self.states.setdefault(state.unique_id, state)
+            self.original.setdefault(state.unique_id, state)
+
+    def _take(self, step: S.Step, *, record: bool = True) -> None:
+        if step.retire is not None:
+            self.retired.append(step.retire)
+        self.states[step.after.unique_id] = step.after
+        self.rollup.add(step, record=record)
+        self.result.flags.update(step.flags)
+        if step.online is not None and step.after.lease_id is not None:
+            self.result.lease_onlines.append(step.after.lease_id)
+        if step.offline is not None and step.before is not None and step.before.status == S.OPEN:
+            if step.after.closed_by in (S.BY_NAS, S.BY_REAPER):
+                self.result.closed += 1
+
+    # --- input ---
+
+    def records(self, records: Sequence[AcctRecord]) -> None:
+        uids = sorted({r.unique_id for r in records if r.status not in ("on", "off")})
+        for chunk in _chunks(uids):
+            self._load(RadAcct.unique_id.in_(chunk))
+        nases = sorted({r.nas_address for r in records if r.status in ("on", "off")})
+        for chunk in _chunks(nases):
+            self._load(RadAcct.nas_address.in_(chunk) & (RadAcct.status == S.OPEN))
+        keys = sorted({r.content_key for r in records})
+        for chunk in _chunks(keys):
+            self._seen.update(self.session.execute(
+                select(AcctRecordRow.radacct_id, AcctRecordRow.content_key)
+                .where(AcctRecordRow.content_key.in_(chunk))).tuples())
+        for record in records:
+            if record.status in ("on", "off"):
+                self._nas_restarted(record)
+            else:
+                self._record(record)
+
+    def _duplicate(self, owner: int | str | None, record: AcctRecord) -> bool:
+        key = (owner if owner is not None else "", record.content_key)
+        if key in self._seen:
+            self.result.duplicates += 1
+            return True
+        self._seen.add(key)
+        return False
+
+    def _record(self, record: AcctRecord) -> None:
+        state = self.states.get(record.unique_id)
+        if state is not None and state.id is not None:
+            owner: int | str = state.id
+        else:
+            owner = record.unique_id  # a session new in this batch
+        if self._duplicate(owner, record):
+            return
+        step = S.apply(state, record, self._assign)
+        if step.retire is not None:
+            self._seen.add((record.unique_id, record.content_key))
+        self._take(step)
+        self.history.append((record.unique_id, record, step.flags))
+        self.result.stored += 1
+
+    def _nas_restarted(self, record: AcctRecord) -> None:
+        """RFC 2866 §5.1 Accounting-On/Off: the NAS's sessions from before are over."""
+        if self._duplicate(0, record):
+            return
+        for uid, state in list(self.states.items()):
+            if (state.nas_address == record.nas_address and state.status == S.OPEN
+                    and state.update_time <= record.event_time):
+                self._take(S.close(state, record.event_time, S.BY_NAS, NAS_REBOOT),
+                           record=False)
+        self.history.append(("", record, record.flags))
+        self.result.flags.update(record.flags)
+        self.result.stored += 1
+
+    def reap(self, stale_before: int, limit: int) -> None:
+        """Close sessions the NAS has not reported on since `stale_before`."""
+        self._load(RadAcct.id.in_(select(RadAcct.id).where(
+            RadAcct.status == S.OPEN, RadAcct.update_time < when(stale_before))
+            .order_by(RadAcct.update_time).limit(limit).scalar_subquery()))
+        for state in list(self.states.values()):
+            if state.status == S.OPEN and state.update_time < stale_before:
+                self._take(S.close(state, stale_before, S.BY_REAPER, STALE), record=False)
+
+    # --- output ---
+
+    def flush(self, now: int | None = None) -> BatchResult:
+        """Write everything; `now` (event time) also lets the monitor see time pass."""
+        ids = self._write_sessions()
+        self._write_history(ids)
+        self._write_routing(ids)
+        self._write_rollups()
+        levels, lease_levels = self._write_gauges()
+        monitor = self._monitor()
+        for lease_id, at, level in lease_levels:
+            monitor.sessions(lease_id, at, level)
+        self._write_lease_octets(monitor)
+        if now is not None:
+            monitor.advance(now, lease_levels(self.session))
+        self._write_monitor(monitor)
+        self.result.lease_levels = levels
+        self.session.flush()
+        return self.result
+
+    def _write_sessions(self) -> dict[str, int]:
+        table = RadAcct.__table__
+        for old in self.retired:  # out of the way of the new session's unique_id
+            self.session.execute(update(table).where(table.c.id == old.id).values(
+                unique_id=f"{old.unique_id}#{old.id}"[:64],
+                flags=",".join(S._merge_flags(old.flags, ("id-reused",)))[:255]))
+        ids: dict[str, int] = {}
+        new, changed = [], []
+        for uid, state in self.states.items():
+            before = self.original.get(uid)
+            if state.id is None:
+                new.append(state)
+            elif state != before:
+                changed.append(state)
+            if state.id is not None:
+                ids[uid] = state.id
+        if new:
+            rows = [_session_row(s) for s in new]
+            for row in rows:
+                del row["id"]
+            inserted = self.session.execute(
+                insert(table).returning(table.c.id, table.c.unique_id,
+                                        sort_by_parameter_order=True), rows)
+            for row_id, uid in inserted:
+                ids[uid] = row_id
+                self.states[uid] = dataclasses.replace(self.states[uid], id=row_id)
+        if changed:
+            rows = []
+            for state in changed:
+                row = _session_row(state)
+                row["_id"] = row.pop("id")
+                rows.append(row)
+            self.session.execute(update(table).where(table.c.id == bindparam("_id")), rows)
+        return ids
+
+    def _write_history(self, ids: dict[str, int]) -> None:
+        rows = []
+        for uid, record, flags in self.history:
+            rows.append(dict(
+                radacct_id=ids[uid] if uid else 0, content_key=record.content_key,
+                status=record.status, nas_address=record.nas_address,
+                event_time=when(record.event_time), arrival=when(record.arrival),
+                delay=record.delay, session_time=record.session_time,
+                input_octets=record.input_octets, output_octets=record.output_octets,
+                input_packets=record.input_packets, output_packets=record.output_packets,
+                terminate_cause=record.terminate_cause, flags=",".join(flags)[:255]))
+        if rows:
+            self.session.execute(insert(AcctRecordRow.__table__), rows)
+
+    def _write_routing(self, ids: dict[str, int]) -> None:
+        finished, reopened = [], []
+        for uid, state in self.states.items():
+            before = self.original.get(uid)
+            if state == before:
+                continue
+            if state.status == S.CLOSED:
+                finished.append(dict(
+                    radacct_id=ids[uid], username=state.username, isp=state.isp,
+                    route_mode=state.route_mode, route_reason=state.route_reason,
+                    nas_address=state.nas_address, lease_id=state.lease_id,
+                    start_time=when(state.start_time), stop_time=when(state.stop_time),
+                    session_time=state.session_time, input_octets=state.input_octets,
+                    output_octets=state.output_octets, closed_by=state.closed_by))
+            elif before is not None and before.status == S.CLOSED:
+                reopened.append(ids[uid])
+        if reopened:
+            self.session.execute(delete(RoutingRecord).where(
+                RoutingRecord.radacct_id.in_(reopened)))
+        columns = [c for c in (finished[0] if finished else ()) if c != "radacct_id"]
+        _upsert(self.session, RoutingRecord.__table__, finished, ["radacct_id"],
+                replace=columns)
+
+    def _write_rollups(self) -> None:
+        rows = []
+        for (grain, start, isp, lease_id, nas), measures in sorted(self.rollup.cells.items()):
+            rows.append(dict(grain=grain, bucket=when(start), isp=isp, lease_id=lease_id,
+                             nas=nas, **dict(zip(MEASURES, measures))))
+        _upsert(self.session, AcctRollup.__table__, rows,
+                ["grain", "bucket", "isp", "lease_id", "nas"], add=MEASURES)
+
+    def _write_gauges(self) -> tuple[dict[int, int], list[tuple[int, int, int]]]:
+        changes = self.rollup.gauge_changes
+        if not changes:
+            return {}, []
+        wanted = sorted({(c.kind, c.key) for c in changes})
+        levels = {}
+        for chunk in _chunks(wanted):
+            for kind, key, level in self.session.execute(
+                    select(AcctGauge.kind, AcctGauge.key, AcctGauge.level)
+                    .where(tuple_(AcctGauge.kind, AcctGauge.key).in_(chunk))):
+                levels[(kind, key)] = level
+        final, peaks, lease_levels = walk_gauges(levels, changes)
+        _upsert(self.session, AcctGauge.__table__,
+                [dict(kind=k, key=v, level=n) for (k, v), n in sorted(final.items())],
+                ["kind", "key"], replace=["level"])
+        _upsert(self.session, AcctPeak.__table__,
+                [dict(grain=g, bucket=when(b), kind=k, key=v, peak=p, last=last)
+                 for (g, b, k, v), (p, last) in sorted(peaks.items())],
+                ["kind", "key", "grain", "bucket"], greatest=["peak"], replace=["last"])
+        by_lease = {int(v): n for (k, v), n in final.items() if k == "lease"}
+        return by_lease, lease_levels
+
+    def _monitor(self) -> Monitor:
+        conditions = [Condition(lease_id=c.lease_id, kind=c.kind, since=seconds(c.since),
+                                extreme=c.extreme, mark=seconds(c.mark), recorded=c.recorded)
+                      for c in self.session.scalars(select(LeaseCondition))]
+        return Monitor(self.leases.by_id, conditions, self.settle)
+
+    def _write_lease_octets(self, monitor: Monitor) -> None:
+        octets = self.rollup.lease_octets
+        if not octets:
+            return
+        table = LeaseRollup.__table__
+        sums: dict[tuple[int, str, int], int] = collections.Counter()
+        for (lease_id, b5), amount in octets.items():
+            for grain in GRAINS:
+                sums[(lease_id, grain, bucket(b5, grain))] += amount
+            sums[(lease_id, "month", month_start(b5))] += amount
+        _upsert(self.session, table,
+                [dict(lease_id=l, grain=g, bucket=when(b), octets=n, peak_5min_octets=0)
+                 for (l, g, b), n in sorted(sums.items())],
+                ["lease_id", "grain", "bucket"], add=["octets"])
+        # The totals now stored: the busiest 5 minutes of each hour and day, the monitor.
+        stored: dict[tuple[int, str, int], int] = {}
+        for lease_id in sorted({l for l, _ in octets}):
+            starts = sorted({b for l, g, b in sums if l == lease_id})
+            for chunk in _chunks(starts):
+                for grain, start, total in self.session.execute(
+                        select(table.c.grain, table.c.bucket, table.c.octets).where(
+                            table.c.lease_id == lease_id,
+                            table.c.bucket.in_([when(b) for b in chunk]))):
+                    stored[(lease_id, grain, seconds(start))] = total
+        peaks: dict[tuple[int, str, int], int] = {}
+        for (lease_id, b5) in sorted(octets):
+            total = stored[(lease_id, "5min", b5)]
+            monitor.bandwidth(lease_id, b5, total)
+            for grain in ("5min", "hour", "day", "month"):
+                start = month_start(b5) if grain == "month" else bucket(b5, grain)
+                key = (lease_id, grain, start)
+                peaks[key] = max(peaks.get(key, 0), total)
+        _upsert(self.session, table,
+                [dict(lease_id=l, grain=g, bucket=when(b), octets=0, peak_5min_octets=p)
+                 for (l, g, b), p in sorted(peaks.items())],
+                ["lease_id", "grain", "bucket"], greatest=["peak_5min_octets"])
+        for (lease_id, month), last in sorted(self.rollup.lease_last.items()):
+            monitor.volume(lease_id, last, month, stored[(lease_id, "month", month)])
+
+    def _write_monitor(self, monitor: Monitor) -> None:
+        table = LeaseCondition.__table__
+        rows = [dict(lease_id=c.lease_id, kind=c.kind, since=when(c.since), extreme=c.extreme,
+                     mark=when(c.mark), recorded=c.recorded)
+                for _, c in sorted(monitor.changed.items())]
+        _upsert(self.session, table, rows, ["lease_id", "kind"],
+                replace=["since", "extreme", "mark", "recorded"])
+        events = [dict(lease_id=e.lease_id, isp=e.isp, kind=e.kind, start_time=when(e.start),
+                       end_time=when(e.end), peak=e.peak, limit_value=e.limit)
+                  for _, e in sorted(monitor.events.items())]
+        _upsert(self.session, UtilizationEvent.__table__, events,
+                ["lease_id", "kind", "start_time"], replace=["end_time", "peak", "limit_value"])
+
+
+# --- entry points ---------------------------------------------------------------------
+
+def apply_batch(session: Session, records: Sequence[AcctRecord], *,
+                leases: LeaseIndex | None = None, settle: int = 300,
+                locked: bool = False) -> BatchResult:
+    """Apply records in order, idempotently: a record stored before is recognised by
+    its content and skipped. The caller commits."""
+    if not locked:
+        lock(session)
+    ledger = Ledger(session, leases if leases is not None else load_leases(session),
+                    settle=settle)
+    ledger.records(records)
+    return ledger.flush()
 
 
 def apply_record(session: Session, record: AcctRecord) -> None:
-    """Idempotent per record: a retransmission or a replay leaves the same row."""
-    when = _when(record.event_time)
-    if record.status in ("on", "off"):
-        # RFC 2866 §5.1: the NAS restarted; whatever it had open is over.
-        session.execute(update(RadAcct)
-                        .where(RadAcct.nas_address == record.nas_address,
-                               RadAcct.status == "open")
-                        .values(status="closed", stop_time=when,
-                                terminate_cause="NAS-Reboot"))
-        return
-    row = session.scalars(select(RadAcct).where(RadAcct.unique_id == record.unique_id)).first()
-    if row is None:
-        row = RadAcct(unique_id=record.unique_id, acct_session_id=record.session_id,
-                      username=record.username, nas_address=record.nas_address, status="open",
-                      session_time=0, input_octets=0, output_octets=0)
-        session.add(row)
-    row.nas_port = record.nas_port or row.nas_port
-    row.calling_station_id = record.calling_station_id or row.calling_station_id
-    row.framed_ip = record.framed_ip or row.framed_ip
-    if record.status == "start":
-        row.start_time = row.start_time or when
-    else:
-        if row.start_time is None:  # Stop or Interim before (or without) its Start
-            row.start_time = _when(record.event_time - record.session_time)
-        # Counters only grow within a session: an older, reordered record changes nothing.
-        if record.session_time >= (row.session_time or 0):
-            row.session_time = record.session_time
-            row.input_octets = max(row.input_octets or 0, record.input_octets)
-            row.output_octets = max(row.output_octets or 0, record.output_octets)
-            row.update_time = when
-    if record.status == "stop":
-        row.status = "closed"
-        row.stop_time = when
-        row.terminate_cause = record.terminate_cause
+    apply_batch(session, [record])
+
+
+def tick(session: Session, *, now: int, stale_before: int | None, leases: LeaseIndex,
+         settle: int = 300, reap_limit: int = 1000, locked: bool = False) -> BatchResult:
+    """Let event time `now` pass: reap sessions not heard of since `stale_before` and
+    let the utilization monitor confirm or close events."""
+    if not locked:
+        lock(session)
+    ledger = Ledger(session, leases, settle=settle)
+    if stale_before is not None:
+        ledger.reap(stale_before, reap_limit)
+    return ledger.flush(now=now)
+
+
+def stale_sessions_exist(session: Session, stale_before: int) -> bool:
+    return session.execute(select(RadAcct.id).where(
+        RadAcct.status == S.OPEN, RadAcct.update_time < when(stale_before)).limit(1)
+    ).first() is not None

@@ -1,0 +1,58 @@
+"""How a session was routed, as the Access-Accept decided it and the NAS echoes it.
+
+Every Access-Accept carries a Class attribute (RFC 2865 §5.25) that the NAS sends
+back unchanged in its Accounting-Requests:
+
+    vpop1;isp=<name>;mode=<proxy|tunnel|local>;reason=<url-quoted reason>
+
+so accounting knows the ISP, the route mode and why it was chosen without a lookup.
+(vpop.isp.stages.routing_class writes it; the ISP name is url-quoted as well.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+MODES = ("proxy", "tunnel", "local")
+PREFIX = b"vpop1;"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Routing:
+    isp: str | None
+    mode: str  # proxy | tunnel | local
+    reason: str = ""
+
+
+LOCAL = Routing(isp=None, mode="local")
+
+
+def parse_routing_class(value: bytes) -> Routing | None:
+    """The routing decision in a Class value; None when the value is not vpop's."""
+    if not value.startswith(PREFIX):
+        return None
+    try:
+        text = value[len(PREFIX):].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields: dict[str, str] = {}
+    for part in text.split(";"):
+        name, sep, item = part.partition("=")
+        if not sep or name in fields:
+            return None
+        fields[name] = item
+    mode = fields.get("mode")
+    if mode not in MODES:
+        return None
+    return Routing(isp=unquote(fields.get("isp", "")) or None, mode=mode,
+                   reason=unquote(fields.get("reason", "")))
+
+
+def routing_from_classes(values: list[bytes] | tuple[bytes, ...]) -> Routing:
+    """The first vpop Class among those the NAS echoed; LOCAL when there is none."""
+    for value in values:
+        routing = parse_routing_class(value)
+        if routing is not None:
+            return routing
+    return LOCAL

@@ -1,0 +1,38 @@
+"""The [accounting] settings: how often NASes report, when a silent session is stale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountingSettings:
+    # Seconds between the Interim-Updates the NASes send (Acct-Interim-Interval). Also how
+    # long a 5-minute bucket waits for late interims before the monitor closes an event.
+    interim_interval: int = 300
+    # A session without a record for this many intervals is closed by the reaper
+    # (terminate cause Stale-Session); 0 turns the reaper off.
+    stale_intervals: float = 3.0
+    # Seconds between the writer's runs of the reaper and the utilization monitor.
+    tick: float = 1.0
+    # Records committed in one transaction at most.
+    max_batch: int = 1000
+
+    def stale_after(self) -> int | None:
+        """Seconds of silence after which a session is stale; None: never."""
+        if self.stale_intervals <= 0:
+            return None
+        return int(self.stale_intervals * self.interim_interval)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(option, reason) for each value that cannot work."""
+        found = []
+        if self.interim_interval < 1:
+            found.append(("interim_interval", "must be at least 1 second"))
+        if self.stale_intervals < 0:
+            found.append(("stale_intervals", "must not be negative (0 turns the reaper off)"))
+        if self.tick <= 0:
+            found.append(("tick", "must be more than 0"))
+        if self.max_batch < 1:
+            found.append(("max_batch", "must be at least 1"))
+        return found
