@@ -71,16 +71,16 @@ class AcctRecord:
     event_stamp: int | None = None  # Event-Timestamp as sent: the same in retransmissions
     flags: tuple[str, ...] = ()
 
-    @property
-    def content_key(self) -> int:
-        """What a retransmission has in common with the original (not Acct-Delay-Time):
-        a signed 64-bit integer, the same for the same record."""
-        text = (f"{self.unique_id}|{self.status}|{self.session_time}|{self.input_octets}|"
-                f"{self.output_octets}|{self.input_packets}|{self.output_packets}|"
-                f"{self.terminate_cause}|{self.event_stamp}")
-        if self.status in ("on", "off") and self.event_stamp is None:
-            text += f"|{self.event_time // 60}"
-        return int.from_bytes(hashlib.md5(text.encode()).digest()[:8], "big", signed=True)
+
+def content_key(record: AcctRecord) -> int:
+    """What a retransmission has in common with the original (not Acct-Delay-Time, which
+    grows with each try): a signed 64-bit integer, the same for the same record."""
+    text = (f"{record.unique_id}|{record.status}|{record.session_time}|{record.input_octets}|"
+            f"{record.output_octets}|{record.input_packets}|{record.output_packets}|"
+            f"{record.terminate_cause}|{record.event_stamp}|{record.nas_address}")
+    if record.status in ("on", "off") and record.event_stamp is None:
+        text += f"|{record.event_time // 60}"
+    return int.from_bytes(hashlib.md5(text.encode()).digest()[:8], "big", signed=True)
 
 
 def _text(packet: Packet, key) -> str | None:

@@ -41,6 +41,7 @@ NEGATIVE = "negative"
 REOPENED = "reopened"
 REAPED = "reaped"
 LONG_SPAN = "long-span"
+ID_REUSED = "id-reused"  # on the earlier session, whose Acct-Session-Id came back
 
 MAX_SPAN = 31 * 86_400  # time and octets spread over at most the last 31 days
 _LOW = (1 << 32) - 1
@@ -104,7 +105,7 @@ class Step:
 Assign = Callable[[AcctRecord, int], int | None]  # (record, start time) -> lease id
 
 
-def _merge_flags(*groups) -> tuple[str, ...]:
+def merge_flags(*groups) -> tuple[str, ...]:
     seen: list[str] = []
     for group in groups:
         for flag in group:
@@ -168,7 +169,7 @@ def new_session(record: AcctRecord, assign: Assign) -> Step:
     if not starting:
         spans = (_clip(Span(start, t, record.input_octets, record.output_octets), flags),)
     flags = tuple(flags)
-    return Step(before=None, after=dataclasses.replace(after, flags=_merge_flags(flags)),
+    return Step(before=None, after=dataclasses.replace(after, flags=merge_flags(flags)),
                 flags=flags, spans=spans, started=start, stopped=t if stop else None,
                 online=None if stop else t)
 
@@ -226,7 +227,7 @@ def apply(state: SessionState | None, record: AcctRecord, assign: Assign) -> Ste
         else:
             changes.update(closed_by=BY_STOP)
     flags = tuple(flags)
-    after = dataclasses.replace(state, **changes, flags=_merge_flags(state.flags, flags))
+    after = dataclasses.replace(state, **changes, flags=merge_flags(state.flags, flags))
     return Step(before=state, after=after, flags=flags, spans=spans, stopped=stopped,
                 unstopped=unstopped, online=online, offline=offline)
 
@@ -234,7 +235,7 @@ def apply(state: SessionState | None, record: AcctRecord, assign: Assign) -> Ste
 def _unchanged(state: SessionState, flags: list[str]) -> Step:
     flags_t = tuple(flags)
     return Step(before=state, after=dataclasses.replace(
-        state, flags=_merge_flags(state.flags, flags_t)), flags=flags_t)
+        state, flags=merge_flags(state.flags, flags_t)), flags=flags_t)
 
 
 def _late_start(state: SessionState, record: AcctRecord) -> Step:
@@ -247,7 +248,7 @@ def _late_start(state: SessionState, record: AcctRecord) -> Step:
         flags.append(REPEATED_START)
     flags_t = tuple(flags)
     return Step(before=state, after=dataclasses.replace(
-        state, **changes, flags=_merge_flags(state.flags, flags_t)), flags=flags_t)
+        state, **changes, flags=merge_flags(state.flags, flags_t)), flags=flags_t)
 
 
 def close(state: SessionState, at: int, closed_by: str, cause: str) -> Step:
@@ -259,6 +260,6 @@ def close(state: SessionState, at: int, closed_by: str, cause: str) -> Step:
     after = dataclasses.replace(
         state, status=CLOSED, stop_time=end, closed_by=closed_by, terminate_cause=cause,
         session_time=max(state.session_time, end - state.start_time),
-        flags=_merge_flags(state.flags, flags))
+        flags=merge_flags(state.flags, flags))
     return Step(before=state, after=after, flags=flags, spans=spans, stopped=end,
                 offline=end)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text, tuple_, update
@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from vpop.accounting import sessions as S
 from vpop.accounting.leases import LeaseIndex, LeaseTerms, PortRange
-from vpop.accounting.records import AcctRecord
-from vpop.accounting.rollups import (GRAINS, MEASURES, NO_LEASE, RollupBatch, bucket,
+from vpop.accounting.records import AcctRecord, content_key
+from vpop.accounting.rollups import (GRAINS, MEASURES, RollupBatch, bucket,
                                      month_start, walk_gauges)
-from vpop.accounting.utilization import Condition, Event, Monitor
+from vpop.accounting.utilization import Condition, Monitor
 from vpop.store.accounting_models import (AcctGauge, AcctPeak, AcctRollup, Lease,
                                           LeaseCondition, LeaseRollup, RadAcct, RoutingRecord,
                                           UtilizationEvent)
@@ -120,7 +120,7 @@ def lease_terms(lease: Lease) -> LeaseTerms:
 
 def leases_revision(session: Session) -> tuple:
     """Changes whenever an import changes a lease: cheap enough to ask every second."""
-    return tuple(session.execute(select(func.count(Lease.id), func.max(Lease.updated_at),
+    return tuple(session.execute(select(func.count(Lease.id), func.sum(Lease.revision),
                                         func.max(Lease.id))).one())
 
 
@@ -130,30 +130,79 @@ def lease_levels(session: Session) -> dict[int, int]:
         select(AcctGauge.key, AcctGauge.level).where(AcctGauge.kind == "lease"))}
 
 
-# --- writing helpers ------------------------------------------------------------------
+# --- statements, built once per dialect -------------------------------------------------
 
-def _insert_for(session: Session):
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+class _Sql:
+    """Every statement the ledger runs; built once, so each batch only binds values."""
+
+    def __init__(self, dialect: str):
+        self.dialect = dialect
+        upsert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._greatest = func.greatest if dialect == "postgresql" else func.max
+        self._insert = upsert_into
+        keys = bindparam("keys", expanding=True)
+        acct, history = RadAcct.__table__, AcctRecordRow.__table__
+        self.sessions_by_uid = select(acct).where(acct.c.unique_id.in_(keys))
+        self.open_by_nas = select(acct).where(acct.c.nas_address.in_(keys),
+                                              acct.c.status == S.OPEN)
+        self.stale = select(acct).where(acct.c.status == S.OPEN,
+                                        acct.c.update_time < bindparam("before")) \
+            .order_by(acct.c.update_time).limit(bindparam("limit"))
+        self.seen = select(history.c.radacct_id, history.c.content_key).where(
+            tuple_(history.c.radacct_id, history.c.content_key).in_(keys))
+        self.insert_sessions = insert(acct).returning(acct.c.id, acct.c.unique_id,
+                                                      sort_by_parameter_order=True)
+        self.update_sessions = update(acct).where(acct.c.id == bindparam("_id"))
+        self.retire = update(acct).where(acct.c.id == bindparam("_id")).values(
+            unique_id=bindparam("_unique_id"), flags=bindparam("_flags"))
+        self.insert_history = insert(history)
+        routing = RoutingRecord.__table__
+        self.unroute = delete(routing).where(routing.c.radacct_id.in_(keys))
+        self.route = self._upsert(routing, ["radacct_id"], replace=[
+            c.name for c in routing.columns if c.name not in ("id", "radacct_id")])
+        self.rollup = self._upsert(AcctRollup.__table__,
+                                   ["grain", "bucket", "isp", "lease_id", "nas"], add=MEASURES)
+        gauge = AcctGauge.__table__
+        self.gauges = select(gauge.c.kind, gauge.c.key, gauge.c.level).where(
+            tuple_(gauge.c.kind, gauge.c.key).in_(keys))
+        self.lease_gauges = select(gauge.c.key, gauge.c.level).where(gauge.c.kind == "lease")
+        self.set_gauges = self._upsert(gauge, ["kind", "key"], replace=["level"])
+        self.peaks = self._upsert(AcctPeak.__table__, ["kind", "key", "grain", "bucket"],
+                                  greatest=["peak"], replace=["last"])
+        lease = LeaseRollup.__table__
+        self.add_lease_octets = self._upsert(lease, ["lease_id", "grain", "bucket"],
+                                             add=["octets"])
+        self.lease_peaks = self._upsert(lease, ["lease_id", "grain", "bucket"],
+                                        greatest=["peak_5min_octets"])
+        self.lease_octets = select(lease.c.lease_id, lease.c.grain, lease.c.bucket,
+                                   lease.c.octets).where(
+            tuple_(lease.c.lease_id, lease.c.grain, lease.c.bucket).in_(keys))
+        self.conditions = select(LeaseCondition.__table__)
+        self.set_conditions = self._upsert(LeaseCondition.__table__, ["lease_id", "kind"],
+                                           replace=["since", "extreme", "mark", "recorded"])
+        self.events = self._upsert(UtilizationEvent.__table__, ["lease_id", "kind", "start_time"],
+                                   replace=["end_time", "peak", "limit_value"])
+
+    def _upsert(self, table: Table, keys: Sequence[str], *, add: Sequence[str] = (),
+                greatest: Sequence[str] = (), replace: Sequence[str] = ()):
+        """Insert; where the key exists already, add, take the larger, or replace."""
+        statement = self._insert(table)
+        new = statement.excluded
+        changes = {name: table.c[name] + new[name] for name in add}
+        changes.update({name: self._greatest(table.c[name], new[name]) for name in greatest})
+        changes.update({name: new[name] for name in replace})
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
 
 
-def _greatest(session: Session):
-    return func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+_SQL: dict[str, _Sql] = {}
 
 
-def _upsert(session: Session, table: Table, rows: list[dict], keys: Sequence[str], *,
-            add: Sequence[str] = (), greatest: Sequence[str] = (),
-            replace: Sequence[str] = ()) -> None:
-    """Insert rows; where the key exists already, add, take the larger or replace."""
-    if not rows:
-        return
-    statement = _insert_for(session)(table)
-    new = statement.excluded
-    biggest = _greatest(session)
-    changes = {name: table.c[name] + new[name] for name in add}
-    changes.update({name: biggest(table.c[name], new[name]) for name in greatest})
-    changes.update({name: new[name] for name in replace})
-    session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changes),
-                    rows)
+def _sql(connection) -> _Sql:
+    name = connection.dialect.name
+    sql = _SQL.get(name)
+    if sql is None:
+        sql = _SQL[name] = _Sql(name)
+    return sql
 
 
 # --- the ledger: one transaction's worth of accounting --------------------------------
@@ -163,24 +212,28 @@ class Ledger:
     sessions, history, routing records, rollups, gauges and monitor state at once."""
 
     def __init__(self, session: Session, leases: LeaseIndex, *, settle: int = 300):
-        self.session = session
+        self.connection = session.connection()
+        self.sql = _sql(self.connection)
         self.leases = leases
         self.settle = settle
         self.states: dict[str, S.SessionState] = {}  # by unique_id, loaded or new
         self.original: dict[str, S.SessionState] = {}  # as loaded
         self.retired: list[S.SessionState] = []
-        self.history: list[tuple[str, AcctRecord, tuple[str, ...]]] = []  # unique_id or ""
+        self.history: list[tuple[str, AcctRecord, int, tuple[str, ...]]] = []
         self.rollup = RollupBatch()
         self.result = BatchResult()
         self._seen: set[tuple[int | str, int]] = set()
+
+    def _run(self, statement, parameters=None):
+        return self.connection.execute(statement, parameters)
 
     def _assign(self, record: AcctRecord, start: int) -> int | None:
         lease = self.leases.match(record.routing.isp, record.nas_address,
                                   record.nas_port_number, start)
         return lease.id if lease is not None else None
 
-    def _load(self, where) -> None:
-        for row in self.session.execute(select(RadAcct.__table__).where(where)):
+    def _load(self, statement, parameters) -> None:
+        for row in self._run(statement, parameters):
             state = _state(row)
             self.states.setdefault(state.unique_id, state)
             self.original.setdefault(state.unique_id, state)
@@ -200,64 +253,63 @@ class Ledger:
     # --- input ---
 
     def records(self, records: Sequence[AcctRecord]) -> None:
-        uids = sorted({r.unique_id for r in records if r.status not in ("on", "off")})
+        sql = self.sql
+        keys = [content_key(r) for r in records]
+        nas_events = [r.status in ("on", "off") for r in records]
+        uids = sorted({r.unique_id for r, nas in zip(records, nas_events) if not nas})
         for chunk in _chunks(uids):
-            self._load(RadAcct.unique_id.in_(chunk))
-        nases = sorted({r.nas_address for r in records if r.status in ("on", "off")})
+            self._load(sql.sessions_by_uid, {"keys": list(chunk)})
+        nases = sorted({r.nas_address for r, nas in zip(records, nas_events) if nas})
         for chunk in _chunks(nases):
-            self._load(RadAcct.nas_address.in_(chunk) & (RadAcct.status == S.OPEN))
-        keys = sorted({r.content_key for r in records})
-        for chunk in _chunks(keys):
-            self._seen.update(self.session.execute(
-                select(AcctRecordRow.radacct_id, AcctRecordRow.content_key)
-                .where(AcctRecordRow.content_key.in_(chunk))).tuples())
-        for record in records:
-            if record.status in ("on", "off"):
-                self._nas_restarted(record)
+            self._load(sql.open_by_nas, {"keys": list(chunk)})
+        # Retransmissions of records already stored: their sessions are stored too.
+        stored = set()
+        for record, key, nas in zip(records, keys, nas_events):
+            state = None if nas else self.states.get(record.unique_id)
+            if nas or state is not None:
+                stored.add((0 if nas else state.id, key))
+        for chunk in _chunks(sorted(stored)):
+            self._seen.update(self._run(sql.seen, {"keys": list(chunk)}).tuples())
+        for record, key, nas in zip(records, keys, nas_events):
+            if nas:
+                self._nas_restarted(record, key)
             else:
-                self._record(record)
+                self._record(record, key)
 
-    def _duplicate(self, owner: int | str | None, record: AcctRecord) -> bool:
-        key = (owner if owner is not None else "", record.content_key)
-        if key in self._seen:
+    def _duplicate(self, owner: int | str, key: int) -> bool:
+        if (owner, key) in self._seen:
             self.result.duplicates += 1
             return True
-        self._seen.add(key)
+        self._seen.add((owner, key))
         return False
 
-    def _record(self, record: AcctRecord) -> None:
+    def _record(self, record: AcctRecord, key: int) -> None:
         state = self.states.get(record.unique_id)
-        if state is not None and state.id is not None:
-            owner: int | str = state.id
-        else:
-            owner = record.unique_id  # a session new in this batch
-        if self._duplicate(owner, record):
+        # A session new in this batch has no id yet: its records go by unique_id.
+        owner = state.id if state is not None and state.id is not None else record.unique_id
+        if self._duplicate(owner, key):
             return
         step = S.apply(state, record, self._assign)
-        if step.retire is not None:
-            self._seen.add((record.unique_id, record.content_key))
         self._take(step)
-        self.history.append((record.unique_id, record, step.flags))
+        self.history.append((record.unique_id, record, key, step.flags))
         self.result.stored += 1
 
-    def _nas_restarted(self, record: AcctRecord) -> None:
+    def _nas_restarted(self, record: AcctRecord, key: int) -> None:
         """RFC 2866 §5.1 Accounting-On/Off: the NAS's sessions from before are over."""
-        if self._duplicate(0, record):
+        if self._duplicate(0, key):
             return
-        for uid, state in list(self.states.items()):
+        for state in list(self.states.values()):
             if (state.nas_address == record.nas_address and state.status == S.OPEN
                     and state.update_time <= record.event_time):
                 self._take(S.close(state, record.event_time, S.BY_NAS, NAS_REBOOT),
                            record=False)
-        self.history.append(("", record, record.flags))
+        self.history.append(("", record, key, record.flags))
         self.result.flags.update(record.flags)
         self.result.stored += 1
 
     def reap(self, stale_before: int, limit: int) -> None:
         """Close sessions the NAS has not reported on since `stale_before`."""
-        self._load(RadAcct.id.in_(select(RadAcct.id).where(
-            RadAcct.status == S.OPEN, RadAcct.update_time < when(stale_before))
-            .order_by(RadAcct.update_time).limit(limit).scalar_subquery()))
+        self._load(self.sql.stale, {"before": when(stale_before), "limit": limit})
         for state in list(self.states.values()):
             if state.status == S.OPEN and state.update_time < stale_before:
                 self._take(S.close(state, stale_before, S.BY_REAPER, STALE), record=False)
@@ -270,42 +322,39 @@ class Ledger:
         self._write_history(ids)
         self._write_routing(ids)
         self._write_rollups()
-        levels, lease_levels = self._write_gauges()
-        monitor = self._monitor()
-        for lease_id, at, level in lease_levels:
-            monitor.sessions(lease_id, at, level)
-        self._write_lease_octets(monitor)
-        if now is not None:
-            monitor.advance(now, lease_levels(self.session))
-        self._write_monitor(monitor)
+        levels, changes = self._write_gauges()
+        if len(self.leases):
+            monitor = self._monitor()
+            for lease_id, at, level in changes:
+                monitor.sessions(lease_id, at, level)
+            self._write_lease_octets(monitor)
+            if now is not None:
+                monitor.advance(now, {int(k): n for k, n in self._run(self.sql.lease_gauges)})
+            self._write_monitor(monitor)
         self.result.lease_levels = levels
-        self.session.flush()
         return self.result
 
     def _write_sessions(self) -> dict[str, int]:
-        table = RadAcct.__table__
-        for old in self.retired:  # out of the way of the new session's unique_id
-            self.session.execute(update(table).where(table.c.id == old.id).values(
-                unique_id=f"{old.unique_id}#{old.id}"[:64],
-                flags=",".join(S._merge_flags(old.flags, ("id-reused",)))[:255]))
+        sql = self.sql
+        if self.retired:  # out of the way of the new session's unique_id
+            self._run(sql.retire, [dict(
+                _id=old.id, _unique_id=f"{old.unique_id}#{old.id}"[:64],
+                _flags=",".join(S.merge_flags(old.flags, (S.ID_REUSED,)))[:255])
+                for old in self.retired])
         ids: dict[str, int] = {}
         new, changed = [], []
         for uid, state in self.states.items():
-            before = self.original.get(uid)
             if state.id is None:
                 new.append(state)
-            elif state != before:
-                changed.append(state)
-            if state.id is not None:
+            else:
                 ids[uid] = state.id
+                if state != self.original.get(uid):
+                    changed.append(state)
         if new:
             rows = [_session_row(s) for s in new]
             for row in rows:
                 del row["id"]
-            inserted = self.session.execute(
-                insert(table).returning(table.c.id, table.c.unique_id,
-                                        sort_by_parameter_order=True), rows)
-            for row_id, uid in inserted:
+            for row_id, uid in self._run(sql.insert_sessions, rows):
                 ids[uid] = row_id
                 self.states[uid] = dataclasses.replace(self.states[uid], id=row_id)
         if changed:
@@ -314,22 +363,21 @@ class Ledger:
                 row = _session_row(state)
                 row["_id"] = row.pop("id")
                 rows.append(row)
-            self.session.execute(update(table).where(table.c.id == bindparam("_id")), rows)
+            self._run(sql.update_sessions, rows)
         return ids
 
     def _write_history(self, ids: dict[str, int]) -> None:
-        rows = []
-        for uid, record, flags in self.history:
-            rows.append(dict(
-                radacct_id=ids[uid] if uid else 0, content_key=record.content_key,
-                status=record.status, nas_address=record.nas_address,
-                event_time=when(record.event_time), arrival=when(record.arrival),
-                delay=record.delay, session_time=record.session_time,
-                input_octets=record.input_octets, output_octets=record.output_octets,
-                input_packets=record.input_packets, output_packets=record.output_packets,
-                terminate_cause=record.terminate_cause, flags=",".join(flags)[:255]))
+        rows = [dict(
+            radacct_id=ids[uid] if uid else 0, content_key=key,
+            status=record.status, nas_address=record.nas_address,
+            event_time=when(record.event_time), arrival=when(record.arrival),
+            delay=record.delay, session_time=record.session_time,
+            input_octets=record.input_octets, output_octets=record.output_octets,
+            input_packets=record.input_packets, output_packets=record.output_packets,
+            terminate_cause=record.terminate_cause, flags=",".join(flags)[:255])
+            for uid, record, key, flags in self.history]
         if rows:
-            self.session.execute(insert(AcctRecordRow.__table__), rows)
+            self._run(self.sql.insert_history, rows)
 
     def _write_routing(self, ids: dict[str, int]) -> None:
         finished, reopened = [], []
@@ -348,99 +396,84 @@ class Ledger:
             elif before is not None and before.status == S.CLOSED:
                 reopened.append(ids[uid])
         if reopened:
-            self.session.execute(delete(RoutingRecord).where(
-                RoutingRecord.radacct_id.in_(reopened)))
-        columns = [c for c in (finished[0] if finished else ()) if c != "radacct_id"]
-        _upsert(self.session, RoutingRecord.__table__, finished, ["radacct_id"],
-                replace=columns)
+            self._run(self.sql.unroute, {"keys": reopened})
+        if finished:
+            self._run(self.sql.route, finished)
 
     def _write_rollups(self) -> None:
-        rows = []
-        for (grain, start, isp, lease_id, nas), measures in sorted(self.rollup.cells.items()):
-            rows.append(dict(grain=grain, bucket=when(start), isp=isp, lease_id=lease_id,
-                             nas=nas, **dict(zip(MEASURES, measures))))
-        _upsert(self.session, AcctRollup.__table__, rows,
-                ["grain", "bucket", "isp", "lease_id", "nas"], add=MEASURES)
+        rows = [dict(grain=grain, bucket=when(start), isp=isp, lease_id=lease_id, nas=nas,
+                     **dict(zip(MEASURES, measures)))
+                for (grain, start, isp, lease_id, nas), measures
+                in sorted(self.rollup.cells.items())]
+        if rows:
+            self._run(self.sql.rollup, rows)
 
     def _write_gauges(self) -> tuple[dict[int, int], list[tuple[int, int, int]]]:
         changes = self.rollup.gauge_changes
         if not changes:
             return {}, []
-        wanted = sorted({(c.kind, c.key) for c in changes})
         levels = {}
-        for chunk in _chunks(wanted):
-            for kind, key, level in self.session.execute(
-                    select(AcctGauge.kind, AcctGauge.key, AcctGauge.level)
-                    .where(tuple_(AcctGauge.kind, AcctGauge.key).in_(chunk))):
+        for chunk in _chunks(sorted({(c.kind, c.key) for c in changes})):
+            for kind, key, level in self._run(self.sql.gauges, {"keys": list(chunk)}):
                 levels[(kind, key)] = level
-        final, peaks, lease_levels = walk_gauges(levels, changes)
-        _upsert(self.session, AcctGauge.__table__,
-                [dict(kind=k, key=v, level=n) for (k, v), n in sorted(final.items())],
-                ["kind", "key"], replace=["level"])
-        _upsert(self.session, AcctPeak.__table__,
-                [dict(grain=g, bucket=when(b), kind=k, key=v, peak=p, last=last)
-                 for (g, b, k, v), (p, last) in sorted(peaks.items())],
-                ["kind", "key", "grain", "bucket"], greatest=["peak"], replace=["last"])
+        final, peaks, lease_changes = walk_gauges(levels, changes)
+        self._run(self.sql.set_gauges,
+                  [dict(kind=k, key=v, level=n) for (k, v), n in sorted(final.items())])
+        self._run(self.sql.peaks,
+                  [dict(grain=g, bucket=when(b), kind=k, key=v, peak=p, last=last)
+                   for (g, b, k, v), (p, last) in sorted(peaks.items())])
         by_lease = {int(v): n for (k, v), n in final.items() if k == "lease"}
-        return by_lease, lease_levels
+        return by_lease, lease_changes
 
     def _monitor(self) -> Monitor:
         conditions = [Condition(lease_id=c.lease_id, kind=c.kind, since=seconds(c.since),
                                 extreme=c.extreme, mark=seconds(c.mark), recorded=c.recorded)
-                      for c in self.session.scalars(select(LeaseCondition))]
+                      for c in self._run(self.sql.conditions)]
         return Monitor(self.leases.by_id, conditions, self.settle)
 
     def _write_lease_octets(self, monitor: Monitor) -> None:
         octets = self.rollup.lease_octets
         if not octets:
             return
-        table = LeaseRollup.__table__
         sums: dict[tuple[int, str, int], int] = collections.Counter()
         for (lease_id, b5), amount in octets.items():
             for grain in GRAINS:
                 sums[(lease_id, grain, bucket(b5, grain))] += amount
             sums[(lease_id, "month", month_start(b5))] += amount
-        _upsert(self.session, table,
-                [dict(lease_id=l, grain=g, bucket=when(b), octets=n, peak_5min_octets=0)
-                 for (l, g, b), n in sorted(sums.items())],
-                ["lease_id", "grain", "bucket"], add=["octets"])
-        # The totals now stored: the busiest 5 minutes of each hour and day, the monitor.
+        self._run(self.sql.add_lease_octets,
+                  [dict(lease_id=l, grain=g, bucket=when(b), octets=n, peak_5min_octets=0)
+                   for (l, g, b), n in sorted(sums.items())])
+        # The totals now stored: for the busiest 5 minutes of each bucket, and the monitor.
         stored: dict[tuple[int, str, int], int] = {}
-        for lease_id in sorted({l for l, _ in octets}):
-            starts = sorted({b for l, g, b in sums if l == lease_id})
-            for chunk in _chunks(starts):
-                for grain, start, total in self.session.execute(
-                        select(table.c.grain, table.c.bucket, table.c.octets).where(
-                            table.c.lease_id == lease_id,
-                            table.c.bucket.in_([when(b) for b in chunk]))):
-                    stored[(lease_id, grain, seconds(start))] = total
+        for chunk in _chunks(sorted(sums)):
+            for lease_id, grain, start, total in self._run(self.sql.lease_octets, {
+                    "keys": [(l, g, when(b)) for l, g, b in chunk]}):
+                stored[(lease_id, grain, seconds(start))] = total
         peaks: dict[tuple[int, str, int], int] = {}
-        for (lease_id, b5) in sorted(octets):
+        for lease_id, b5 in sorted(octets):
             total = stored[(lease_id, "5min", b5)]
             monitor.bandwidth(lease_id, b5, total)
             for grain in ("5min", "hour", "day", "month"):
                 start = month_start(b5) if grain == "month" else bucket(b5, grain)
                 key = (lease_id, grain, start)
                 peaks[key] = max(peaks.get(key, 0), total)
-        _upsert(self.session, table,
-                [dict(lease_id=l, grain=g, bucket=when(b), octets=0, peak_5min_octets=p)
-                 for (l, g, b), p in sorted(peaks.items())],
-                ["lease_id", "grain", "bucket"], greatest=["peak_5min_octets"])
+        self._run(self.sql.lease_peaks,
+                  [dict(lease_id=l, grain=g, bucket=when(b), octets=0, peak_5min_octets=p)
+                   for (l, g, b), p in sorted(peaks.items())])
         for (lease_id, month), last in sorted(self.rollup.lease_last.items()):
             monitor.volume(lease_id, last, month, stored[(lease_id, "month", month)])
 
     def _write_monitor(self, monitor: Monitor) -> None:
-        table = LeaseCondition.__table__
         rows = [dict(lease_id=c.lease_id, kind=c.kind, since=when(c.since), extreme=c.extreme,
                      mark=when(c.mark), recorded=c.recorded)
                 for _, c in sorted(monitor.changed.items())]
-        _upsert(self.session, table, rows, ["lease_id", "kind"],
-                replace=["since", "extreme", "mark", "recorded"])
+        if rows:
+            self._run(self.sql.set_conditions, rows)
         events = [dict(lease_id=e.lease_id, isp=e.isp, kind=e.kind, start_time=when(e.start),
                        end_time=when(e.end), peak=e.peak, limit_value=e.limit)
                   for _, e in sorted(monitor.events.items())]
-        _upsert(self.session, UtilizationEvent.__table__, events,
-                ["lease_id", "kind", "start_time"], replace=["end_time", "peak", "limit_value"])
+        if events:
+            self._run(self.sql.events, events)
 
 
 # --- entry points ---------------------------------------------------------------------

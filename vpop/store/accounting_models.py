@@ -129,7 +129,7 @@ class Lease(Base):
     under_percent: Mapped[int] = mapped_column(Integer, default=0)
     under_window: Mapped[int] = mapped_column(Integer, default=3600)
     description: Mapped[str] = mapped_column(String(255), default="")
-    updated_at: Mapped[utc]  # when an import last changed it: the server reloads leases
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # +1 whenever an import changes it
 
     places: Mapped[list[LeasePlace]] = relationship(
         back_populates="lease", cascade="all, delete-orphan", order_by="LeasePlace.id")

@@ -108,7 +108,7 @@ def upgrade() -> None:
         sa.Column('under_percent', sa.Integer(), nullable=False),
         sa.Column('under_window', sa.Integer(), nullable=False),
         sa.Column('description', sa.String(length=255), nullable=False),
-        sa.Column('updated_at', _TIME, nullable=False),
+        sa.Column('revision', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_lease')),
         sa.UniqueConstraint('name', name=op.f('uq_lease_name'))
     )
