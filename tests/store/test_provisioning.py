@@ -157,7 +157,7 @@ BAD = [
     ("[[subscriber]]\nusername = \"bob\"\nprofile = \"cli\"\nmethods = []\n",
      "subscriber[2].caller_ids", 1, "no way to log in"),
     ("[[isp]]\nname = \"x\"\n",
-     "isp", 1, "unknown section"),
+     "isp[1].servers", 1, "is required in proxy mode"),
     ("[subscriber2]\nname = \"x\"\n",
      "subscriber2", 1, "unknown section"),
     # A multi-line string that looks like a header does not shift the line numbers.

@@ -24,6 +24,8 @@ class ServiceProfile:
     idle_timeout: int | None = None
     class_: str | None = None
     caller_id_login: bool = False
+    isp: str | None = None  # the ISP for subscribers who chose none
+    isp_failover: bool = False  # another ISP may stand in when that one is unavailable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +39,11 @@ class Account:
     nt_hash: bytes | None = None
     cleartext: bytes | None = None
     framed_ip: str | None = None
+    isp: str | None = None  # the subscriber's chosen ISP, else the profile's
+
+    @property
+    def isp_failover(self) -> bool:
+        return self.profile.isp_failover
 
 
 class SubscriberDirectory(Protocol):

@@ -31,6 +31,7 @@ from vpop.aaa.credentials import PBKDF2_SCHEME, hash_password, nt_hash, verify_p
 from vpop.aaa.subscribers import LINE_KINDS, METHODS
 from vpop.config import IdentificationSettings
 from vpop.errors import ConfigError
+from vpop.store.isp_models import Isp as IspRecord
 from vpop.store.models import Nas, Profile, Subscriber, SubscriberCallerId, SubscriberLine
 
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
@@ -68,6 +69,7 @@ class Entry:
 class Plan:
     file: str
     entries: Mapping[str, tuple[Entry, ...]]  # section name -> entries, file order
+    context: _Context | None = None  # what parse was given (environment, settings, templates)
 
     def __getitem__(self, section: str) -> tuple[Entry, ...]:
         return self.entries.get(section, ())
@@ -118,11 +120,12 @@ class ProvisioningError(ConfigError):
 # --- the two steps -----------------------------------------------------------
 
 def parse(path: str | os.PathLike[str], *, identification: IdentificationSettings,
-          env: Mapping[str, str] | None = None) -> Plan:
+          env: Mapping[str, str] | None = None, replies: Any = None) -> Plan:
     """Read and check the whole file; ProvisioningError lists every problem found.
 
     Environment variables named by ``*_env`` fields are read here, and caller IDs
-    are normalised with ``identification``.
+    are normalised with ``identification``. ``replies`` (a vpop.aaa.reply.ReplyRenderer)
+    renders the reply templates records name; without it, the shipped templates only.
     """
     path = str(path)
     try:
@@ -137,7 +140,8 @@ def parse(path: str | os.PathLike[str], *, identification: IdentificationSetting
         raise ProvisioningError([ConfigError(
             f"not valid TOML: {exc}", file=path,
             line=int(found.group(1)) if found else None)]) from None
-    context = _Context(env=os.environ if env is None else env, identification=identification)
+    context = _Context(env=os.environ if env is None else env, identification=identification,
+                       replies=replies)
     locator = _Locator(text)
     problems: list[ConfigError] = []
     for name, value in data.items():
@@ -160,7 +164,7 @@ def parse(path: str | os.PathLike[str], *, identification: IdentificationSetting
                 if entry is not None:
                     found.append(entry)
         entries[section.name] = tuple(found)
-    plan = Plan(file=path, entries=entries)
+    plan = Plan(file=path, entries=entries, context=context)
     for section in SECTIONS:
         problems.extend(_file_unique(section, plan))
         problems.extend(section.check_file(plan))
@@ -177,6 +181,7 @@ def apply(session: Session, plan: Plan, *, salt: Callable[[int], bytes] = os.ura
     problems: list[ConfigError] = []
     for section in SECTIONS:
         problems.extend(section.check_db(session, plan))
+        problems.extend(_check_references(session, plan, section))
     _raise_if(problems)
     hashing = _Hashing(salt=salt, iterations=iterations)
     counts = {section.name: section.write(session, plan, hashing) for section in SECTIONS}
@@ -187,9 +192,9 @@ def apply(session: Session, plan: Plan, *, salt: Callable[[int], bytes] = os.ura
 def import_file(session: Session, path: str | os.PathLike[str], *,
                 identification: IdentificationSettings, env: Mapping[str, str] | None = None,
                 salt: Callable[[int], bytes] = os.urandom,
-                iterations: int = PBKDF2_ITERATIONS) -> Summary:
+                iterations: int = PBKDF2_ITERATIONS, replies: Any = None) -> Summary:
     """parse, then apply: the caller commits on success and rolls back on ConfigError."""
-    plan = parse(path, identification=identification, env=env)
+    plan = parse(path, identification=identification, env=env, replies=replies)
     return apply(session, plan, salt=salt, iterations=iterations)
 
 
@@ -205,6 +210,7 @@ def _raise_if(problems: list[ConfigError]) -> None:
 class _Context:
     env: Mapping[str, str]
     identification: IdentificationSettings
+    replies: Any = None  # vpop.aaa.reply.ReplyRenderer, or None: the shipped templates
 
 
 class _Invalid(Exception):
@@ -329,22 +335,28 @@ def _methods(value: Any, ctx: _Context) -> tuple[str, ...]:
     return tuple(m for m in METHODS if m in names)
 
 
-def _caller_ids(value: Any, ctx: _Context) -> tuple[str, ...]:
-    settings = ctx.identification
-    numbers: list[str] = []
-    for index, raw in enumerate(_strings(value), 1):
-        try:
-            number = normalise_caller_id(
-                raw, country_code=settings.country_code,
-                national_prefix=settings.national_prefix,
-                international_prefix=settings.international_prefix)
-        except ValueError as exc:
-            raise _Invalid(str(exc), f"caller_ids[{index}]") from None
-        if len(number) > 32:
-            raise _Invalid("has more than 32 digits", f"caller_ids[{index}]")
-        if number not in numbers:
-            numbers.append(number)
-    return tuple(numbers)
+def _numbers(field_name: str) -> Check:
+    """Telephone numbers (caller IDs, dialled numbers), normalised, duplicates dropped."""
+    def check(value: Any, ctx: _Context) -> tuple[str, ...]:
+        settings = ctx.identification
+        numbers: list[str] = []
+        for index, raw in enumerate(_strings(value), 1):
+            try:
+                number = normalise_caller_id(
+                    raw, country_code=settings.country_code,
+                    national_prefix=settings.national_prefix,
+                    international_prefix=settings.international_prefix)
+            except ValueError as exc:
+                raise _Invalid(str(exc), f"{field_name}[{index}]") from None
+            if len(number) > 32:
+                raise _Invalid("has more than 32 digits", f"{field_name}[{index}]")
+            if number not in numbers:
+                numbers.append(number)
+        return tuple(numbers)
+    return check
+
+
+_caller_ids = _numbers("caller_ids")
 
 
 def _lines(value: Any, ctx: _Context) -> tuple[tuple[str, str], ...]:
@@ -423,6 +435,17 @@ def _nothing(*args) -> tuple:
     return ()
 
 
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A field naming a record of an earlier section (a profile's ISP), stored as its id."""
+
+    field: str  # the field holding the name
+    section: str  # the section such records are provisioned in
+    model: type  # their model
+    key: str  # the model's name attribute
+    column: str  # the referring model's foreign key column
+
+
 @dataclass(**_FROZEN)
 class Section:
     name: str
@@ -433,6 +456,7 @@ class Section:
     claims: Callable[[Entry], Iterable[_Claim]] = _nothing
     check_file: Callable[[Plan], Iterable[ConfigError]] = _nothing  # across sections
     check_db: Callable[[Session, Plan], Iterable[ConfigError]] = _nothing
+    references: tuple[Reference, ...] = ()
     write: Callable[[Session, Plan, _Hashing], Counts]
 
 
@@ -500,6 +524,36 @@ def _assign(row: Any, columns: Mapping[str, Any]) -> bool:
     return changed
 
 
+def _check_references(session: Session, plan: Plan, section: Section) -> Iterator[ConfigError]:
+    for ref in section.references:
+        entries = [e for e in plan[section.name] if e.values[ref.field] is not None]
+        in_file = {e.key for e in plan[ref.section]}
+        key = getattr(ref.model, ref.key)
+        stored = {name for (name,) in _rows(session, select(key), key,
+                                            {e.values[ref.field] for e in entries} - in_file)}
+        for entry in entries:
+            name = entry.values[ref.field]
+            if name not in in_file and name not in stored:
+                yield plan.problem(entry, ref.field,
+                                   f"no {ref.section} {name!r} in this file or the database")
+
+
+def _resolver(session: Session, plan: Plan, section: Section
+              ) -> Callable[[Entry], dict[str, Any]]:
+    """Foreign key columns for an entry's references. Earlier sections are written by
+    now: the query flushes them, so new records have their ids."""
+    ids: dict[str, dict[str, int]] = {}
+    for ref in section.references:
+        key = getattr(ref.model, ref.key)
+        names = {e.values[ref.field] for e in plan[section.name]} - {None}
+        ids[ref.field] = dict(_rows(session, select(key, ref.model.id), key, names))
+
+    def columns(entry: Entry) -> dict[str, Any]:
+        return {ref.column: ids[ref.field].get(entry.values[ref.field])
+                for ref in section.references}
+    return columns
+
+
 def _rows(session: Session, statement: Select, column: InstrumentedAttribute,
           keys: Iterable[Any]) -> Iterator[Any]:
     keys = sorted(set(keys))
@@ -515,9 +569,10 @@ def _write_by_key(section_name: str, model: type, key: InstrumentedAttribute) ->
         entries = plan[section.name]
         existing = {getattr(row, key.key): row for (row,) in _rows(
             session, select(model), key, (e.key for e in entries))}
+        references = _resolver(session, plan, section)
         created = updated = 0
         for entry in entries:
-            columns = _columns(section, entry)
+            columns = {**_columns(section, entry), **references(entry)}
             row = existing.get(entry.key)
             if row is None:
                 session.add(model(**columns))
@@ -657,12 +712,19 @@ def _check_subscribers_db(session: Session, plan: Plan) -> Iterator[ConfigError]
     for ip, owner in _rows(session, select(Subscriber.framed_ip, Subscriber.username),
                            Subscriber.framed_ip, wanted["framed IP"]):
         owners["framed IP", ip] = owner
-    usernames = {e.key for e in entries}
+    yield from _held_elsewhere(plan, entries, claims, owners, "subscriber")
+
+
+def _held_elsewhere(plan: Plan, entries: Sequence[Entry], claims: Iterable[tuple[Entry, _Claim]],
+                    owners: Mapping[tuple[str, Any], str], kind: str) -> Iterator[ConfigError]:
+    """Claimed values held by records not in the file: they cannot move (``owners``:
+    (what, value) -> the holder's key)."""
+    keys = {e.key for e in entries}
     for entry, claim in claims:
         owner = owners.get((claim.what, claim.value))
-        if owner is not None and owner not in usernames:
+        if owner is not None and owner not in keys:
             yield plan.problem(entry, claim.field, f"{claim.what} {claim.shown} belongs to "
-                               f"subscriber {owner!r}, which is not in this file")
+                               f"{kind} {owner!r}, which is not in this file")
 
 
 def _stored_credentials(values: Mapping[str, Any], current_hash: str | None,
@@ -723,11 +785,12 @@ def _write_subscribers(session: Session, plan: Plan, hashing: _Hashing) -> Count
     session.flush()
     profiles = {row.name: row for (row,) in _rows(
         session, select(Profile), Profile.name, (e.values["profile"] for e in entries))}
+    references = _resolver(session, plan, section)
     created = 0
     for entry in entries:
         values = entry.values
         row = existing.get(entry.key)
-        columns = {**_columns(section, entry),
+        columns = {**_columns(section, entry), **references(entry),
                    "auth_methods": ",".join(values["methods"]),
                    **_stored_credentials(values, row.password_hash if row else None, hashing)}
         profile = profiles[values["profile"]]
@@ -769,6 +832,10 @@ _OVERRIDES = (
     Field("idle_timeout", _integer(0, zero_is_none=True)),
 )
 _SECRET = _text(128)
+# The ISP a profile gives its subscribers, or a subscriber chose ([[isp]] or the database).
+_ISP = Field("isp", _NAME, column=None)
+_ISP_REFERENCE = Reference(field="isp", section="isp", model=IspRecord, key="name",
+                           column="isp_id")
 
 SECTIONS: tuple[Section, ...] = (
     Section(
@@ -794,7 +861,10 @@ SECTIONS: tuple[Section, ...] = (
             Field("class", _text(64), column="class_"),
             Field("caller_id_login", _boolean, default=False),
             _DESCRIPTION,
+            _ISP,
+            Field("isp_failover", _boolean, default=False),
         ),
+        references=(_ISP_REFERENCE,),
         write=_write_by_key("profile", Profile, Profile.name),
     ),
     Section(
@@ -813,10 +883,11 @@ SECTIONS: tuple[Section, ...] = (
             Field("lines", _lines, default=(), column=None),
             Field("framed_ip", _ip_address),
             *_OVERRIDES,
+            _ISP,
         ),
         finish=_finish_subscriber, claims=_subscriber_claims,
         check_file=_check_subscribers_file, check_db=_check_subscribers_db,
-        write=_write_subscribers,
+        references=(_ISP_REFERENCE,), write=_write_subscribers,
     ),
 )
 _BY_NAME = {section.name: section for section in SECTIONS}

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from vpop.aaa.subscribers import Account, ServiceProfile, SubscriberSnapshot
 from vpop.radius.clients import NasClient
+from vpop.store.isp_models import Isp
 from vpop.store.models import Nas, Subscriber
 
 OVERRIDES = ("rate_down_kbps", "rate_up_kbps", "address_pool", "session_timeout", "idle_timeout")
@@ -26,6 +27,7 @@ def load_subscribers(session: Session) -> SubscriberSnapshot:
     caller_ids: dict[str, str] = {}
     lines: dict[tuple[str, str], str] = {}
     profiles: dict[tuple, ServiceProfile] = {}
+    isp_names = dict(session.execute(select(Isp.id, Isp.name)).all())
     query = select(Subscriber).options(selectinload(Subscriber.caller_ids),
                                        selectinload(Subscriber.lines))
     for sub in session.scalars(query):
@@ -37,7 +39,7 @@ def load_subscribers(session: Session) -> SubscriberSnapshot:
         if profile is None:
             profile = profiles[key] = ServiceProfile(
                 name=base.name, class_=base.class_, caller_id_login=base.caller_id_login,
-                **values)
+                isp=isp_names.get(base.isp_id), isp_failover=base.isp_failover, **values)
         accounts.append(Account(
             username=sub.username, profile=profile, enabled=sub.enabled,
             expires_at=sub.expires_at,
@@ -46,7 +48,8 @@ def load_subscribers(session: Session) -> SubscriberSnapshot:
             nt_hash=bytes.fromhex(sub.nt_hash) if sub.nt_hash else None,
             cleartext=sub.cleartext_password.encode() if sub.cleartext_password is not None
             else None,
-            framed_ip=sub.framed_ip))
+            framed_ip=sub.framed_ip,
+            isp=isp_names[sub.isp_id] if sub.isp_id is not None else profile.isp))
         for caller in sub.caller_ids:
             caller_ids[caller.number] = sub.username
         for line in sub.lines:
