@@ -181,7 +181,7 @@ log {{
 	file = ${{logdir}}/radius.log
 	syslog_facility = daemon
 	stripped_names = no
-	auth = yes
+	auth = {log_auth}
 	auth_badpass = no
 	auth_goodpass = no
 	msg_denied = "You are already logged in - access denied"
@@ -462,6 +462,7 @@ class FreeRadius:
                  status_server: bool = True,
                  reject_delay: int = 0,
                  threads: int | None = None,
+                 log_auth: bool = True,
                  debug: bool = False,
                  directory: Path | None = None):
         """`users`: name -> cleartext password; `replies`: name -> reply attributes
@@ -473,6 +474,7 @@ class FreeRadius:
         in EAP and Status-Server replies.
         `directory`: where the config, logs and detail file go (default: a new
         temporary directory, removed by `cleanup()` or on leaving the `with` block).
+        `log_auth`: a "Login OK/incorrect" line per authentication in the log.
         `threads`: a fixed thread pool (default: FreeRADIUS's 5 growing to 32).
         `debug`: FreeRADIUS's -xx request tracing into the log (slower)."""
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
@@ -487,6 +489,7 @@ class FreeRadius:
         self.status_server = status_server
         self.reject_delay = reject_delay
         self.threads = threads
+        self.log_auth = log_auth
         self.debug = debug
         if auth_port is None or acct_port is None:
             ports = free_udp_ports(2, host)
@@ -547,7 +550,8 @@ class FreeRadius:
                             for i, (address, secret) in enumerate(self.clients))
         text = RADIUSD_CONF.format(
             home=self.home, certs=certs.directory, libdir=libdir,
-            reject_delay=self.reject_delay, status_server="yes" if self.status_server else "no",
+            reject_delay=self.reject_delay, log_auth="yes" if self.log_auth else "no",
+            status_server="yes" if self.status_server else "no",
             threads=self.threads or 5, max_threads=self.threads or 32,
             clients=clients, detail=self.detail_path, server_key=certs.server_key,
             server_cert=certs.server_cert, ca=certs.ca,
