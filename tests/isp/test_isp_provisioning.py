@@ -354,6 +354,20 @@ def test_changes_are_applied_in_place(session, tmp_path, templates):
     assert snapshot.by_name("follower").isp_failover is False
 
 
+def test_a_subscriber_choice_is_kept_unless_the_file_gives_one(session, tmp_path, templates):
+    do_import(session, write(tmp_path, FULL), replies=templates)
+    session.commit()
+    left_out = FULL.replace('isp = "lns-co"\n', "")
+    summary = do_import(session, write(tmp_path, left_out), replies=templates)
+    assert summary["subscriber"] == provisioning.Counts(unchanged=3)
+    assert load_subscribers(session).by_name("chooser").isp == "lns-co"
+    cleared = FULL.replace('isp = "lns-co"', 'isp = ""')
+    summary = do_import(session, write(tmp_path, cleared), replies=templates)
+    session.commit()
+    assert summary["subscriber"] == provisioning.Counts(updated=1, unchanged=2)
+    assert load_subscribers(session).by_name("chooser").isp == "acme"  # the profile's
+
+
 def test_servers_follow_the_file_order(session, tmp_path):
     two = ('servers = [{ name = "x", address = "192.0.2.1", secret = "s" },\n'
            '           { name = "y", address = "192.0.2.2", secret = "s" }]\n')

@@ -36,6 +36,16 @@ from vpop.store.models import Nas, Profile, Subscriber, SubscriberCallerId, Subs
 
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
 
+
+class _Keep:
+    """A field's default that leaves the stored value as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
+
 PBKDF2_ITERATIONS = 200_000
 SALT_BYTES = 16
 NAS_TYPES = ("generic", "cisco", "mikrotik", "juniper")
@@ -524,9 +534,13 @@ def _assign(row: Any, columns: Mapping[str, Any]) -> bool:
     return changed
 
 
+def _named(value: Any) -> bool:
+    return value is not None and value is not KEEP
+
+
 def _check_references(session: Session, plan: Plan, section: Section) -> Iterator[ConfigError]:
     for ref in section.references:
-        entries = [e for e in plan[section.name] if e.values[ref.field] is not None]
+        entries = [e for e in plan[section.name] if _named(e.values[ref.field])]
         in_file = {e.key for e in plan[ref.section]}
         key = getattr(ref.model, ref.key)
         stored = {name for (name,) in _rows(session, select(key), key,
@@ -545,12 +559,13 @@ def _resolver(session: Session, plan: Plan, section: Section
     ids: dict[str, dict[str, int]] = {}
     for ref in section.references:
         key = getattr(ref.model, ref.key)
-        names = {e.values[ref.field] for e in plan[section.name]} - {None}
+        names = {e.values[ref.field] for e in plan[section.name]
+                 if _named(e.values[ref.field])}
         ids[ref.field] = dict(_rows(session, select(key, ref.model.id), key, names))
 
     def columns(entry: Entry) -> dict[str, Any]:
         return {ref.column: ids[ref.field].get(entry.values[ref.field])
-                for ref in section.references}
+                for ref in section.references if entry.values[ref.field] is not KEEP}
     return columns
 
 
@@ -834,6 +849,13 @@ _OVERRIDES = (
 _SECRET = _text(128)
 # The ISP a profile gives its subscribers, or a subscriber chose ([[isp]] or the database).
 _ISP = Field("isp", _NAME, column=None)
+# A subscriber's choice is also made in the portal: left out of the file it is kept,
+# and isp = "" clears it.
+def _isp_choice(value: Any, ctx: _Context) -> str | None:
+    return None if value == "" else _NAME(value, ctx)
+
+
+_CHOSEN_ISP = Field("isp", _isp_choice, default=KEEP, column=None)
 _ISP_REFERENCE = Reference(field="isp", section="isp", model=IspRecord, key="name",
                            column="isp_id")
 
@@ -883,7 +905,7 @@ SECTIONS: tuple[Section, ...] = (
             Field("lines", _lines, default=(), column=None),
             Field("framed_ip", _ip_address),
             *_OVERRIDES,
-            _ISP,
+            _CHOSEN_ISP,
         ),
         finish=_finish_subscriber, claims=_subscriber_claims,
         check_file=_check_subscribers_file, check_db=_check_subscribers_db,
