@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("check-config", help="validate the config file and templates")
 
+    from vpop.accounting.cli import add_report_parser
+    add_report_parser(commands)
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -174,8 +177,15 @@ def cmd_serve(args) -> int:
         return EXIT_UNAVAILABLE
 
 
+def cmd_report(args) -> int:
+    from vpop.accounting import cli as reports
+    run = {"utilization": reports.report_utilization, "sessions": reports.report_sessions}
+    return run[args.report](_settings(args), args)
+
+
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
-            "check-config": cmd_check_config}
+            "check-config": cmd_check_config,
+            "report": cmd_report}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,7 +100,9 @@ class RollupBatch:
     def __init__(self) -> None:
         self.cells: dict[CellKey, list[int]] = defaultdict(lambda: [0] * len(MEASURES))
         self.lease_octets: dict[tuple[int, int], int] = defaultdict(int)  # (lease, 5min)
-        self.lease_last: dict[tuple[int, int], int] = {}  # (lease, month) -> latest time
+        # (lease, month, time, octets) in the order they came: when the month's volume
+        # passed the lease's is known to the 5 minutes, whatever the batches were.
+        self.lease_volume: list[tuple[int, int, int, int]] = []
         self.gauge_changes: list[GaugeChange] = []
 
     def _add(self, state: SessionState, t: int, index: int, amount: int) -> None:
@@ -131,8 +133,9 @@ class RollupBatch:
                     measures[OUTPUT] += octets_out
                 if state.lease_id is not None and (octets_in or octets_out):
                     self.lease_octets[(state.lease_id, b5)] += octets_in + octets_out
-                    key = (state.lease_id, month_start(b5))
-                    self.lease_last[key] = max(self.lease_last.get(key, 0), span.end)
+                    self.lease_volume.append((state.lease_id, month_start(b5),
+                                              min(span.end, b5 + FIVE_MINUTES),
+                                              octets_in + octets_out))
         for at, delta in ((step.online, 1), (step.offline, -1)):
             if at is not None:
                 for kind, key in gauge_keys(state):

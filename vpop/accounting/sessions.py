@@ -186,7 +186,10 @@ def apply(state: SessionState | None, record: AcctRecord, assign: Assign) -> Ste
         return _late_start(state, record)
 
     flags = list(record.flags)
-    older = t < state.update_time or record.session_time < state.session_time
+    # Older than what is stored. (A session the NAS did not stop has its time extended
+    # to its closing: only its last record's time tells.)
+    older = t < state.update_time or (
+        state.closed_by in (None, BY_STOP) and record.session_time < state.session_time)
     changes = _details(state, record)
     online = offline = stopped = unstopped = None
     timed = True

@@ -186,9 +186,11 @@ class Monitor:
         rate = kbps(octets)
         if c.since is None:
             c = dataclasses.replace(c, since=bucket, extreme=rate, mark=bucket, recorded=True)
-        else:
+        elif rate > c.extreme or bucket > (c.mark or bucket):
             c = dataclasses.replace(c, extreme=max(c.extreme, rate),
                                     mark=max(c.mark or bucket, bucket))
+        else:
+            return
         self._set(c)
         self._event(lease, c, None, lease.bandwidth_kbps)
 
@@ -203,8 +205,10 @@ class Monitor:
         if c.since is None:
             c = dataclasses.replace(c, since=max(at, month), extreme=octets, mark=month,
                                     recorded=True)
+        elif octets > c.extreme:
+            c = dataclasses.replace(c, extreme=octets)
         else:
-            c = dataclasses.replace(c, extreme=max(c.extreme, octets))
+            return
         self._set(c)
         self._event(lease, c, None, lease.volume_bytes)
 
