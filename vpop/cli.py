@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     from vpop.accounting.cli import add_report_parser
     add_report_parser(commands)
 
+    from vpop.isp.cli import add_arguments as add_isp_status_arguments
+    isp = commands.add_parser("isp", help="upstream ISPs")
+    isp_commands = isp.add_subparsers(dest="isp_command", required=True)
+    add_isp_status_arguments(isp_commands.add_parser(
+        "status", help="ISPs and their servers' measured state, as a table or JSON"))
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -183,9 +189,14 @@ def cmd_report(args) -> int:
     return run[args.report](_settings(args), args)
 
 
+def cmd_isp(args) -> int:
+    from vpop.isp.cli import isp_status
+    return isp_status(_settings(args), args)
+
+
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
             "check-config": cmd_check_config,
-            "report": cmd_report}
+            "report": cmd_report, "isp": cmd_isp}
 
 if __name__ == "__main__":
     sys.exit(main())
