@@ -130,8 +130,13 @@ def cmd_import(args) -> int:
 
 def _import(settings, file: str, *, dry_run: bool) -> int:
     from vpop.store import provisioning
+    from vpop.aaa.reply import ReplyRenderer
+    from vpop.server.app import load_dictionary
     from vpop.store.engine import check_connection, make_engine, make_sessionmaker
-    plan = provisioning.parse(file, identification=settings.identification)
+    # ISP reply templates are checked where the server will look for them.
+    replies = ReplyRenderer(load_dictionary(settings),
+                            settings.relative(settings.radius.templates))
+    plan = provisioning.parse(file, identification=settings.identification, replies=replies)
     engine = make_engine(settings.database_url)
     check_connection(engine)
     sessions = make_sessionmaker(engine)
