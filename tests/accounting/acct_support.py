@@ -1,14 +1,19 @@
-"""Builders shared by the accounting tests: records as the NAS would send them."""
+"""Builders shared by the accounting tests: records as the NAS would send them, and
+their way into the store."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from vpop.accounting.records import AcctRecord
 from vpop.accounting.routing import LOCAL, Routing
+from vpop.store import accounting as store
+from vpop.store.accounting_models import Lease, LeasePlace
 
 NAS = "192.0.2.1"
 T0 = 1_772_323_200  # 2026-03-01T00:00:00Z, a Sunday
+H = 3600
 
 
 def routed(isp: str | None, mode: str = "proxy", reason: str = "realm") -> Routing:
@@ -47,3 +52,77 @@ def life(sid: str, start: int, stop: int, *, interval: int = 300, rate_in: int =
     records.append(rec("stop", sid, stop, session_time=n, octets_in=n * rate_in,
                        octets_out=n * rate_out, **kw))
     return records
+
+
+def scripted_day(isp: str = "isp-a") -> list[AcctRecord]:
+    """A day of one ISP's traffic on one NAS, leased with LEASE_TERMS (times from T0):
+
+    s1  01:00-05:00  1,000 octets/s in
+    s2  02:00-03:00  idle
+    s3  02:30-02:45  idle
+    s4  04:00-04:20  20,000 octets/s in
+    s5  (on another ISP, never counted against the lease) 02:00-02:10
+
+    Sessions online for the lease: 1 from 01:00, 2 from 02:00, 3 from 02:30, 2 from 02:45,
+    1 from 03:00, 2 from 04:00, 1 from 04:20, 0 from 05:00.
+    """
+    h = 3600
+    records = (life("s1", T0 + 1 * h, T0 + 5 * h, rate_in=1000, isp=isp)
+               + life("s2", T0 + 2 * h, T0 + 3 * h, isp=isp)
+               + life("s3", T0 + 2 * h + 1800, T0 + 2 * h + 2700, isp=isp)
+               + life("s4", T0 + 4 * h, T0 + 4 * h + 1200, rate_in=20_000, isp=isp)
+               + life("s5", T0 + 2 * h, T0 + 2 * h + 600, isp="isp-b", port=2))
+    return sorted(records, key=lambda r: (r.event_time, r.session_id))
+
+
+# The lease of the scripted day: 2 sessions, under-used below 100 % for an hour, 80 kbit/s
+# (3,000,000 octets in 5 minutes), 20,000,000 octets a month.
+LEASE_TERMS = dict(name="isp-a-berlin", isp="isp-a", sessions=2, under_percent=100,
+                   under_window=3600, bandwidth_kbps=80, volume_bytes=20_000_000)
+
+
+# --- into the store ----------------------------------------------------------------------
+
+def at(t: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc)
+
+
+def apply(sessions, records, *, batch: int | None = None, leases=None):
+    total = store.BatchResult()
+    batch = batch or max(1, len(records))
+    for start in range(0, len(records), batch):
+        with sessions.begin() as session:
+            result = store.apply_batch(session, records[start:start + batch], leases=leases)
+        total.stored += result.stored
+        total.duplicates += result.duplicates
+        total.closed += result.closed
+        total.flags.update(result.flags)
+    return total
+
+
+def tick(sessions, now, *, stale_before=None, leases=None):
+    with sessions.begin() as session:
+        return store.tick(session, now=now, stale_before=stale_before,
+                          leases=leases if leases is not None else store.load_leases(session))
+
+
+def add_lease(sessions, **terms):
+    values = {**LEASE_TERMS, **terms}
+    with sessions.begin() as session:
+        lease = Lease(starts=at(T0 - 30 * 86_400), reject_message="full", **values)
+        lease.places = [LeasePlace(nas=NAS)]
+        session.add(lease)
+        session.flush()
+        return lease.id
+
+
+def play_day(sessions, batch, ticks=()):
+    with sessions() as session:
+        leases = store.load_leases(session)
+    records = scripted_day()
+    done = 0
+    for now in sorted(ticks) + [T0 + 24 * H]:
+        upto = [r for r in records[done:] if r.event_time <= now]
+        apply(sessions, upto, batch=batch, leases=leases)
+        done += len(upto)
+        tick(sessions, now, leases=leases)

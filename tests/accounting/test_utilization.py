@@ -40,9 +40,9 @@ def test_under_sessions_needs_its_window():
     m.sessions(1, T0 + 3000, 2)  # ... for 50 minutes only: no event
     assert m.events == {}
     m.sessions(1, T0 + 4000, 1)
-    m.advance(T0 + 4000 + 3599, {1: 1})
+    m.advance(T0 + 4000 + 3599, {1: 1}, T0)
     assert m.events == {}
-    m.advance(T0 + 4000 + 3600, {1: 1})  # an hour: recorded, from when it began
+    m.advance(T0 + 4000 + 3600, {1: 1}, T0)  # an hour: recorded, from when it began
     assert m.events[(1, UNDER_SESSIONS, T0 + 4000)] == event(UNDER_SESSIONS, T0 + 4000, None,
                                                             1, 2)
     m.sessions(1, T0 + 9000, 0)
@@ -58,11 +58,15 @@ def test_under_use_that_lasted_its_window_is_recorded_even_without_a_tick_in_bet
     assert list(m.events.values()) == [event(UNDER_SESSIONS, T0, T0 + 7200, 1, 2)]
 
 
-def test_a_lease_nobody_uses_is_under_used_from_the_first_tick():
+def test_a_lease_nobody_uses_is_under_used_from_the_first_record_stored():
     m = monitor()
-    m.advance(T0, {})
-    m.advance(T0 + 3600, {})
-    assert list(m.events.values()) == [event(UNDER_SESSIONS, T0, None, 0, 2)]
+    m.advance(T0 + 600, {}, None)  # nothing stored yet: nothing to say
+    assert m.changed == {}
+    m.advance(T0 + 600, {}, T0 + 300)
+    m.advance(T0 + 3600 + 299, {}, T0 + 300)
+    assert m.events == {}
+    m.advance(T0 + 3600 + 300, {}, T0 + 300)
+    assert list(m.events.values()) == [event(UNDER_SESSIONS, T0 + 300, None, 0, 2)]
 
 
 def test_over_bandwidth_from_the_first_bucket_over_to_the_end_of_the_last():
@@ -71,9 +75,9 @@ def test_over_bandwidth_from_the_first_bucket_over_to_the_end_of_the_last():
     m.bandwidth(1, T0 + 300, 3_000_001)
     m.bandwidth(1, T0 + 300, 6_000_000)
     m.bandwidth(1, T0 + 600, 4_500_000)
-    m.advance(T0 + 900 + 300 + 299, {1: 3})  # the next bucket's interims may still come
+    m.advance(T0 + 900 + 300 + 299, {1: 3}, T0)  # the next bucket's interims may still come
     assert m.events[(1, OVER_BANDWIDTH, T0 + 300)].end is None
-    m.advance(T0 + 900 + 300 + 300, {1: 3})
+    m.advance(T0 + 900 + 300 + 300, {1: 3}, T0)
     assert m.events[(1, OVER_BANDWIDTH, T0 + 300)] == event(OVER_BANDWIDTH, T0 + 300, T0 + 900,
                                                            160, 80)
 
@@ -85,7 +89,7 @@ def test_over_volume_from_the_crossing_to_the_end_of_the_month():
     m.volume(1, T0 + 300, T0, 12_000_000)
     assert m.events[(1, OVER_VOLUME, T0 + 200)] == event(OVER_VOLUME, T0 + 200, None,
                                                         12_000_000, 10_000_000)
-    m.advance(T0 + 31 * 86_400, {1: 3})  # April
+    m.advance(T0 + 31 * 86_400, {1: 3}, T0)  # April
     assert m.events[(1, OVER_VOLUME, T0 + 200)].end == T0 + 31 * 86_400
 
 

@@ -214,16 +214,19 @@ class Monitor:
 
     # --- time passing ---------------------------------------------------------------
 
-    def advance(self, now: int, levels: Mapping[int, int]) -> None:
+    def advance(self, now: int, levels: Mapping[int, int], epoch: int | None) -> None:
         """Let event time `now` pass for every lease: confirm under-use that lasted its
-        window (also of leases nobody used), close what has ended."""
+        window, close what has ended. A lease nobody used is under-used from its start,
+        or from `epoch` (the 5 minutes of the first record stored) if that is later: the
+        same whenever the monitor happens to run."""
         for lease in self.leases.values():
             threshold = under_threshold(lease)
             if threshold is not None and lease.active(now):
                 c = self.condition(lease.id, UNDER_SESSIONS)
                 level = levels.get(lease.id, 0)
-                if c.since is None and level < threshold:
-                    c = dataclasses.replace(c, since=max(now, lease.starts), extreme=level)
+                if c.since is None and level < threshold and epoch is not None:
+                    c = dataclasses.replace(c, since=min(now, max(epoch, lease.starts)),
+                                            extreme=level)
                     self._set(c)
                 self._confirm_under(lease, c, now, threshold)
             c = self.condition(lease.id, OVER_BANDWIDTH)

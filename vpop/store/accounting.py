@@ -177,6 +177,8 @@ class _Sql:
         self.lease_octets = select(lease.c.lease_id, lease.c.grain, lease.c.bucket,
                                    lease.c.octets).where(
             tuple_(lease.c.lease_id, lease.c.grain, lease.c.bucket).in_(keys))
+        rollup = AcctRollup.__table__
+        self.epoch = select(func.min(rollup.c.bucket)).where(rollup.c.grain == "5min")
         self.conditions = select(LeaseCondition.__table__)
         self.set_conditions = self._upsert(LeaseCondition.__table__, ["lease_id", "kind"],
                                            replace=["since", "extreme", "mark", "recorded"])
@@ -269,7 +271,7 @@ class Ledger:
             if nas or state is not None:
                 stored.add((0 if nas else state.id, key))
         for chunk in _chunks(sorted(stored)):
-            self._seen.update(self._run(sql.seen, {"keys": list(chunk)}).tuples())
+            self._seen.update(tuple(row) for row in self._run(sql.seen, {"keys": list(chunk)}))
         for record, key, nas in zip(records, keys, nas_events):
             if nas:
                 self._nas_restarted(record, key)
@@ -329,7 +331,8 @@ class Ledger:
                 monitor.sessions(lease_id, at, level)
             self._write_lease_octets(monitor)
             if now is not None:
-                monitor.advance(now, {int(k): n for k, n in self._run(self.sql.lease_gauges)})
+                monitor.advance(now, {int(k): n for k, n in self._run(self.sql.lease_gauges)},
+                                seconds(self._run(self.sql.epoch).scalar()))
             self._write_monitor(monitor)
         self.result.lease_levels = levels
         return self.result
