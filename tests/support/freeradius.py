@@ -26,7 +26,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -438,7 +437,7 @@ def parse_detail(text: str) -> list[DetailRecord]:
 
 # --- the server ---------------------------------------------------------------------------
 
-_running: weakref.WeakSet[FreeRadius] = weakref.WeakSet()
+_running: set[FreeRadius] = set()  # started here and not yet stopped
 
 
 @atexit.register
@@ -506,6 +505,7 @@ class FreeRadius:
         self.detail_path = self.home / "acct" / "detail"
         self.certificates = test_certificates()
         self.process: subprocess.Popen | None = None
+        self._mark = 0  # the log's size when the last start() began
         self._binary = find_tool("freeradius", "radiusd")
         self._write_config()
 
@@ -692,7 +692,7 @@ class FreeRadius:
     def _log_since_start(self) -> str:
         try:
             with self.log_path.open("rb") as f:
-                f.seek(getattr(self, "_mark", 0))
+                f.seek(self._mark)
                 return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
