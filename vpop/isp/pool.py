@@ -84,8 +84,9 @@ class Pools:
         return rng.choices(tier, weights=[max(1, s.weight) for s in tier])[0]
 
     def available(self, isp_name: str) -> bool:
+        """Some server may still answer: alive, or a zombie (used when nothing else is)."""
         isp = self.isps.get(isp_name)
-        return isp is not None and any(self.health[s.name].status == ALIVE for s in isp.servers)
+        return isp is not None and any(self.health[s.name].status != DEAD for s in isp.servers)
 
     # --- what happened ----------------------------------------------------------------
 

@@ -40,17 +40,17 @@ def route(ctx: AccessContext, deps) -> Rcode:
     """Proxy and tunnel sessions leave the local path here; local ones need a subscriber."""
     decision = ctx.decision
     isp = decision.isp if decision is not None else None
+    if isp is None and decision is not None and not decision.available:
+        return ctx.reject(decision.reason, "Service unavailable")
     if isp is None:
         ctx.route = "local"
         if ctx.account is None:
             return ctx.reject("unknown subscriber", "Authentication failed")
         return Rcode.OK
+    if not decision.available:  # named by a rule, cannot serve, no failover allowed
+        return ctx.reject(decision.reason, "Service unavailable")
     ctx.route = isp.mode
     if isp.mode == "proxy":
-        if not deps.pools.available(isp.name) and not any(
-                h.status == "zombie" for h in (deps.pools.health.get(s.name)
-                                               for s in isp.servers) if h):
-            return ctx.reject(f"ISP {isp.name} unavailable", "Service unavailable")
         return Rcode.HANDLED
     if isp.mode == "tunnel":
         return Rcode.HANDLED

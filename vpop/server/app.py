@@ -14,11 +14,17 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from vpop import config as config_module
 from vpop.accounting.records import AccountingPolicy
 from vpop.aaa.reply import ReplyRenderer
+from vpop.aaa.subscribers import SubscriberSnapshot
+from vpop.isp.model import Isp
+from vpop.isp.pool import PoolSettings, Pools
+from vpop.isp.proxy import ProxyEngine
+from vpop.isp.selection import policy_from_settings as selection_policy
 from vpop.config import Settings
 from vpop.pipeline.deps import Deps
 from vpop.pipeline.receiver import ACCT, AUTH, COA, Receiver
@@ -26,9 +32,11 @@ from vpop.pipeline.requestlog import RequestLog
 from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.metrics import VpopCollector, serve_metrics
+from vpop.server.proxy import ProxyShell
 from vpop.server.udp import Listener, open_socket
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
+from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_subscribers
 
 log = logging.getLogger(__name__)
@@ -51,13 +59,28 @@ def load_dictionary(settings: Settings) -> Dictionary:
     return Dictionary(path)
 
 
-def load_data(settings: Settings, sessions, dictionary: Dictionary):
-    """Everything the pipeline reads from the store, as one consistent snapshot."""
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the pipeline reads from the store, loaded in one transaction."""
+    clients: ClientTable
+    directory: SubscriberSnapshot
+    replies: ReplyRenderer
+    isps: tuple[Isp, ...]
+
+
+def load_data(settings: Settings, sessions, dictionary: Dictionary) -> Snapshot:
     with sessions() as session:
         clients = ClientTable(load_clients(session))
         directory = load_subscribers(session)
+        isps = load_isps(session)
     replies = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
-    return clients, directory, replies
+    return Snapshot(clients, directory, replies, isps)
+
+
+def pool_settings(settings: Settings) -> PoolSettings:
+    i = settings.isp
+    return PoolSettings(response_window=i.response_window, zombie_period=i.zombie_period,
+                        probe_interval=i.probe_interval, revive_probes=i.revive_probes)
 
 
 class Worker:
@@ -90,9 +113,14 @@ class Worker:
         check_connection(engine)
         sessions = make_sessionmaker(engine)
         dictionary = load_dictionary(settings)
-        clients, directory, replies = load_data(settings, sessions, dictionary)
+        data = load_data(settings, sessions, dictionary)
+        clients, directory = data.clients, data.directory
+        pools = Pools(data.isps, pool_settings(settings))
         deps = Deps(settings=settings, directory=directory, dictionary=dictionary,
-                    replies=replies, accounting=AccountingPolicy())
+                    replies=data.replies, accounting=AccountingPolicy(), isps=data.isps,
+                    pools=pools, selection_policy=selection_policy(settings.isp))
+        self.proxy = ProxyShell(loop, ProxyEngine(pools, budget=settings.isp.budget),
+                                settings.server.recv_buffer)
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
@@ -102,7 +130,7 @@ class Worker:
         socks = socks if socks is not None else self.open_sockets()
         for kind, sock in socks:
             listener = Listener(loop, sock, kind, receiver, writer, executor,
-                                settings.server.max_batch)
+                                settings.server.max_batch, proxy=self.proxy)
             listener.start()
             self.listeners.append(listener)
         self.stopping = asyncio.Event()
@@ -120,7 +148,8 @@ class Worker:
         for listener in self.listeners:
             listener.stop_reading()
         deadline = time.monotonic() + DRAIN_TIMEOUT
-        while any(l.in_flight for l in self.listeners) and time.monotonic() < deadline:
+        while (any(l.in_flight for l in self.listeners) or self.proxy.in_flight) \
+                and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         writer.stop()
         await asyncio.sleep(0)  # run the last replies' callbacks
@@ -132,6 +161,7 @@ class Worker:
         receiver.request_log.flush()
         for _, sock in socks:
             sock.close()
+        self.proxy.close()
         executor.shutdown(wait=False)
         engine.dispose()
         log.info("worker %d stopped", self.index)
@@ -146,13 +176,17 @@ class Worker:
                 # Sockets, workers and the database stay as they are until a restart.
                 settings = dataclasses.replace(fresh, server=settings.server,
                                                database=settings.database)
-            clients, directory, replies = await loop.run_in_executor(
-                None, load_data, settings, sessions, dictionary)
+            data = await loop.run_in_executor(None, load_data, settings, sessions, dictionary)
+            pools = Pools(data.isps, pool_settings(settings), previous=self.proxy.engine.pools)
+            policy = selection_policy(settings.isp)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
+        clients, directory = data.clients, data.directory
         deps = self.receiver.deps
-        deps.settings, deps.directory, deps.replies = settings, directory, replies
+        deps.settings, deps.directory, deps.replies = settings, directory, data.replies
+        deps.isps, deps.pools, deps.selection_policy = data.isps, pools, policy
+        self.proxy.engine.replace_pools(pools)
         self.receiver.clients = clients
         self.receiver.request_log.flush()
         self.receiver.request_log.stream = request_stream(settings)
