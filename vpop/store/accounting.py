@@ -88,14 +88,27 @@ def _state(row) -> S.SessionState:
     return S.SessionState(**values)
 
 
-def _session_row(state: S.SessionState) -> dict:
-    values = {name: getattr(state, name) for name in S.SessionState.__slots__
-              if name not in ("session_id", "flags")}
-    values["acct_session_id"] = state.session_id
-    values["flags"] = ",".join(state.flags)[:255]
-    for name in _TIMES:
-        values[name] = when(values[name])
+_STATE_FIELDS = tuple(n for n in S.SessionState.__slots__ if n != "id")
+
+
+def _session_columns(state: S.SessionState, names: Iterable[str]) -> dict:
+    """The radacct columns for these fields of a session's state."""
+    values = {}
+    for name in names:
+        value = getattr(state, name)
+        if name == "session_id":
+            values["acct_session_id"] = value
+        elif name == "flags":
+            values["flags"] = ",".join(value)[:255]
+        elif name in _TIMES:
+            values[name] = when(value)
+        else:
+            values[name] = value
     return values
+
+
+def _session_row(state: S.SessionState) -> dict:
+    return _session_columns(state, _STATE_FIELDS)
 
 
 def load_leases(session: Session) -> LeaseIndex:
@@ -355,17 +368,18 @@ class Ledger:
                     changed.append(state)
         if new:
             rows = [_session_row(s) for s in new]
-            for row in rows:
-                del row["id"]
             for row_id, uid in self._run(sql.insert_sessions, rows):
                 ids[uid] = row_id
                 self.states[uid] = dataclasses.replace(self.states[uid], id=row_id)
-        if changed:
-            rows = []
-            for state in changed:
-                row = _session_row(state)
-                row["_id"] = row.pop("id")
-                rows.append(row)
+        # Only what changed, grouped: an Interim-Update changes five columns, not thirty.
+        groups: dict[tuple[str, ...], list[dict]] = collections.defaultdict(list)
+        for state in changed:
+            before = self.original[state.unique_id]
+            names = tuple(n for n in _STATE_FIELDS if getattr(state, n) != getattr(before, n))
+            row = _session_columns(state, names)
+            row["_id"] = state.id
+            groups[names].append(row)
+        for rows in groups.values():
             self._run(sql.update_sessions, rows)
         return ids
 
