@@ -82,7 +82,7 @@ def test_reply_is_matched_checked_and_keys_rehidden_for_the_nas():
     tunnel_pw = b"\x01" + encrypt_salted(b"lns-secret", UP_SECRET, sent.authenticator, b"\x81\x02")
     attrs = codec.vendor_attribute(311, 16, hidden) + codec.attribute(69, tunnel_pw) + \
         codec.attribute(A.SESSION_TIMEOUT, (3600).to_bytes(4, "big"))
-    (finished,) = proxy.on_reply(upstream_reply(send, attrs=attrs), send.addr, now=0.01)
+    (finished,) = proxy.on_reply(upstream_reply(send, attrs=attrs), send.addr, 0.01, send.sock)
     assert isinstance(finished, Finished) and finished.server == PRIMARY
     assert finished.reply.code == codec.ACCESS_ACCEPT
     out = downstream_attributes(finished.reply, secret=UP_SECRET,
@@ -107,18 +107,18 @@ def test_reply_is_matched_checked_and_keys_rehidden_for_the_nas():
 def test_bad_replies_are_counted_and_the_real_one_still_wins(forge):
     proxy = engine()
     (send,) = proxy.forward(job(nas_request()), now=0.0)
-    assert proxy.on_reply(upstream_reply(send, **forge), send.addr, now=0.01) == []
+    assert proxy.on_reply(upstream_reply(send, **forge), send.addr, 0.01, send.sock) == []
     assert proxy.counters["bad_replies"] == 1
     assert proxy.pools.health[PRIMARY.name].bad_replies == 1
-    (finished,) = proxy.on_reply(upstream_reply(send), send.addr, now=0.02)
+    (finished,) = proxy.on_reply(upstream_reply(send), send.addr, 0.02, send.sock)
     assert finished.reply.code == codec.ACCESS_ACCEPT
 
 
 def test_garbage_and_unmatched_replies_are_dropped():
     proxy = engine()
     (send,) = proxy.forward(job(nas_request()), now=0.0)
-    assert proxy.on_reply(b"\x02\x00", send.addr, now=0.01) == []
-    assert proxy.on_reply(upstream_reply(send), ("127.0.0.9", 1), now=0.01) == []
+    assert proxy.on_reply(b"\x02\x00", send.addr, 0.01, send.sock) == []
+    assert proxy.on_reply(upstream_reply(send), ("127.0.0.9", 1), 0.01, send.sock) == []
     assert proxy.counters["unmatched"] == 1
 
 
@@ -133,14 +133,14 @@ def test_timeout_fails_over_and_the_primary_becomes_zombie_then_alive_again():
     (probe,) = [a for a in actions if codec.decode(a.data).code == codec.STATUS_SERVER]
     assert probe.addr == first.addr
     assert proxy.pools.health[PRIMARY.name].status == ZOMBIE
-    (finished,) = proxy.on_reply(upstream_reply(retry), retry.addr, now=1.1)
+    (finished,) = proxy.on_reply(upstream_reply(retry), retry.addr, 1.1, retry.sock)
     assert finished.server == SECONDARY
     # New requests avoid the zombie while the secondary is alive.
     (send,) = proxy.forward(job(nas_request()), now=1.2)
     assert send.addr == retry.addr
-    proxy.on_reply(upstream_reply(send), send.addr, now=1.3)
+    proxy.on_reply(upstream_reply(send), send.addr, 1.3, send.sock)
     # The zombie is probed with Status-Server (RFC 5997) and revived after 3 answers.
-    proxy.on_reply(upstream_reply(probe), probe.addr, 1.05)
+    proxy.on_reply(upstream_reply(probe), probe.addr, 1.05, probe.sock)
     now = 1.3
     for _ in range(2):
         now += 1.0
@@ -148,7 +148,7 @@ def test_timeout_fails_over_and_the_primary_becomes_zombie_then_alive_again():
         (probe,) = probes
         assert probe.addr == first.addr
         assert codec.message_authenticator_ok(codec.decode(probe.data), UP_SECRET)
-        proxy.on_reply(upstream_reply(probe), probe.addr, now + 0.01)
+        proxy.on_reply(upstream_reply(probe), probe.addr, now + 0.01, probe.sock)
     assert proxy.pools.health[PRIMARY.name].status == ALIVE
     assert [(t.old, t.new) for t in proxy.transitions] == [(ALIVE, ZOMBIE), (ZOMBIE, ALIVE)]
 
@@ -181,12 +181,13 @@ def test_eap_conversation_stays_on_its_server():
     eap = codec.attribute(A.EAP_MESSAGE, b"\x02\x01\x00\x06\x01a")
     (send,) = proxy.forward(job(nas_request(password=None, extra=eap), isp=proxy.pools.isps["isp-b"]), 0.0)
     challenge = codec.attribute(A.STATE, b"round-1") + eap
-    proxy.on_reply(upstream_reply(send, codec.ACCESS_CHALLENGE, attrs=challenge), send.addr, 0.1)
+    reply = upstream_reply(send, codec.ACCESS_CHALLENGE, attrs=challenge)
+    proxy.on_reply(reply, send.addr, 0.1, send.sock)
     for i in range(20):
         follow = nas_request(password=None, extra=eap, state=b"round-1")
         (again,) = proxy.forward(job(follow, isp=proxy.pools.isps["isp-b"]), 0.2 + i)
         assert again.addr == send.addr
-        proxy.on_reply(upstream_reply(again), again.addr, 0.3 + i)
+        proxy.on_reply(upstream_reply(again), again.addr, 0.3 + i, again.sock)
 
 
 def test_keyed_balance_is_stable_per_caller():
@@ -218,3 +219,12 @@ def test_chap_with_own_challenge_passes_unchanged():
     sent = codec.decode(send.data)
     assert sent.attrs[A.CHAP_CHALLENGE] == [challenge]
     assert sent.first(A.CHAP_PASSWORD) == bytes(17)
+
+
+def test_more_than_256_requests_in_flight_use_several_source_sockets():
+    proxy = engine()
+    sends = [proxy.forward(job(nas_request()), now=0.0)[0] for _ in range(1000)]
+    assert {s.addr for s in sends} == {("127.0.0.1", 18121)}
+    assert len({(s.sock, codec.decode(s.data).ident) for s in sends}) == 1000
+    answered = [proxy.on_reply(upstream_reply(s), s.addr, 0.1, s.sock) for s in sends]
+    assert all(isinstance(a[0], Finished) for a in answered)

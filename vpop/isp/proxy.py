@@ -29,6 +29,7 @@ STICKY_SECONDS = 60.0  # how long an EAP State keeps its server (RFC 3579 §2.6.
 class SendUpstream:
     data: bytes
     addr: tuple[str, int]
+    sock: int = 0  # which of the shell's source sockets: each has 256 identifiers
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,23 +57,29 @@ class ProxyJob:
 class _Pending:
     job: ProxyJob | None  # None: a Status-Server probe
     server: UpstreamServer
+    sock: int
     ident: int
     authenticator: bytes
     proxy_state: bytes
     sent: float
     expires: float
 
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.server.name, self.sock, self.ident)
+
 
 class ProxyEngine:
     def __init__(self, pools: Pools, *, budget: float = 5.0, rng: random.Random | None = None,
-                 token: bytes | None = None):
+                 token: bytes | None = None, sockets: int = 4):
         self.pools = pools
         self.budget = budget  # a request's whole time, all retries included
         self.rng = rng or random.SystemRandom()
         self.token = token or os.urandom(4)  # identifies this process's Proxy-States
-        self.pending: dict[tuple[str, int], _Pending] = {}
+        self.sockets = sockets  # source ports: 256 requests in flight per server on each
+        self.pending: dict[tuple[str, int, int], _Pending] = {}
         self._by_addr = _server_index(pools)
-        self._next_ident: dict[str, int] = {}
+        self._next_ident: dict[str, int] = {}  # per server: next (socket * 256 + ident)
         self._sticky: dict[bytes, tuple[str, float]] = {}
         self.transitions: list[Transition] = []
         self.counters = {"forwarded": 0, "answered": 0, "timeouts": 0, "bad_replies": 0,
@@ -91,10 +98,11 @@ class ProxyEngine:
         if server is None or now + min(window, 0.05) > job.deadline:
             self.counters["exhausted"] += 1
             return [Finished(job, None, None, b"")]
-        ident = self._ident(server)
-        if ident is None:  # 256 requests outstanding on this server: try another one
+        slot = self._slot(server)
+        if slot is None:  # every identifier of every socket busy: try another server
             job.tried.add(server.name)
             return self._attempt(job, now)
+        sock, ident = slot
         job.tried.add(server.name)
         authenticator = self.rng.randbytes(16)
         state = self.token + ident.to_bytes(1, "big") + self.rng.randbytes(3)
@@ -107,10 +115,11 @@ class ProxyEngine:
         except (MalformedPacket, ValueError):
             self.counters["exhausted"] += 1
             return [Finished(job, None, None, b"")]
-        self.pending[(server.name, ident)] = _Pending(
-            job, server, ident, authenticator, state, now, min(now + window, job.deadline))
+        pending = _Pending(job, server, sock, ident, authenticator, state, now,
+                           min(now + window, job.deadline))
+        self.pending[pending.key] = pending
         self.counters["forwarded"] += 1
-        return [SendUpstream(data, (server.address, server.auth_port))]
+        return [SendUpstream(data, (server.address, server.auth_port), sock)]
 
     def _sticky_server(self, job: ProxyJob, now: float) -> UpstreamServer | None:
         """EAP rounds stay on the server that holds the conversation (its State)."""
@@ -123,23 +132,26 @@ class ProxyEngine:
         health = self.pools.health.get(entry[0])
         return health.server if health is not None and health.status != "dead" else None
 
-    def _ident(self, server: UpstreamServer) -> int | None:
-        start = self._next_ident.get(server.name, self.rng.randrange(256))
-        for step in range(256):
-            ident = (start + step) & 0xFF
-            if (server.name, ident) not in self.pending:
-                self._next_ident[server.name] = (ident + 1) & 0xFF
-                return ident
+    def _slot(self, server: UpstreamServer) -> tuple[int, int] | None:
+        """A free (socket, identifier) toward this server, round robin."""
+        size = 256 * self.sockets
+        start = self._next_ident.get(server.name, self.rng.randrange(size))
+        for step in range(size):
+            slot = (start + step) % size
+            sock, ident = divmod(slot, 256)
+            if (server.name, sock, ident) not in self.pending:
+                self._next_ident[server.name] = (slot + 1) % size
+                return sock, ident
         return None
 
     # --- replies ----------------------------------------------------------------------
 
-    def on_reply(self, data: bytes, addr: tuple, now: float) -> list:
-        """A datagram on the proxy socket: match it, check it, finish its exchange."""
+    def on_reply(self, data: bytes, addr: tuple, now: float, sock: int = 0) -> list:
+        """A datagram on proxy socket `sock`: match it, check it, finish its exchange."""
         if len(data) < codec.MIN_LENGTH:
             self.counters["bad_replies"] += 1
             return []
-        pending = self._match(data[1], addr)
+        pending = self._match(sock, data[1], addr)
         if pending is None:
             self.counters["unmatched"] += 1
             return []
@@ -161,7 +173,7 @@ class ProxyEngine:
             self.counters["bad_replies"] += 1
             self.pools.bad_reply(server.name)
             return []
-        del self.pending[(server.name, pending.ident)]
+        del self.pending[pending.key]
         if pending.job is None:
             self._note(self.pools.probe_answered(server.name, now))
             return []
@@ -178,10 +190,10 @@ class ProxyEngine:
                 self._sticky[state] = (server.name, now + STICKY_SECONDS)
         return [Finished(pending.job, reply, server, pending.authenticator)]
 
-    def _match(self, ident: int, addr: tuple) -> _Pending | None:
+    def _match(self, sock: int, ident: int, addr: tuple) -> _Pending | None:
         host, port = addr[0], addr[1]
         for name in self._names_at(host, port):
-            pending = self.pending.get((name, ident))
+            pending = self.pending.get((name, sock, ident))
             if pending is not None:
                 return pending
         return None
@@ -201,7 +213,7 @@ class ProxyEngine:
         actions = []
         expired = [p for p in self.pending.values() if p.expires <= now]
         for pending in expired:
-            del self.pending[(pending.server.name, pending.ident)]
+            del self.pending[pending.key]
             if pending.job is None:
                 self._note(self.pools.probe_unanswered(pending.server.name, now))
                 continue
@@ -213,18 +225,19 @@ class ProxyEngine:
         return actions
 
     def _probe(self, server: UpstreamServer, now: float) -> list:
-        ident = self._ident(server)
-        if ident is None:
+        slot = self._slot(server)
+        if slot is None:
             return []
+        sock, ident = slot
         authenticator = self.rng.randbytes(16)
         state = self.token + ident.to_bytes(1, "big") + self.rng.randbytes(3)
         data = codec.encode_request(codec.STATUS_SERVER, ident,
                                     codec.attribute(A.PROXY_STATE, state), server.secret,
                                     authenticator=authenticator)
         window = self.pools.settings.response_window
-        self.pending[(server.name, ident)] = _Pending(None, server, ident, authenticator, state,
-                                                      now, now + window)
-        return [SendUpstream(data, (server.address, server.auth_port))]
+        pending = _Pending(None, server, sock, ident, authenticator, state, now, now + window)
+        self.pending[pending.key] = pending
+        return [SendUpstream(data, (server.address, server.auth_port), sock)]
 
     def _note(self, transitions: list[Transition]) -> None:
         self.transitions.extend(transitions)

@@ -18,19 +18,21 @@ class ProxyShell:
     def __init__(self, loop: asyncio.AbstractEventLoop, engine: ProxyEngine,
                  recv_buffer: int, clock: Callable[[], float] = time.monotonic):
         self.loop, self.engine, self.clock = loop, engine, clock
-        self.socks: dict[int, socket.socket] = {}
-        for family in (socket.AF_INET, socket.AF_INET6):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
-            except OSError:
-                pass
-            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-            sock.setblocking(False)
-            self.socks[family] = sock
-            loop.add_reader(sock.fileno(), self._readable, sock)
+        # (family, index) -> socket: each index is a source port with its own 256 IDs.
+        self.socks: dict[tuple[int, int], socket.socket] = {}
+        for index in range(engine.sockets):
+            for family in (socket.AF_INET, socket.AF_INET6):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+                except OSError:
+                    pass
+                sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+                sock.setblocking(False)
+                self.socks[(family, index)] = sock
+                loop.add_reader(sock.fileno(), self._readable, sock, index)
         self.callbacks: dict[int, Callable[[Finished], None]] = {}
         self._poller = asyncio.ensure_future(self._poll())
 
@@ -48,7 +50,7 @@ class ProxyShell:
             self.loop.remove_reader(sock.fileno())
             sock.close()
 
-    def _readable(self, sock: socket.socket) -> None:
+    def _readable(self, sock: socket.socket, index: int) -> None:
         for _ in range(64):
             try:
                 data, addr = sock.recvfrom(4096)
@@ -57,7 +59,7 @@ class ProxyShell:
             except OSError as exc:
                 log.debug("proxy recvfrom: %s", exc)
                 continue
-            self._carry_out(self.engine.on_reply(data, addr, self.clock()))
+            self._carry_out(self.engine.on_reply(data, addr, self.clock(), index))
 
     async def _poll(self) -> None:
         while True:
@@ -76,7 +78,7 @@ class ProxyShell:
             if type(action) is SendUpstream:
                 family = socket.AF_INET6 if ":" in action.addr[0] else socket.AF_INET
                 try:
-                    self.socks[family].sendto(action.data, action.addr)
+                    self.socks[(family, action.sock)].sendto(action.data, action.addr)
                 except OSError as exc:
                     log.warning("sendto upstream %s: %s", action.addr[0], exc)
             elif type(action) is Finished:
