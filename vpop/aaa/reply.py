@@ -61,6 +61,15 @@ class ReplyRenderer:
         self.env = template_environment(search + [str(SHIPPED)])
         self.dictionary = dictionary
         self._cache: dict[tuple[str, str], bytes] = {}
+        self.extra_dir = extra_dir
+        self._tunnels = None
+
+    def tunnel_templates(self):
+        """Tunnel-mode extras per NAS type (vpop/isp/tunnel.py), from the same directory."""
+        if self._tunnels is None:
+            from vpop.isp.tunnel import TunnelTemplates
+            self._tunnels = TunnelTemplates(self.dictionary, self.extra_dir)
+        return self._tunnels
 
     def template_for(self, nas_type: str) -> jinja2.Template:
         try:
@@ -129,6 +138,7 @@ def render_tunnel(ctx: AccessContext, deps) -> Rcode:
     ctx.reply_attrs.append(tunnel_attributes(
         isp, deps.dictionary, secret=ctx.client.secret,
         request_authenticator=ctx.packet.authenticator, nas_type=ctx.client.nas_type,
+        templates=deps.replies.tunnel_templates(),
         salt=lambda: (deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big")))
     ctx.reply_attrs.append(deps.replies.isp_extra(isp, ctx.account, ctx.client.nas_type))
     ctx.reply_attrs.append(routing_class(ctx))
