@@ -1,0 +1,54 @@
+"""`vpop serve --workers 2`: a supervisor and two processes sharing the ports."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from e2e_support import GRACE, STOP_TIMEOUT, children_of, process_state
+from vpop.radius import codec
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 2
+ROUNDS = 24  # each from its own source port, so the kernel spreads them over the workers
+
+
+@pytest.fixture(scope="module")
+def server(launch):
+    return launch(workers=WORKERS)
+
+
+def test_the_supervisor_runs_one_process_per_worker(server):
+    assert len(children_of(server.pid)) == WORKERS
+
+
+def test_requests_are_answered_and_counted(server, nas):
+    accepted = {"client": "localhost", "code": "Access-Request", "outcome": "accept"}
+    before = server.metric("vpop_requests_total", **accepted)
+    for _ in range(ROUNDS):
+        assert nas.login("alice", "alice-pass", server.auth()) == codec.ACCESS_ACCEPT
+    assert nas.ask(nas.status_server(), server.acct()).code == codec.ACCOUNTING_RESPONSE
+    # The supervisor's endpoint adds up what the workers publish, once a second each.
+    expected = before + ROUNDS
+    assert server.wait_for_metric("vpop_requests_total", expected, **accepted) == expected
+
+
+def test_sighup_reaches_every_worker(server, nas):
+    server.import_plan(GRACE)
+    server.reload()
+    # Accepted many times running, from many source ports: every worker has reloaded.
+    assert nas.accepted_in_a_row("grace", "grace-pass", server.auth(), times=ROUNDS), \
+        "not every worker accepts grace after SIGHUP"
+    assert len(children_of(server.pid)) == WORKERS  # reloaded, not restarted
+
+
+def test_sigterm_stops_every_process(server):
+    workers = children_of(server.pid)
+    assert len(workers) == WORKERS
+    assert server.stop() == 0, server.diagnostics()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while left := [pid for pid in workers if process_state(pid) is not None]:
+        assert time.monotonic() < deadline, f"worker processes {left} outlived the supervisor"
+        time.sleep(0.1)
