@@ -25,6 +25,7 @@ def server(name):
 
 def isp(name, *, realms=(), numbers=(), **kw):
     kw.setdefault("servers", (server(f"{name}/1"),))
+    kw.setdefault("ranked", True)  # these ISPs all take part in the ranked choice
     return Isp(name=name, realms=tuple(parse_realm(r) for r in realms), numbers=tuple(numbers),
                **kw)
 

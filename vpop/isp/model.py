@@ -69,4 +69,4 @@ class Isp:
     status: str = "active"
     template: str | None = None  # reply template added for sessions routed here
     timeout_reject: bool = True  # when every upstream is silent: Access-Reject, else no answer
-    ranked: bool = True  # may be chosen by score for sessions no realm, choice or number assigns
+    ranked: bool = False  # opt-in: may be chosen by score for sessions no realm, choice or number assigns

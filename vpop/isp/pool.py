@@ -54,8 +54,10 @@ class Pools:
         self.settings = settings
         self.isps = {isp.name: isp for isp in isps}
         self.health: dict[str, ServerHealth] = {}
+        self.isp_of: dict[str, str] = {}  # server name -> ISP name
         for isp in isps:
             for server in isp.servers:
+                self.isp_of[server.name] = isp.name
                 old = previous.health.get(server.name) if previous else None
                 if old is not None:  # a reload keeps what we know of a server
                     old.server = server

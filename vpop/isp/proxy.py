@@ -40,6 +40,16 @@ class Finished:
     authenticator: bytes  # the upstream request's, to open hidden reply attributes
 
 
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One measured exchange for the QoS monitor (vpop/isp/qos.py)."""
+    at: float  # the engine's clock, when the exchange started
+    isp: str
+    server: str
+    outcome: str  # accept | reject | timeout | invalid | probe | probe-lost
+    ms: float | None = None  # response time or Status-Server round trip
+
+
 @dataclass(slots=True, kw_only=True)
 class ProxyJob:
     """One NAS request being proxied; `context` is the shell's, carried back as is."""
@@ -82,6 +92,7 @@ class ProxyEngine:
         self._next_ident: dict[str, int] = {}  # per server: next (socket * 256 + ident)
         self._sticky: dict[bytes, tuple[str, float]] = {}
         self.transitions: list[Transition] = []
+        self.observations: list[Observation] = []  # drained by the shell
         self.counters = {"forwarded": 0, "answered": 0, "timeouts": 0, "bad_replies": 0,
                          "unmatched": 0, "exhausted": 0}
 
@@ -172,15 +183,20 @@ class ProxyEngine:
             # Left pending: the real answer may still come; a forgery must not win.
             self.counters["bad_replies"] += 1
             self.pools.bad_reply(server.name)
+            self._observe(pending, "invalid", None)
             return []
         del self.pending[pending.key]
+        elapsed = (now - pending.sent) * 1000
         if pending.job is None:
+            self._observe(pending, "probe", elapsed)
             self._note(self.pools.probe_answered(server.name, now))
             return []
         if reply.code not in REPLY_CODES:
             self.counters["bad_replies"] += 1
             return self._attempt(pending.job, now)
         self.counters["answered"] += 1
+        self._observe(pending, "reject" if reply.code == codec.ACCESS_REJECT else "accept",
+                      elapsed)
         self._note(self.pools.answered(server.name, now))
         if reply.code == codec.ACCESS_CHALLENGE:
             state = reply.first(A.STATE)
@@ -215,8 +231,10 @@ class ProxyEngine:
         for pending in expired:
             del self.pending[pending.key]
             if pending.job is None:
+                self._observe(pending, "probe-lost", None)
                 self._note(self.pools.probe_unanswered(pending.server.name, now))
                 continue
+            self._observe(pending, "timeout", None)
             self.counters["timeouts"] += 1
             self._note(self.pools.timed_out(pending.server.name, now))
             actions.extend(self._attempt(pending.job, now))
@@ -238,6 +256,11 @@ class ProxyEngine:
         pending = _Pending(None, server, sock, ident, authenticator, state, now, now + window)
         self.pending[pending.key] = pending
         return [SendUpstream(data, (server.address, server.auth_port), sock)]
+
+    def _observe(self, pending: _Pending, outcome: str, ms: float | None) -> None:
+        name = pending.server.name
+        self.observations.append(Observation(pending.sent, self.pools.isp_of.get(name, ""),
+                                             name, outcome, ms))
 
     def _note(self, transitions: list[Transition]) -> None:
         self.transitions.extend(transitions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ from vpop.server.proxy import ProxyShell
 from vpop.server.udp import Listener, open_socket
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
+from vpop.store import qos as qos_store
 from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_subscribers
 
@@ -43,6 +45,11 @@ log = logging.getLogger(__name__)
 STATS_INTERVAL = 1.0
 DRAIN_TIMEOUT = 10.0
 REQUEST_LOG_FLUSH = 0.2
+QOS_INTERVAL = 60.0  # the QoS monitor's finest bucket
+
+
+def _utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
 def request_stream(settings: Settings):
@@ -143,6 +150,7 @@ class Worker:
                  ", ".join(f"{k} {s.getsockname()[0]}:{s.getsockname()[1]}" for k, s in socks))
         stats_task = asyncio.ensure_future(self._publish_stats()) if self.stats_dir else None
         flush_task = asyncio.ensure_future(self._flush_request_log())
+        qos_task = asyncio.ensure_future(self._qos(sessions))
         await self.stopping.wait()
         # Graceful stop: no new requests; finish the ones in flight.
         for listener in self.listeners:
@@ -158,6 +166,8 @@ class Worker:
         if stats_task:
             stats_task.cancel()
         flush_task.cancel()
+        qos_task.cancel()
+        await loop.run_in_executor(None, self._store_qos, sessions, True)
         receiver.request_log.flush()
         for _, sock in socks:
             sock.close()
@@ -192,6 +202,32 @@ class Worker:
         self.receiver.request_log.stream = request_stream(settings)
         self.settings = settings
         log.info("reloaded: %d clients, %d subscribers", len(clients), len(directory))
+
+    async def _qos(self, sessions) -> None:
+        """Every bucket: store what the proxy measured, and read back every worker's
+        view of each ISP's health for the selection score."""
+        loop = asyncio.get_running_loop()
+        ticks = 0
+        while True:
+            await asyncio.sleep(QOS_INTERVAL)
+            ticks += 1
+            try:
+                health = await loop.run_in_executor(
+                    None, self._store_qos, sessions, False, self.index == 0 and ticks % 10 == 0)
+                self.receiver.deps.qos_health = health
+            except Exception as exc:
+                log.warning("QoS monitor: %s", exc)
+
+    def _store_qos(self, sessions, everything: bool, downsample: bool = False) -> dict:
+        now = time.time()
+        summaries = self.proxy.qos.flush(now, everything=everything)
+        with sessions.begin() as session:
+            if summaries:
+                qos_store.record_buckets(session, summaries)
+            if downsample:
+                qos_store.downsample(session, _utc(now))
+        with sessions() as session:
+            return qos_store.latest_health(session, _utc(now))
 
     async def _flush_request_log(self) -> None:
         while True:

@@ -9,6 +9,7 @@ import time
 from typing import Callable
 
 from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob, SendUpstream
+from vpop.isp.qos import QosRecorder
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05  # how often timeouts and probes are looked at
@@ -16,8 +17,10 @@ POLL_INTERVAL = 0.05  # how often timeouts and probes are looked at
 
 class ProxyShell:
     def __init__(self, loop: asyncio.AbstractEventLoop, engine: ProxyEngine,
-                 recv_buffer: int, clock: Callable[[], float] = time.monotonic):
-        self.loop, self.engine, self.clock = loop, engine, clock
+                 recv_buffer: int, clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], float] = time.time):
+        self.loop, self.engine, self.clock, self.wallclock = loop, engine, clock, wallclock
+        self.qos = QosRecorder()
         # (family, index) -> socket: each index is a source port with its own 256 IDs.
         self.socks: dict[tuple[int, int], socket.socket] = {}
         for index in range(engine.sockets):
@@ -70,8 +73,24 @@ class ProxyShell:
                     log.warning("upstream %s: %s -> %s (%s)", event.server, event.old,
                                 event.new, event.reason)
                 self.engine.transitions.clear()
+                self._record_observations()
             except Exception:
                 log.exception("proxy timer failed")
+
+    def _record_observations(self) -> None:
+        """Engine clock to wall clock, into the QoS monitor's buckets."""
+        observations, self.engine.observations = self.engine.observations, []
+        if not observations:
+            return
+        offset = self.wallclock() - self.clock()
+        for o in observations:
+            at = o.at + offset
+            if o.outcome == "probe":
+                self.qos.probe(o.isp, o.server, at=at, rtt_ms=o.ms)
+            elif o.outcome == "probe-lost":
+                self.qos.probe(o.isp, o.server, at=at, rtt_ms=None)
+            else:
+                self.qos.request(o.isp, o.server, at=at, outcome=o.outcome, response_ms=o.ms)
 
     def _carry_out(self, actions: list) -> None:
         for action in actions:

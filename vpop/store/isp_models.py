@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, Numeric, String,
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary,
+                        Numeric, String,
                         Text, Time, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -37,7 +38,7 @@ class Isp(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # | down | disabled
     template: Mapped[str | None] = mapped_column(String(128))  # reply template name
     timeout_reject: Mapped[bool] = mapped_column(Boolean, default=True)
-    ranked: Mapped[bool] = mapped_column(Boolean, default=True)
+    ranked: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str] = mapped_column(String(255), default="")
 
     realms: Mapped[list[IspRealm]] = _children("IspRealm.id")
@@ -159,3 +160,24 @@ class IspQos(Base):
     response_p99_ms: Mapped[float | None] = mapped_column(Float)
     rtt_histogram: Mapped[str] = mapped_column(Text, default="")
     response_histogram: Mapped[str] = mapped_column(Text, default="")
+
+
+class AcctForward(Base):
+    """Accounting waiting to be forwarded to a proxy-mode ISP (vpop/isp/acct_forward.py).
+
+    Written in the transaction that stores the record, deleted once the ISP's
+    Accounting-Response arrives: what is here is exactly what is still owed.
+    """
+
+    __tablename__ = "acct_forward"
+    __table_args__ = (Index("ix_acct_forward_next_try", "next_try"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    isp: Mapped[str] = mapped_column(String(64))
+    session_key: Mapped[str] = mapped_column(String(64), index=True)
+    attrs: Mapped[bytes] = mapped_column(LargeBinary)
+    delay: Mapped[int] = mapped_column(Integer, default=0)  # the NAS's Acct-Delay-Time
+    received_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try: Mapped[float] = mapped_column(Float)  # seconds since the epoch

@@ -442,7 +442,7 @@ ISP_SECTION = Section(
         Field("status", _choice(model.STATUSES), default="active"),
         Field("template", _text(128, name=True)),
         Field("timeout_reject", _boolean, default=True),
-        Field("ranked", _boolean, default=True),
+        Field("ranked", _boolean, default=False),
         _DESCRIPTION,
     ),
     finish=_finish_isp, claims=_isp_claims, check_file=_check_templates,
