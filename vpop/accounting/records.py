@@ -109,11 +109,15 @@ def _prefix(packet: Packet, key) -> str | None:
     return str(network)
 
 
+def _ipv4(raw: bytes) -> str:
+    return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"  # ipaddress would take three times as long
+
+
 def nas_identity(packet: Packet, client: NasClient, source: str = "") -> str:
     """The NAS as it names itself: NASes often reach us through another proxy."""
     raw = packet.first(A.NAS_IP_ADDRESS)
     if raw is not None and len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw))
+        return _ipv4(raw)
     raw = packet.first(A.NAS_IPV6_ADDRESS)
     if raw is not None and len(raw) == 16:
         return str(ipaddress.IPv6Address(raw))
@@ -175,7 +179,7 @@ def record_from(packet: Packet, client: NasClient, now: float) -> AcctRecord | N
         nas_port_number=port,
         calling_station_id=_text(packet, A.CALLING_STATION_ID),
         called_station_id=_text(packet, A.CALLED_STATION_ID),
-        framed_ip=str(ipaddress.IPv4Address(framed)) if framed and len(framed) == 4 else None,
+        framed_ip=_ipv4(framed) if framed and len(framed) == 4 else None,
         framed_ipv6_prefix=_prefix(packet, FRAMED_IPV6_PREFIX),
         delegated_ipv6_prefix=_prefix(packet, DELEGATED_IPV6_PREFIX),
         event_time=when, arrival=arrival, delay=delay, session_time=session_time,

@@ -104,6 +104,15 @@ class Step:
 
 Assign = Callable[[AcctRecord, int], int | None]  # (record, start time) -> lease id
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(SessionState))
+
+
+def _with(state: SessionState, **changes) -> SessionState:
+    """dataclasses.replace for the hot path: the same result in half the time."""
+    values = {name: getattr(state, name) for name in _FIELDS}
+    values.update(changes)
+    return SessionState(**values)
+
 
 def merge_flags(*groups) -> tuple[str, ...]:
     seen: list[str] = []
@@ -150,6 +159,10 @@ def new_session(record: AcctRecord, assign: Assign) -> Step:
     if not starting:
         flags.append(NO_START)
     stop = record.status == "stop"
+    spans = ()
+    if not starting:  # the whole session so far, at most MAX_SPAN of it
+        spans = (_clip(Span(start, t, record.input_octets, record.output_octets), flags),)
+    flags_t = tuple(flags)
     routing = record.routing
     after = SessionState(
         unique_id=record.unique_id, session_id=record.session_id, username=record.username,
@@ -164,14 +177,9 @@ def new_session(record: AcctRecord, assign: Assign) -> Step:
         input_octets=record.input_octets, output_octets=record.output_octets,
         input_packets=record.input_packets, output_packets=record.output_packets,
         terminate_cause=record.terminate_cause if stop else None,
-        closed_by=BY_STOP if stop else None)
-    spans = ()
-    if not starting:
-        spans = (_clip(Span(start, t, record.input_octets, record.output_octets), flags),)
-    flags = tuple(flags)
-    return Step(before=None, after=dataclasses.replace(after, flags=merge_flags(flags)),
-                flags=flags, spans=spans, started=start, stopped=t if stop else None,
-                online=None if stop else t)
+        closed_by=BY_STOP if stop else None, flags=merge_flags(flags_t))
+    return Step(before=None, after=after, flags=flags_t, spans=spans, started=start,
+                stopped=t if stop else None, online=None if stop else t)
 
 
 def apply(state: SessionState | None, record: AcctRecord, assign: Assign) -> Step:
@@ -230,7 +238,7 @@ def apply(state: SessionState | None, record: AcctRecord, assign: Assign) -> Ste
         else:
             changes.update(closed_by=BY_STOP)
     flags = tuple(flags)
-    after = dataclasses.replace(state, **changes, flags=merge_flags(state.flags, flags))
+    after = _with(state, **changes, flags=merge_flags(state.flags, flags))
     return Step(before=state, after=after, flags=flags, spans=spans, stopped=stopped,
                 unstopped=unstopped, online=online, offline=offline)
 
