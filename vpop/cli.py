@@ -163,6 +163,18 @@ def cmd_check_config(args) -> int:
         session_timeout=3600, idle_timeout=600, class_="check"), methods=frozenset({"pap"}))
     for nas_type in ("generic", "cisco", "mikrotik", "juniper"):
         renderer.encoded(sample, nas_type)
+    # The provisioned ISPs against these templates: a template error names the ISP.
+    from vpop.store.engine import check_connection, make_engine, make_sessionmaker
+    from vpop.store.isp_snapshot import check_stored_isps
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    with make_sessionmaker(engine)() as session:
+        problems = check_stored_isps(session, renderer, renderer.tunnel_templates())
+    engine.dispose()
+    if problems:
+        for problem in problems:
+            print(f"vpop: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"{args.config}: ok")
     return 0
 

@@ -417,7 +417,8 @@ class Nas:
     def check(self, request: Request, reply: bytes) -> codec.Packet:
         packet = codec.decode(reply)
         assert packet.ident == request.data[1], "reply to another request"
-        assert codec.reply_ok(reply, request.authenticator, request.secret), \
+        assert codec.reply_ok(reply, request.authenticator, request.secret,
+                              to_status_server=request.data[0] == codec.STATUS_SERVER), \
             "reply authenticator or Message-Authenticator does not verify"
         return packet
 

@@ -663,7 +663,8 @@ class FreeRadius:
             except OSError:  # timeout, or ICMP port unreachable
                 return None
         try:
-            return data[0] if codec.reply_ok(data, authenticator, secret) else None
+            answered = codec.reply_ok(data, authenticator, secret, to_status_server=True)
+            return data[0] if answered else None
         except Exception:
             return None
 

@@ -169,7 +169,8 @@ class ProxyEngine:
         server = pending.server
         try:
             reply = codec.decode(data)
-            valid = codec.reply_ok(data, pending.authenticator, server.secret)
+            valid = codec.reply_ok(data, pending.authenticator, server.secret,
+                                   to_status_server=pending.job is None)
         except MalformedPacket:
             valid = False
         if valid:

@@ -30,7 +30,7 @@ def select_isp(ctx: AccessContext, deps) -> Rcode:
         failover_allowed=bool(account and getattr(account, "isp_failover", False)))
     decision = choose(request, deps.isps, deps.isp_health(),
                       now=dt.datetime.fromtimestamp(ctx.now, dt.timezone.utc),
-                      policy=deps.selection_policy)
+                      policy=deps.selection_policy, rng=deps.rng)
     ctx.decision = decision
     ctx.isp = decision.isp.name if decision.isp is not None else None
     return Rcode.UPDATED

@@ -126,7 +126,7 @@ class Receiver:
                 return self._access(ctx, key, started, process_access(ctx, self.deps))
             if packet.code == codec.STATUS_SERVER:
                 code = codec.ACCESS_ACCEPT if port == AUTH else codec.ACCOUNTING_RESPONSE
-                reply = self._reply(packet, client, code, b"")
+                reply = self._reply(packet, client, code, b"", to_status_server=True)
                 return self._finish(key, packet, client, started, reply, code, "", "")
             if packet.code == codec.ACCOUNTING_REQUEST:
                 return self._accounting(packet, client, key, started)
@@ -218,11 +218,13 @@ class Receiver:
 
     # --- helpers --------------------------------------------------------------------
 
-    def _reply(self, packet: codec.Packet, client: NasClient, code: int, attrs: bytes) -> bytes:
+    def _reply(self, packet: codec.Packet, client: NasClient, code: int, attrs: bytes, *,
+               to_status_server: bool = False) -> bytes:
         # RFC 2865 §5.33: Proxy-State copied unmodified and in order.
         for state in packet.attrs.get(A.PROXY_STATE, ()):
             attrs += codec.attribute(A.PROXY_STATE, state)
-        return codec.encode_reply(code, packet.ident, packet.authenticator, attrs, client.secret)
+        return codec.encode_reply(code, packet.ident, packet.authenticator, attrs, client.secret,
+                                  to_status_server=to_status_server)
 
     def _finish(self, key, packet, client, started, reply, code, username, reason,
                 caller="", method=""):

@@ -152,13 +152,27 @@ def message_authenticator_ok(packet: Packet, secret: bytes,
     return hmac.compare_digest(hmac.digest(secret, signed, "md5"), raw[off:off + 16])
 
 
+def ma_vector(code: int, request_authenticator: bytes, *, to_status_server: bool = False) -> bytes:
+    """The authenticator a response's Message-Authenticator is keyed with.
+
+    RFC 3579 §3.2: the request's. An Accounting-Response to an Accounting-Request
+    uses sixteen zero octets, as FreeRADIUS and its radclient do; one answering a
+    Status-Server (RFC 5997) uses the request's.
+    """
+    if code == ACCOUNTING_RESPONSE and not to_status_server:
+        return ZERO16
+    return request_authenticator
+
+
 def encode_reply(code: int, ident: int, request_authenticator: bytes, attrs: bytes,
-                 secret: bytes, *, message_authenticator: bool = True) -> bytes:
+                 secret: bytes, *, message_authenticator: bool = True,
+                 to_status_server: bool = False) -> bytes:
     """A response packet, Message-Authenticator first, signed per RFC 2865 §3 and 3579."""
     if message_authenticator:
         body = MA_PLACEHOLDER + attrs
         header = HEADER.pack(code, ident, 20 + len(body))
-        mac = hmac.digest(secret, header + request_authenticator + body, "md5")
+        vector = ma_vector(code, request_authenticator, to_status_server=to_status_server)
+        mac = hmac.digest(secret, header + vector + body, "md5")
         body = body[:2] + mac + body[18:]
     else:
         body = attrs
@@ -190,7 +204,8 @@ def encode_request(code: int, ident: int, attrs: bytes, secret: bytes, *,
     return header + auth + body
 
 
-def reply_ok(data: bytes, request_authenticator: bytes, secret: bytes) -> bool:
+def reply_ok(data: bytes, request_authenticator: bytes, secret: bytes, *,
+             to_status_server: bool = False) -> bool:
     """Check a response's authenticator (and its Message-Authenticator when present)."""
     packet = decode(data)
     raw = packet.raw
@@ -198,7 +213,8 @@ def reply_ok(data: bytes, request_authenticator: bytes, secret: bytes) -> bool:
     if not hmac.compare_digest(expected, packet.authenticator):
         return False
     if packet.ma_offset >= 0:
-        return message_authenticator_ok(packet, secret, request_authenticator)
+        return message_authenticator_ok(packet, secret, ma_vector(
+            packet.code, request_authenticator, to_status_server=to_status_server))
     return True
 
 

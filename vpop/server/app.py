@@ -268,7 +268,7 @@ def _supervise(settings: Settings) -> int:
     held = probe.open_sockets()
 
     def spawn(index: int):
-        process = ctx.Process(target=_worker_main, args=(settings, index, stats_dir),
+        process = ctx.Process(target=_worker_main, args=(settings, index, stats_dir, held),
                               name=f"vpop-worker-{index}")
         process.start()
         return process
@@ -308,7 +308,11 @@ def _supervise(settings: Settings) -> int:
     return 0
 
 
-def _worker_main(settings: Settings, index: int, stats_dir: str) -> None:
+def _worker_main(settings: Settings, index: int, stats_dir: str, inherited) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
+    # The supervisor's port check: left open here, it would stay in the port's
+    # SO_REUSEPORT group and take a share of the datagrams that nobody reads.
+    for _, sock in inherited:
+        sock.close()
     Worker(settings, index=index, stats_dir=stats_dir, reuse_port=True).run()

@@ -18,7 +18,7 @@ def open_socket(host: str, port: int, recv_buffer: int, reuse_port: bool) -> soc
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: on UDP it would let a second server bind the same port.
         if reuse_port:  # several worker processes share the port; the kernel spreads load
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
