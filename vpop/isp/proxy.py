@@ -178,8 +178,11 @@ class ProxyEngine:
             valid = bool(states) and states[-1] == pending.proxy_state
             if pending.job is None:
                 valid = valid or not states  # RFC 5997 replies need not echo it
-            if reply.ma_offset < 0 and server.require_message_authenticator:
-                valid = False  # BlastRADIUS: an unsigned reply could be forged
+            if reply.ma_offset < 0 and server.require_message_authenticator \
+                    and pending.job is not None:
+                # BlastRADIUS: an unsigned Access-* reply could be forged. Probe replies
+                # only move a server's health, and FreeRADIUS 3.2.1 does not sign them.
+                valid = False
         if not valid:
             # Left pending: the real answer may still come; a forgery must not win.
             self.counters["bad_replies"] += 1

@@ -72,3 +72,29 @@ def routing_class(ctx: AccessContext) -> bytes:
         ROUTING_CLASS_PREFIX, quote(ctx.isp or "", safe="").encode(),
         (ctx.route or "local").encode(), quote(reason, safe="").encode())
     return attribute(A.CLASS, value[:253])
+
+
+def accounting_owed(packet, record, deps, now: float) -> dict | None:
+    """Whether this accounting goes on to a proxy-mode ISP, and what to queue for it.
+
+    The routing Class the NAS echoes says which ISP took the session; without one
+    (a NAS that drops Class) the realm in User-Name decides, as it did for access.
+    """
+    if not deps.isps or record is None:
+        return None
+    from vpop.accounting.routing import routing_from_classes
+    from vpop.isp.acct_forward import queued_attributes
+    from vpop.isp.realms import find_realm, upstream_name
+    by_name = {isp.name: isp for isp in deps.isps}
+    routing = routing_from_classes(packet.attrs.get(A.CLASS, ()))
+    realm = find_realm(record.username, deps.isps)
+    isp = by_name.get(routing.isp) if routing.isp else (realm.isp if realm else None)
+    if isp is None or isp.mode != "proxy":
+        return None
+    user = realm.user if realm is not None and realm.isp is isp else record.username
+    name = upstream_name(isp, record.username, user).encode()
+    delay = packet.first(A.ACCT_DELAY_TIME)
+    return {"isp": isp.name, "session_key": record.unique_id,
+            "attrs": queued_attributes(packet, name),
+            "delay": int.from_bytes(delay, "big") if delay and len(delay) == 4 else 0,
+            "received": now}

@@ -17,7 +17,7 @@ from vpop.aaa.request import AccessContext
 from vpop.errors import MalformedPacket
 from vpop.isp.forwarding import downstream_attributes
 from vpop.isp.proxy import Finished, ProxyJob
-from vpop.isp.stages import routing_class
+from vpop.isp.stages import accounting_owed, routing_class
 from vpop.pipeline.requestlog import RequestLog
 from vpop.pipeline.stats import Stats
 from vpop.radius import codec
@@ -72,6 +72,7 @@ class Persist:
     record: Any
     reply: bytes
     done: Callable[[bool], None]
+    forward: dict | None = None  # also owed to a proxy-mode ISP (vpop/isp/acct_forward.py)
 
 
 class Receiver:
@@ -214,7 +215,8 @@ class Receiver:
             return self._finish(key, packet, client, started, reply,
                                 codec.ACCOUNTING_RESPONSE, username, "ignored")
         self.dedup.begin(key, started)
-        return Persist(record, reply, done)
+        return Persist(record, reply, done,
+                       accounting_owed(packet, record, self.deps, self.wallclock()))
 
     # --- helpers --------------------------------------------------------------------
 

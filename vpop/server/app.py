@@ -24,6 +24,7 @@ from vpop.aaa.reply import ReplyRenderer
 from vpop.aaa.subscribers import SubscriberSnapshot
 from vpop.isp.model import Isp
 from vpop.isp.pool import PoolSettings, Pools
+from vpop.isp.acct_forward import AccountingForwarder
 from vpop.isp.proxy import ProxyEngine
 from vpop.isp.selection import policy_from_settings as selection_policy
 from vpop.config import Settings
@@ -33,6 +34,7 @@ from vpop.pipeline.requestlog import RequestLog
 from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.metrics import VpopCollector, serve_metrics
+from vpop.server.forwarder import ForwarderShell
 from vpop.server.proxy import ProxyShell
 from vpop.server.udp import Listener, open_socket
 from vpop.server.writer import AccountingWriter
@@ -128,6 +130,9 @@ class Worker:
                     pools=pools, selection_policy=selection_policy(settings.isp))
         self.proxy = ProxyShell(loop, ProxyEngine(pools, budget=settings.isp.budget),
                                 settings.server.recv_buffer)
+        # One process drains the queue of accounting owed to ISPs: order per session.
+        self.forwarder = (ForwarderShell(loop, AccountingForwarder(pools), sessions)
+                          if self.index == 0 else None)
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
@@ -172,6 +177,8 @@ class Worker:
         for _, sock in socks:
             sock.close()
         self.proxy.close()
+        if self.forwarder is not None:
+            self.forwarder.close()
         executor.shutdown(wait=False)
         engine.dispose()
         log.info("worker %d stopped", self.index)
@@ -197,6 +204,8 @@ class Worker:
         deps.settings, deps.directory, deps.replies = settings, directory, data.replies
         deps.isps, deps.pools, deps.selection_policy = data.isps, pools, policy
         self.proxy.engine.replace_pools(pools)
+        if self.forwarder is not None:
+            self.forwarder.forwarder.pools = pools
         self.receiver.clients = clients
         self.receiver.request_log.flush()
         self.receiver.request_log.stream = request_stream(settings)

@@ -14,6 +14,8 @@ from vpop.store import acct_forward as queue
 
 log = logging.getLogger(__name__)
 INTERVAL = 0.25
+PURGE_INTERVAL = 3600.0
+KEEP_DELIVERED = 7 * 86400.0  # long after any NAS stops retransmitting
 
 
 class ForwarderShell:
@@ -32,6 +34,7 @@ class ForwarderShell:
             loop.add_reader(sock.fileno(), self._readable, sock)
             self.socks[family] = sock
         self._done: list[int] = []
+        self._purged = 0.0
         self._retries: list[Retry] = []
         self._task = asyncio.ensure_future(self._run())
 
@@ -81,8 +84,12 @@ class ForwarderShell:
 
     def _exchange(self, done: list[int], retries: list[Retry]) -> list:
         """In a thread: settle what was answered, then read what is due."""
+        now = self.wallclock()
         with self.sessions.begin() as session:
-            queue.delivered(session, done)
+            queue.delivered(session, done, now)
+            if self._purged + PURGE_INTERVAL < now:
+                queue.purge(session, now - KEEP_DELIVERED)
+                self._purged = now
             for retry in retries:
                 queue.retry_later(session, retry.id, retry.attempts, retry.not_before)
         with self.sessions() as session:

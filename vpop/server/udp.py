@@ -102,7 +102,7 @@ class Listener:
                 action.done(ok)
                 if ok:
                     self._send(action.reply, addr)
-            self.writer.submit(action.record, stored)
+            self.writer.submit(action.record, stored, action.forward)
 
     def _resumed(self, future: asyncio.Future, action: Defer, addr) -> None:
         self.in_flight -= 1

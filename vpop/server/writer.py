@@ -24,6 +24,7 @@ from vpop.accounting.leases import LeaseBook, LeaseIndex
 from vpop.accounting.settings import AccountingSettings
 from vpop.accounting.utilization import EventClock
 from vpop.store import accounting as store
+from vpop.store import acct_forward
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -52,8 +53,10 @@ class AccountingWriter:
     def start(self) -> None:
         self.thread.start()
 
-    def submit(self, record, done: Callable[[bool], None]) -> None:
-        self.queue.put((record, done))
+    def submit(self, record, done: Callable[[bool], None], forward: dict | None = None) -> None:
+        """`forward`: the record is also owed to a proxy-mode ISP; it is queued for it
+        (vpop/store/acct_forward.enqueue arguments) in the same transaction."""
+        self.queue.put((record, done, forward))
 
     def stop(self) -> None:
         self.queue.put(_STOP)
@@ -89,17 +92,19 @@ class AccountingWriter:
             if batch:
                 results = self._commit(batch)
                 self.batches += 1
-                self.notify(lambda b=batch, r=results: [done(ok) for (_, done), ok in zip(b, r)])
+                self.notify(lambda b=batch, r=results:
+                            [done(ok) for (_, done, _), ok in zip(b, r)])
             if time.monotonic() >= next_tick:
                 self._tick()
                 next_tick = time.monotonic() + self.settings.tick
 
     def _commit(self, batch: list) -> list[bool]:
-        records = [record for record, _ in batch]
+        records = [record for record, _, _ in batch]
         try:
             with self.sessions.begin() as session:
                 result = store.apply_batch(session, records, leases=self.leases,
                                            settle=self.settings.interim_interval)
+                _enqueue(session, [forward for _, _, forward in batch if forward])
             self._committed(records, result)
             return [True] * len(batch)
         except DBAPIError as exc:
@@ -112,11 +117,12 @@ class AccountingWriter:
         except Exception:
             log.exception("accounting batch of %d failed; retrying one by one", len(batch))
         results = []
-        for record in records:  # isolate the record that cannot be stored
+        for record, _, forward in batch:  # isolate the record that cannot be stored
             try:
                 with self.sessions.begin() as session:
                     result = store.apply_batch(session, [record], leases=self.leases,
                                                settle=self.settings.interim_interval)
+                    _enqueue(session, [forward] if forward else [])
                 self._committed([record], result)
                 results.append(True)
             except Exception:
@@ -187,6 +193,11 @@ class AccountingWriter:
             self.counts["reaped"] += result.closed
             log.info("reaper closed %d stale sessions", result.closed)
         self._tell_book(result.lease_levels, [])
+
+
+def _enqueue(session: Session, forwards: list[dict]) -> None:
+    for forward in forwards:
+        acct_forward.enqueue(session, **forward)
 
 
 def _unavailable_errors() -> tuple[type, ...]:

@@ -165,8 +165,8 @@ class IspQos(Base):
 class AcctForward(Base):
     """Accounting waiting to be forwarded to a proxy-mode ISP (vpop/isp/acct_forward.py).
 
-    Written in the transaction that stores the record, deleted once the ISP's
-    Accounting-Response arrives: what is here is exactly what is still owed.
+    Written in the transaction that stores the record and marked delivered once the
+    ISP's Accounting-Response arrives: the undelivered rows are exactly what is owed.
     """
 
     __tablename__ = "acct_forward"
@@ -181,3 +181,6 @@ class AcctForward(Base):
     received_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_try: Mapped[float] = mapped_column(Float)  # seconds since the epoch
+    # The record's identity: the ISP and its attributes, Acct-Delay-Time left out.
+    content_hash: Mapped[str] = mapped_column(String(32), unique=True)
+    delivered_at: Mapped[float | None] = mapped_column(Float)

@@ -29,7 +29,10 @@ def upgrade() -> None:
         sa.Column('received_at', sa.Float(), nullable=False),
         sa.Column('attempts', sa.Integer(), nullable=False),
         sa.Column('next_try', sa.Float(), nullable=False),
+        sa.Column('content_hash', sa.String(length=32), nullable=False),
+        sa.Column('delivered_at', sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_acct_forward')),
+        sa.UniqueConstraint('content_hash', name=op.f('uq_acct_forward_content_hash')),
     )
     op.create_index('ix_acct_forward_next_try', 'acct_forward', ['next_try'])
     op.create_index(op.f('ix_acct_forward_session_key'), 'acct_forward', ['session_key'])
