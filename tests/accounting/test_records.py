@@ -4,8 +4,9 @@ import ipaddress
 
 import pytest
 
-from vpop.accounting.records import (BAD_DELAY, BAD_SESSION_TIME, BAD_TIMESTAMP, MAX_FUTURE,
-                                     content_key, event_time, record_from)
+from vpop.accounting.records import (BAD_COUNTER, BAD_DELAY, BAD_SESSION_TIME,
+                                     BAD_TIMESTAMP, MAX_FUTURE, content_key, event_time,
+                                     record_from)
 from vpop.accounting.routing import Routing
 from vpop.errors import MalformedPacket
 from vpop.radius import codec
@@ -103,6 +104,12 @@ def test_unrecorded_status_types_are_none():
 def test_session_time_longer_than_the_epoch_is_dropped_and_flagged():
     r = record([("Acct-Status-Type", "Stop"), ("Acct-Session-Time", 0xFFFFFFFF)])
     assert (r.session_time, r.flags) == (0, (BAD_SESSION_TIME,))
+
+
+def test_counters_no_nas_can_have_sent_are_dropped_and_flagged():
+    r = record([("Acct-Status-Type", "Interim-Update"), ("Acct-Input-Gigawords", 0xFFFFFFFF),
+                ("Acct-Input-Octets", 1), ("Acct-Output-Octets", 7)])
+    assert (r.input_octets, r.output_octets, r.flags) == (0, 7, (BAD_COUNTER,))
 
 
 def test_a_retransmission_has_the_same_content_key_whatever_its_delay():

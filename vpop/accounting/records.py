@@ -41,6 +41,8 @@ MAX_DELAY = 7 * 86_400  # an Acct-Delay-Time beyond a week is not a real delay
 BAD_TIMESTAMP = "bad-timestamp"
 BAD_DELAY = "bad-delay"
 BAD_SESSION_TIME = "bad-session-time"
+BAD_COUNTER = "bad-counter"
+MAX_COUNTER = 1 << 62  # octets beyond this (Gigawords near 2^32) cannot be real, nor stored
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +174,12 @@ def record_from(packet: Packet, client: NasClient, now: float) -> AcctRecord | N
     if session_time > max(0, when - EPOCH_FLOOR):  # longer than the NAS can have been up
         flags += (BAD_SESSION_TIME,)
         session_time = 0
+    octets_in = ((gigain or 0) << 32) + (_int(packet, A.ACCT_INPUT_OCTETS) or 0)
+    octets_out = ((gigaout or 0) << 32) + (_int(packet, A.ACCT_OUTPUT_OCTETS) or 0)
+    if octets_in >= MAX_COUNTER or octets_out >= MAX_COUNTER:
+        flags += (BAD_COUNTER,)
+        octets_in = octets_in if octets_in < MAX_COUNTER else 0
+        octets_out = octets_out if octets_out < MAX_COUNTER else 0
     unique = hashlib.md5(f"{nas}\0{session_id}\0{username}".encode()).hexdigest()
     return AcctRecord(
         status=status, unique_id=unique, session_id=session_id, username=username,
@@ -183,8 +191,7 @@ def record_from(packet: Packet, client: NasClient, now: float) -> AcctRecord | N
         framed_ipv6_prefix=_prefix(packet, FRAMED_IPV6_PREFIX),
         delegated_ipv6_prefix=_prefix(packet, DELEGATED_IPV6_PREFIX),
         event_time=when, arrival=arrival, delay=delay, session_time=session_time,
-        input_octets=((gigain or 0) << 32) + (_int(packet, A.ACCT_INPUT_OCTETS) or 0),
-        output_octets=((gigaout or 0) << 32) + (_int(packet, A.ACCT_OUTPUT_OCTETS) or 0),
+        input_octets=octets_in, output_octets=octets_out,
         input_packets=_int(packet, ACCT_INPUT_PACKETS) or 0,
         output_packets=_int(packet, ACCT_OUTPUT_PACKETS) or 0,
         gigawords=gigain is not None or gigaout is not None,
