@@ -112,6 +112,12 @@ def test_counters_no_nas_can_have_sent_are_dropped_and_flagged():
     assert (r.input_octets, r.output_octets, r.flags) == (0, 7, (BAD_COUNTER,))
 
 
+def test_text_is_cut_to_what_the_store_keeps():
+    r = record([("Acct-Status-Type", "Start"), ("User-Name", "u" * 200),
+                ("Calling-Station-Id", "49\x0030" + "1" * 100)])
+    assert (len(r.username), r.calling_station_id) == (128, "4930" + "1" * 60)
+
+
 def test_a_retransmission_has_the_same_content_key_whatever_its_delay():
     pairs = [("Acct-Status-Type", "Interim-Update"), ("Event-Timestamp", NOW - 60),
              ("Acct-Session-Time", 300), ("Acct-Input-Octets", 1000)]

@@ -85,9 +85,16 @@ def content_key(record: AcctRecord) -> int:
     return int.from_bytes(hashlib.md5(text.encode()).digest()[:8], "big", signed=True)
 
 
-def _text(packet: Packet, key) -> str | None:
+def _text(packet: Packet, key, limit: int = 64) -> str | None:
+    """The attribute as text, cut to what the store keeps; NUL, which PostgreSQL cannot
+    store in text, is dropped."""
     raw = packet.first(key)
-    return raw.decode("utf-8", "replace") if raw is not None else None
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace")
+    if "\0" in text:
+        text = text.replace("\0", "")
+    return text[:limit]
 
 
 def _int(packet: Packet, key) -> int | None:
@@ -163,7 +170,7 @@ def record_from(packet: Packet, client: NasClient, now: float) -> AcctRecord | N
     if session_id is None and status not in ("on", "off"):
         raise MalformedPacket("Accounting-Request without Acct-Session-Id")
     session_id = session_id or ""
-    username = _text(packet, A.USER_NAME) or ""
+    username = _text(packet, A.USER_NAME, 128) or ""
     gigain = _int(packet, A.ACCT_INPUT_GIGAWORDS)
     gigaout = _int(packet, A.ACCT_OUTPUT_GIGAWORDS)
     port = nas_port_number(packet)
