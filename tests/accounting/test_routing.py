@@ -25,6 +25,7 @@ def test_vpop_class_values(value, routing):
     b"vpop1;isp=a;isp=b;mode=proxy",  # a field twice
     b"vpop1;isp=a;mode=proxy;junk",  # not name=value
     b"vpop1;isp=\xff;mode=proxy",  # not UTF-8
+    b"vpop1;isp=" + b"a" * 65 + b";mode=proxy",  # longer than any ISP's name
     b"",
 ])
 def test_other_values_are_not_routing(value):

@@ -45,8 +45,12 @@ def parse_routing_class(value: bytes) -> Routing | None:
     mode = fields.get("mode")
     if mode not in MODES:
         return None
-    return Routing(isp=unquote(fields.get("isp", "")) or None, mode=mode,
-                   reason=unquote(fields.get("reason", "")))
+    # ISP names are at most 64 characters; anything longer was not written by vpop.
+    isp = unquote(fields.get("isp", "")).replace("\0", "")
+    if len(isp) > 64:
+        return None
+    return Routing(isp=isp or None, mode=mode,
+                   reason=unquote(fields.get("reason", "")).replace("\0", "")[:255])
 
 
 def routing_from_classes(values: list[bytes] | tuple[bytes, ...]) -> Routing:
