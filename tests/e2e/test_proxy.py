@@ -10,11 +10,13 @@ and by score; their replies are decoded attribute by attribute.
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 import time
 
 import pytest
 
-from e2e_support import Nas, VpopServer, reply_message, run_vpop, set_options
+from e2e_support import Link, Nas, VpopServer, reply_message, run_vpop, set_options
 from support.eapol import run_eapol_test
 from support.freeradius import FreeRadius
 
@@ -32,7 +34,34 @@ USERS = {"alice": "secret-a", "eve@eap.example": "secret-e"}
 DICT = Dictionary(shipped_dictionary())
 
 
-def plan(primary: FreeRadius, secondary: FreeRadius) -> str:
+class Liar:
+    """An 'ISP server' that answers every request at once, signed with the wrong secret."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            request = codec.decode(data)
+            states = b"".join(codec.attribute(A.PROXY_STATE, v)
+                              for v in request.attrs.get(A.PROXY_STATE, ()))
+            self.sock.sendto(codec.encode_reply(codec.ACCESS_ACCEPT, request.ident,
+                                                request.authenticator, states, b"not-it"), addr)
+            self.sock.sendto(b"\x02garbage", addr)
+
+    def close(self):
+        self.sock.close()
+
+
+def plan(primary: FreeRadius, secondary: FreeRadius, liar: Liar) -> str:
     def server(name, up):
         return (f'{{ name = "{name}", address = "127.0.0.1", auth_port = {up.auth_port}, '
                 f'acct_port = {up.acct_port}, secret = "{UPSTREAM_SECRET}" }}')
@@ -43,6 +72,12 @@ mode = "proxy"
 realms = ["@isp-a.example"]
 servers = [{server("isp-a/primary", primary)},
            {server("isp-a/secondary", secondary).replace("}", ", priority = 2 }")}]
+
+[[isp]]
+name = "isp-bad"
+mode = "proxy"
+realms = ["@bad.example"]
+servers = [{{ name = "isp-bad/1", address = "127.0.0.1", auth_port = {liar.port}, secret = "s" }}]
 
 [[isp]]
 name = "isp-e"
@@ -101,13 +136,20 @@ def upstreams():
 
 
 @pytest.fixture(scope="module")
-def vpop(tmp_path_factory, upstreams):
+def liar():
+    server = Liar()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def vpop(tmp_path_factory, upstreams, liar):
     server = VpopServer.create(tmp_path_factory.mktemp("vpop-proxy"))
     server.config.write_text(set_options(server.config.read_text(), {
         "isp": {"response_window": 0.5, "zombie_period": 2.0, "probe_interval": 0.3,
                 "revive_probes": 3, "budget": 3.0}}))
     plan_file = server.home / "isps.toml"
-    plan_file.write_text(plan(*upstreams))
+    plan_file.write_text(plan(*upstreams, liar))
     imported = run_vpop(server.config, "import", str(plan_file))
     assert imported.returncode == 0, imported.stderr
     server.start()
@@ -236,6 +278,9 @@ def test_failover_to_the_secondary_and_back(nas, vpop, upstreams):
     before = logins_ok(primary)
     assert login(nas, vpop, "alice@isp-a.example", "secret-a").code == codec.ACCESS_ACCEPT
     assert logins_ok(primary) == before + 1
+    assert vpop.wait_for_metric("vpop_upstream_replies_total", 1, server="isp-a/primary",
+                                outcome="timeouts") >= 1
+    assert vpop.metric("vpop_upstream_up", server="isp-a/primary") == 1
 
 
 def test_accounting_while_the_isp_is_down_is_delivered_once_it_returns(nas, vpop, upstreams):
@@ -269,3 +314,16 @@ def test_accounting_while_the_isp_is_down_is_delivered_once_it_returns(nas, vpop
     delays = [int(r["Acct-Delay-Time"]) for server in upstreams for r in server.detail_records()
               if r.get("Acct-Session-Id", "").strip('"').startswith("fwd-")]
     assert max(delays) >= 1  # the time spent queued is told to the ISP
+
+
+def test_an_upstream_answering_garbage_is_counted_and_blocks_nobody(nas, vpop):
+    request = nas.access([("User-Name", "mallory@bad.example")], password="x")
+    with Link(vpop.auth(), None) as link:
+        link.send(request.data)
+        # Meanwhile other sessions are served as usual.
+        assert login(nas, vpop, "alice", "alice-pass").code == codec.ACCESS_ACCEPT
+        reply = nas.check(request, link.receive(timeout=10))
+    assert reply.code == codec.ACCESS_REJECT  # nothing valid came back in the budget
+    assert reply_message(reply) == "Service unavailable"
+    assert vpop.wait_for_metric("vpop_upstream_replies_total", 2, server="isp-bad/1",
+                                outcome="bad_replies") >= 2

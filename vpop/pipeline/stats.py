@@ -36,11 +36,20 @@ class Stats:
     @staticmethod
     def merge(snapshots: list[dict]) -> dict:
         total = Stats()
+        upstreams: dict[str, dict[str, int]] = {}
+        accounting: Counter[str] = Counter()
         for snap in snapshots:
+            for server, values in snap.get("upstreams", {}).items():
+                into = upstreams.setdefault(server, {})
+                for name, value in values.items():
+                    # "up" is a state: up if any worker can reach it; the rest add up
+                    into[name] = max(into.get(name, 0), value) if name == "up" \
+                        else into.get(name, 0) + value
+            accounting.update(snap.get("accounting", {}))
             total.requests.update(snap["requests"])
             total.drops.update(snap["drops"])
             total.duplicates += snap["duplicates"]
             for i, n in enumerate(snap["latency_counts"]):
                 total.latency_counts[i] += n
             total.latency_sum += snap["latency_sum"]
-        return total.snapshot()
+        return {**total.snapshot(), "upstreams": upstreams, "accounting": dict(accounting)}

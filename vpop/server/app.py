@@ -136,7 +136,7 @@ class Worker:
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
-        writer = AccountingWriter(sessions, loop.call_soon_threadsafe)
+        self.writer = writer = AccountingWriter(sessions, loop.call_soon_threadsafe)
         writer.start()
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpop-slow")
         socks = socks if socks is not None else self.open_sockets()
@@ -238,6 +238,14 @@ class Worker:
         with sessions() as session:
             return qos_store.latest_health(session, _utc(now))
 
+    def snapshot(self) -> dict:
+        """This worker's counters for the metrics endpoint."""
+        upstreams = {name: {"up": int(h.status == "alive"), "answered": h.answered,
+                            "timeouts": h.timeouts, "bad_replies": h.bad_replies}
+                     for name, h in self.proxy.engine.pools.health.items()}
+        return {**self.receiver.stats.snapshot(), "upstreams": upstreams,
+                "accounting": self.writer.snapshot()}
+
     async def _flush_request_log(self) -> None:
         while True:
             await asyncio.sleep(REQUEST_LOG_FLUSH)
@@ -247,7 +255,7 @@ class Worker:
         path = Path(self.stats_dir) / f"worker-{self.index}.pickle"
         tmp = path.with_suffix(".tmp")
         while True:
-            tmp.write_bytes(pickle.dumps(self.receiver.stats.snapshot()))
+            tmp.write_bytes(pickle.dumps(self.snapshot()))
             os.replace(tmp, path)
             await asyncio.sleep(STATS_INTERVAL)
 
@@ -262,8 +270,8 @@ def serve(settings: Settings) -> int:
         socks = worker.open_sockets()
         if settings.metrics.port:
             serve_metrics(settings.metrics.listen, settings.metrics.port,
-                          VpopCollector(lambda: [worker.receiver.stats.snapshot()]
-                                        if hasattr(worker, "receiver") else []))
+                          VpopCollector(lambda: [worker.snapshot()]
+                                        if hasattr(worker, "writer") else []))
         worker.run(socks)
         return 0
     return _supervise(settings)

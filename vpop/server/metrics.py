@@ -36,6 +36,21 @@ class VpopCollector:
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
         yield HistogramMetricFamily("vpop_request_seconds", "Time from receipt to reply",
                                     buckets=buckets, sum_value=total["latency_sum"])
+        up = GaugeMetricFamily("vpop_upstream_up", "Upstream RADIUS server alive (1) or "
+                               "zombie/dead (0)", labels=["server"])
+        upstream = CounterMetricFamily("vpop_upstream_replies", "Upstream exchanges by outcome",
+                                       labels=["server", "outcome"])
+        for server, values in sorted(total.get("upstreams", {}).items()):
+            up.add_metric([server], values.get("up", 0))
+            for outcome in ("answered", "timeouts", "bad_replies"):
+                upstream.add_metric([server, outcome], values.get(outcome, 0))
+        yield up
+        yield upstream
+        accounting = CounterMetricFamily("vpop_accounting", "Accounting records by what "
+                                         "became of them", labels=["result"])
+        for name, n in sorted(total.get("accounting", {}).items()):
+            accounting.add_metric([name], n)
+        yield accounting
         for name, value in self.gauges().items():
             yield GaugeMetricFamily(f"vpop_{name}", name.replace("_", " "), value=value)
 
