@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -161,8 +161,11 @@ class _Sql:
         self.stale = select(acct).where(acct.c.status == S.OPEN,
                                         acct.c.update_time < bindparam("before")) \
             .order_by(acct.c.update_time).limit(bindparam("limit"))
+        # Row values IN (VALUES ...) would scan the table on SQLite: one IN per column,
+        # each served by the index, and the exact pairs picked out in Python.
         self.seen = select(history.c.radacct_id, history.c.content_key).where(
-            tuple_(history.c.radacct_id, history.c.content_key).in_(keys))
+            history.c.radacct_id.in_(bindparam("ids", expanding=True)),
+            history.c.content_key.in_(keys))
         self.insert_sessions = insert(acct).returning(acct.c.id, acct.c.unique_id,
                                                       sort_by_parameter_order=True)
         self.update_sessions = update(acct).where(acct.c.id == bindparam("_id"))
@@ -177,7 +180,7 @@ class _Sql:
                                    ["grain", "bucket", "isp", "lease_id", "nas"], add=MEASURES)
         gauge = AcctGauge.__table__
         self.gauges = select(gauge.c.kind, gauge.c.key, gauge.c.level).where(
-            tuple_(gauge.c.kind, gauge.c.key).in_(keys))
+            gauge.c.kind.in_(bindparam("kinds", expanding=True)), gauge.c.key.in_(keys))
         self.lease_gauges = select(gauge.c.key, gauge.c.level).where(gauge.c.kind == "lease")
         self.set_gauges = self._upsert(gauge, ["kind", "key"], replace=["level"])
         self.peaks = self._upsert(AcctPeak.__table__, ["kind", "key", "grain", "bucket"],
@@ -189,7 +192,8 @@ class _Sql:
                                         greatest=["peak_5min_octets"])
         self.lease_octets = select(lease.c.lease_id, lease.c.grain, lease.c.bucket,
                                    lease.c.octets).where(
-            tuple_(lease.c.lease_id, lease.c.grain, lease.c.bucket).in_(keys))
+            lease.c.lease_id.in_(bindparam("ids", expanding=True)),
+            lease.c.grain.in_(bindparam("grains", expanding=True)), lease.c.bucket.in_(keys))
         rollup = AcctRollup.__table__
         self.epoch = select(func.min(rollup.c.bucket)).where(rollup.c.grain == "5min")
         self.conditions = select(LeaseCondition.__table__)
@@ -284,7 +288,10 @@ class Ledger:
             if nas or state is not None:
                 stored.add((0 if nas else state.id, key))
         for chunk in _chunks(sorted(stored)):
-            self._seen.update(tuple(row) for row in self._run(sql.seen, {"keys": list(chunk)}))
+            for row in self._run(sql.seen, {"ids": sorted({i for i, _ in chunk}),
+                                            "keys": sorted({k for _, k in chunk})}):
+                if tuple(row) in stored:
+                    self._seen.add(tuple(row))
         for record, key, nas in zip(records, keys, nas_events):
             if nas:
                 self._nas_restarted(record, key)
@@ -430,9 +437,13 @@ class Ledger:
         if not changes:
             return {}, []
         levels = {}
-        for chunk in _chunks(sorted({(c.kind, c.key) for c in changes})):
-            for kind, key, level in self._run(self.sql.gauges, {"keys": list(chunk)}):
-                levels[(kind, key)] = level
+        wanted = {(c.kind, c.key) for c in changes}
+        for chunk in _chunks(sorted(wanted)):
+            for kind, key, level in self._run(self.sql.gauges, {
+                    "kinds": sorted({k for k, _ in chunk}),
+                    "keys": sorted({v for _, v in chunk})}):
+                if (kind, key) in wanted:
+                    levels[(kind, key)] = level
         final, peaks, lease_changes = walk_gauges(levels, changes)
         self._run(self.sql.set_gauges,
                   [dict(kind=k, key=v, level=n) for (k, v), n in sorted(final.items())])
@@ -460,8 +471,12 @@ class Ledger:
         before: dict[tuple[int, str, int], int] = collections.Counter()
         for chunk in _chunks(sorted(sums)):
             for lease_id, grain, start, total in self._run(self.sql.lease_octets, {
-                    "keys": [(l, g, when(b)) for l, g, b in chunk]}):
-                before[(lease_id, grain, seconds(start))] = total
+                    "ids": sorted({l for l, _, _ in chunk}),
+                    "grains": sorted({g for _, g, _ in chunk}),
+                    "keys": [when(b) for b in sorted({b for _, _, b in chunk})]}):
+                key = (lease_id, grain, seconds(start))
+                if key in sums:
+                    before[key] = total
         self._run(self.sql.add_lease_octets,
                   [dict(lease_id=l, grain=g, bucket=when(b), octets=n, peak_5min_octets=0)
                    for (l, g, b), n in sorted(sums.items())])
