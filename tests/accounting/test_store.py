@@ -118,6 +118,25 @@ def test_a_reused_session_id_starts_a_new_row(sessions):
     assert len(rows(sessions, AcctRecord, AcctRecord.id)) == 3
 
 
+@pytest.mark.parametrize("batch", [1, 2, None])
+def test_a_reused_session_id_within_one_batch_keeps_both_sessions_whole(sessions, batch):
+    apply(sessions, [rec("start", "x", T0), rec("stop", "x", T0 + 60, session_time=60,
+                                                octets_in=7),
+                     rec("start", "x", T0 + 3600), rec("stop", "x", T0 + 3700,
+                                                       session_time=100, octets_in=9)],
+          batch=batch)
+    old, new = rows(sessions, RadAcct, RadAcct.start_time)
+    assert (old["status"], old["stop_time"], old["input_octets"]) == ("closed", at(T0 + 60), 7)
+    assert "id-reused" in old["flags"] and old["unique_id"] != new["unique_id"]
+    assert (new["status"], new["start_time"], new["input_octets"]) == (
+        "closed", at(T0 + 3600), 9)
+    history = rows(sessions, AcctRecord, AcctRecord.id)
+    assert [h["radacct_id"] for h in history] == [old["id"], old["id"], new["id"], new["id"]]
+    routes = {r["radacct_id"]: r["input_octets"]
+              for r in rows(sessions, RoutingRecord, RoutingRecord.id)}
+    assert routes == {old["id"]: 7, new["id"]: 9}
+
+
 def test_bad_input_is_stored_with_its_flags_and_counted(sessions):
     result = apply(sessions, [rec("interim", "x", T0 + 300, session_time=300, octets_in=50),
                               rec("interim", "x", T0 + 200, session_time=200),

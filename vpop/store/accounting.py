@@ -11,7 +11,6 @@ Group commit makes that cheap: one lock, one commit, hundreds of records.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -169,8 +168,6 @@ class _Sql:
         self.insert_sessions = insert(acct).returning(acct.c.id, acct.c.unique_id,
                                                       sort_by_parameter_order=True)
         self.update_sessions = update(acct).where(acct.c.id == bindparam("_id"))
-        self.retire = update(acct).where(acct.c.id == bindparam("_id")).values(
-            unique_id=bindparam("_unique_id"), flags=bindparam("_flags"))
         self.insert_history = insert(history)
         routing = RoutingRecord.__table__
         self.unroute = delete(routing).where(routing.c.radacct_id.in_(keys))
@@ -237,8 +234,12 @@ class Ledger:
         self.settle = settle
         self.states: dict[str, S.SessionState] = {}  # by unique_id, loaded or new
         self.original: dict[str, S.SessionState] = {}  # as loaded
-        self.retired: list[S.SessionState] = []
-        self.history: list[tuple[str, AcctRecord, int, tuple[str, ...]]] = []
+        # A session whose Acct-Session-Id the NAS reused is retired: (unique_id, generation,
+        # state). Generation 0 is the session as loaded; each reuse starts the next one.
+        self.retired: list[tuple[str, int, S.SessionState]] = []
+        self._generation: dict[str, int] = {}
+        # (unique_id or "" for Accounting-On/Off, generation, record, content key, flags)
+        self.history: list[tuple[str, int, AcctRecord, int, tuple[str, ...]]] = []
         self.rollup = RollupBatch()
         self.result = BatchResult()
         self._seen: set[tuple[int | str, int]] = set()
@@ -258,9 +259,12 @@ class Ledger:
             self.original.setdefault(state.unique_id, state)
 
     def _take(self, step: S.Step, *, record: bool = True) -> None:
+        uid = step.after.unique_id
         if step.retire is not None:
-            self.retired.append(step.retire)
-        self.states[step.after.unique_id] = step.after
+            generation = self._generation.get(uid, 0)
+            self.retired.append((uid, generation, step.retire))
+            self._generation[uid] = generation + 1
+        self.states[uid] = step.after
         self.rollup.add(step, record=record)
         self.result.flags.update(step.flags)
         if step.online is not None and step.after.lease_id is not None:
@@ -313,7 +317,8 @@ class Ledger:
             return
         step = S.apply(state, record, self._assign)
         self._take(step)
-        self.history.append((record.unique_id, record, key, step.flags))
+        self.history.append((record.unique_id, self._generation.get(record.unique_id, 0),
+                             record, key, step.flags))
         self.result.stored += 1
 
     def _nas_restarted(self, record: AcctRecord, key: int) -> None:
@@ -325,7 +330,7 @@ class Ledger:
                     and state.update_time <= record.event_time):
                 self._take(S.close(state, record.event_time, S.BY_NAS, NAS_REBOOT),
                            record=False)
-        self.history.append(("", record, key, record.flags))
+        self.history.append(("", 0, record, key, record.flags))
         self.result.flags.update(record.flags)
         self.result.stored += 1
 
@@ -357,68 +362,79 @@ class Ledger:
         self.result.lease_levels = levels
         return self.result
 
-    def _write_sessions(self) -> dict[str, int]:
-        sql = self.sql
-        if self.retired:  # out of the way of the new session's unique_id
-            self._run(sql.retire, [dict(
-                _id=old.id, _unique_id=f"{old.unique_id}#{old.id}"[:64],
-                _flags=",".join(S.merge_flags(old.flags, (S.ID_REUSED,)))[:255])
-                for old in self.retired])
-        ids: dict[str, int] = {}
-        new, changed = [], []
+    def _sessions(self):
+        """(unique_id, generation, state, as loaded or None) of every session touched."""
+        for uid, generation, state in self.retired:
+            yield uid, generation, state, self.original.get(uid) if generation == 0 else None
         for uid, state in self.states.items():
-            if state.id is None:
-                new.append(state)
-            else:
-                ids[uid] = state.id
-                if state != self.original.get(uid):
-                    changed.append(state)
-        if new:
-            rows = [_session_row(s) for s in new]
-            for row_id, uid in self._run(sql.insert_sessions, rows):
-                ids[uid] = row_id
-                self.states[uid] = dataclasses.replace(self.states[uid], id=row_id)
+            generation = self._generation.get(uid, 0)
+            yield uid, generation, state, self.original.get(uid) if generation == 0 else None
+
+    def _write_sessions(self) -> dict[tuple[str, int], int]:
+        """Row ids by (unique_id, generation). Updates go first: a retired session leaves
+        its unique_id to the new one before that is inserted."""
+        sql = self.sql
+        retired = {(uid, generation) for uid, generation, _ in self.retired}
+        ids: dict[tuple[str, int], int] = {}
+        new: list[tuple[tuple[str, int], dict]] = []
         # Only what changed, grouped: an Interim-Update changes five columns, not thirty.
         groups: dict[tuple[str, ...], list[dict]] = collections.defaultdict(list)
-        for state in changed:
-            before = self.original[state.unique_id]
-            names = tuple(n for n in _STATE_FIELDS if getattr(state, n) != getattr(before, n))
+        for uid, generation, state, before in self._sessions():
+            key = (uid, generation)
+            if state.id is None:
+                row = _session_row(state)
+                if key in retired:
+                    row["unique_id"] = f"{uid}#{generation}:{state.start_time}"[:64]
+                    row["flags"] = ",".join(S.merge_flags(state.flags, (S.ID_REUSED,)))[:255]
+                new.append((key, row))
+                continue
+            ids[key] = state.id
+            names = tuple(n for n in _STATE_FIELDS
+                          if before is None or getattr(state, n) != getattr(before, n))
             row = _session_columns(state, names)
-            row["_id"] = state.id
-            groups[names].append(row)
+            if key in retired:
+                row["unique_id"] = f"{uid}#{state.id}"[:64]
+                row["flags"] = ",".join(S.merge_flags(state.flags, (S.ID_REUSED,)))[:255]
+            if row:
+                row["_id"] = state.id
+                groups[tuple(sorted(row))].append(row)
         for rows in groups.values():
             self._run(sql.update_sessions, rows)
+        if new:
+            inserted = self._run(sql.insert_sessions, [row for _, row in new]).all()
+            for (key, _), (row_id, _) in zip(new, inserted):
+                ids[key] = row_id
         return ids
 
-    def _write_history(self, ids: dict[str, int]) -> None:
+    def _write_history(self, ids: dict[tuple[str, int], int]) -> None:
         rows = [dict(
-            radacct_id=ids[uid] if uid else 0, content_key=key,
+            radacct_id=ids[(uid, generation)] if uid else 0, content_key=key,
             status=record.status, nas_address=record.nas_address,
             event_time=when(record.event_time), arrival=when(record.arrival),
             delay=record.delay, session_time=record.session_time,
             input_octets=record.input_octets, output_octets=record.output_octets,
             input_packets=record.input_packets, output_packets=record.output_packets,
             terminate_cause=record.terminate_cause, flags=",".join(flags)[:255])
-            for uid, record, key, flags in self.history]
+            for uid, generation, record, key, flags in self.history]
         if rows:
             self._run(self.sql.insert_history, rows)
 
-    def _write_routing(self, ids: dict[str, int]) -> None:
+    def _write_routing(self, ids: dict[tuple[str, int], int]) -> None:
         finished, reopened = [], []
-        for uid, state in self.states.items():
-            before = self.original.get(uid)
+        for uid, generation, state, before in self._sessions():
             if state == before:
                 continue
+            row_id = ids[(uid, generation)]
             if state.status == S.CLOSED:
                 finished.append(dict(
-                    radacct_id=ids[uid], username=state.username, isp=state.isp,
+                    radacct_id=row_id, username=state.username, isp=state.isp,
                     route_mode=state.route_mode, route_reason=state.route_reason,
                     nas_address=state.nas_address, lease_id=state.lease_id,
                     start_time=when(state.start_time), stop_time=when(state.stop_time),
                     session_time=state.session_time, input_octets=state.input_octets,
                     output_octets=state.output_octets, closed_by=state.closed_by))
             elif before is not None and before.status == S.CLOSED:
-                reopened.append(ids[uid])
+                reopened.append(row_id)
         if reopened:
             self._run(self.sql.unroute, {"keys": reopened})
         if finished:
