@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpop.accounting.settings import AccountingSettings
 from vpop.errors import ConfigError
 
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
@@ -94,6 +95,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     radius: RadiusSettings = field(default_factory=RadiusSettings)
     isp: IspSettings = field(default_factory=IspSettings)
+    accounting: AccountingSettings = field(default_factory=AccountingSettings)
 
     def relative(self, value: str) -> str:
         """Resolve a path option relative to the config file's directory."""
@@ -115,6 +117,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSettings, "database": DatabaseSettings,
     "identification": IdentificationSettings, "logging": LoggingSettings,
     "metrics": MetricsSettings, "radius": RadiusSettings, "isp": IspSettings,
+    "accounting": AccountingSettings,
 }
 _IDENT_METHODS = {"line", "caller_id", "user_name"}
 
@@ -224,6 +227,8 @@ def _validate(s: Settings, fail) -> None:
             raise fail("must be positive", "isp", key)
     if s.isp.revive_probes < 1:
         raise fail("must be at least 1", "isp", "revive_probes")
+    for key, reason in s.accounting.problems():
+        raise fail(reason, "accounting", key)
     if not 0 <= s.metrics.port <= 65535:
         raise fail("must be a port number (0 disables)", "metrics", "port")
 

@@ -112,6 +112,15 @@ ranked = true
 price_per_minute = "0.05"
 tunnels = [{{ address = "198.51.100.40", password = "dear" }}]
 
+[[lease]]
+name = "lns-b-small"
+isp = "lns-b"
+nas = ["192.0.2.77"]
+sessions = 1
+starts = 2026-01-01
+policy = "reject"
+reject_message = "Leased capacity exhausted"
+
 [[profile]]
 name = "chooser"
 isp = "lns-chosen"
@@ -327,3 +336,18 @@ def test_an_upstream_answering_garbage_is_counted_and_blocks_nobody(nas, vpop):
     assert reply_message(reply) == "Service unavailable"
     assert vpop.wait_for_metric("vpop_upstream_replies_total", 2, server="isp-bad/1",
                                 outcome="bad_replies") >= 2
+
+
+def test_a_session_beyond_a_full_lease_is_rejected(nas, vpop):
+    wait_for_log(vpop, "accounting: 1 leases")
+    pairs = [("User-Name", "anyone"), ("Called-Station-Id", "030999000"),
+             ("NAS-IP-Address", "192.0.2.77")]
+    first = nas.ask(nas.access(pairs, password="x"), vpop.auth())
+    assert first.code == codec.ACCESS_ACCEPT  # the lease's one session, reserved
+    second = nas.ask(nas.access(pairs, password="x"), vpop.auth())
+    assert second.code == codec.ACCESS_REJECT
+    assert reply_message(second) == "Leased capacity exhausted"
+    # Another NAS is outside the lease.
+    other = [("User-Name", "anyone"), ("Called-Station-Id", "030999000"),
+             ("NAS-IP-Address", "192.0.2.78")]
+    assert nas.ask(nas.access(other, password="x"), vpop.auth()).code == codec.ACCESS_ACCEPT

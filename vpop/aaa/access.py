@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vpop.aaa.authenticate import authenticate
+from vpop.accounting.leases import admit_by_lease
 from vpop.aaa.identify import check_account, choose_method, identify, read_identity
 from vpop.aaa.reply import render_reply, render_tunnel
 from vpop.aaa.request import AccessContext
@@ -11,8 +12,9 @@ from vpop.pipeline.core import Rcode, run_section
 
 AUTHORIZE = [read_identity, identify, select_isp, route, check_account, choose_method]
 AUTHENTICATE = [authenticate]
-POST_AUTH = [render_reply]
-POST_AUTH_TUNNEL = [render_tunnel]
+# A new session beyond its ISP's lease is refused here, once everything else said yes.
+POST_AUTH = [admit_by_lease, render_reply]
+POST_AUTH_TUNNEL = [admit_by_lease, render_tunnel]
 
 PROXY = "proxy"  # process_access outcome: the shell forwards the request upstream
 

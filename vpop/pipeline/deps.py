@@ -28,6 +28,7 @@ class Deps:
     pools: Any = None  # vpop.isp.pool.Pools
     selection_policy: Any = None  # vpop.isp.selection.SelectionPolicy
     qos_health: dict = field(default_factory=dict)  # ISP name -> IspHealth from the QoS monitor
+    leases: Any = None  # vpop.accounting.leases.LeaseBook: sessions in use per lease
 
     def isp_health(self) -> dict:
         """What selection knows of each ISP: measured quality, and whether a server is up."""

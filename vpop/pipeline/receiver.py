@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from vpop.aaa.access import PROXY, process_access, resume_access
+from vpop.accounting.leases import admit_by_lease
+from vpop.pipeline.core import Rcode
 from vpop.aaa.request import AccessContext
 from vpop.errors import MalformedPacket
 from vpop.isp.forwarding import downstream_attributes
@@ -189,6 +191,9 @@ class Receiver:
         ctx.reply_code = reply.code
         ctx.reason = f"proxied to {finished.server.name}"
         ctx.reply_attrs = [attrs]
+        if reply.code == codec.ACCESS_ACCEPT and admit_by_lease(ctx, self.deps) is Rcode.REJECT:
+            ctx.reply_attrs = []  # the ISP said yes, the lease says no
+            return self._access(ctx, key, started, None)
         if reply.code == codec.ACCESS_ACCEPT:
             ctx.reply_attrs.append(self.deps.replies.isp_extra(isp, ctx.account,
                                                                ctx.client.nas_type))

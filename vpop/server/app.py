@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vpop import config as config_module
+from vpop.accounting.leases import LeaseBook
 from vpop.accounting.records import AccountingPolicy
 from vpop.aaa.reply import ReplyRenderer
 from vpop.aaa.subscribers import SubscriberSnapshot
@@ -125,7 +126,8 @@ class Worker:
         data = load_data(settings, sessions, dictionary)
         clients, directory = data.clients, data.directory
         pools = Pools(data.isps, pool_settings(settings))
-        deps = Deps(settings=settings, directory=directory, dictionary=dictionary,
+        book = LeaseBook()  # sessions per lease, kept current by the accounting writer
+        deps = Deps(leases=book, settings=settings, directory=directory, dictionary=dictionary,
                     replies=data.replies, accounting=AccountingPolicy(), isps=data.isps,
                     pools=pools, selection_policy=selection_policy(settings.isp))
         self.proxy = ProxyShell(loop, ProxyEngine(pools, budget=settings.isp.budget),
@@ -136,7 +138,8 @@ class Worker:
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
-        self.writer = writer = AccountingWriter(sessions, loop.call_soon_threadsafe)
+        self.writer = writer = AccountingWriter(sessions, loop.call_soon_threadsafe,
+                                                settings=settings.accounting, leases=book)
         writer.start()
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpop-slow")
         socks = socks if socks is not None else self.open_sockets()
