@@ -53,6 +53,7 @@ def route(ctx: AccessContext, deps) -> Rcode:
     if isp.mode == "proxy":
         return Rcode.HANDLED
     if isp.mode == "tunnel":
+        ctx.method = "tunnel"
         return Rcode.HANDLED
     if ctx.account is None:
         return ctx.reject("unknown subscriber", "Authentication failed")

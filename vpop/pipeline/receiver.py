@@ -165,7 +165,7 @@ class Receiver:
             attrs += codec.attribute(A.REPLY_MESSAGE, ctx.reply_message.encode())
         reply = self._reply(ctx.packet, ctx.client, ctx.reply_code, attrs)
         return self._finish(key, ctx.packet, ctx.client, started, reply, ctx.reply_code,
-                            ctx.username, ctx.reason, ctx.caller_id, ctx.method)
+                            ctx.username, _why(ctx), ctx.caller_id, ctx.method)
 
     def proxied(self, finished: Finished):
         """The ISP answered (or nobody did): the reply to the NAS."""
@@ -264,3 +264,12 @@ class Receiver:
             self._malformed_logged[source] = now
             events.warning(message, *args)
 
+
+
+def _why(ctx: AccessContext) -> str:
+    """The reason logged: what decided the outcome, and which ISP rule routed it."""
+    decision = ctx.decision
+    if decision is None or decision.isp is None:
+        return ctx.reason
+    routed = f"{decision.isp.name}: {decision.reason}"
+    return f"{ctx.reason}; {routed}" if ctx.reason else routed
