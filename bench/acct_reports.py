@@ -47,7 +47,7 @@ def nas_name(n: int) -> str:
 
 def sessions(args, rng: random.Random):
     """(start, duration, sid, isp, nas, rate) per session, in start order."""
-    per_session = 2 + 7200 // INTERVAL  # records of an average two-hour session, roughly
+    per_session = 25  # records of the average session (30 minutes to 3.5 hours)
     count = max(1, args.records // per_session)
     gap = args.days * 86_400 / count
     for i in range(count):
@@ -87,12 +87,14 @@ def records(args):
 
 
 def leases(args, session) -> None:
-    """Each ISP leases the NASes its sessions use: 100 sessions, 1 Gbit/s, 10 TB a month."""
+    """Each ISP leases the NASes its sessions use, a little less than it uses at its
+    busiest and a little more than at its quietest, so that events happen: 50 sessions
+    (under-used below 40 for an hour), 10 Mbit/s, 2 TB a month."""
     start = dt_utc(T0 - 86_400)
     for k in range(args.isps):
-        lease = Lease(name=f"lease-{k:02d}", isp=f"isp-{k:02d}", sessions=100,
-                      bandwidth_kbps=1_000_000, volume_bytes=10 * 10**12, starts=start,
-                      reject_message="full", under_percent=10, under_window=3600)
+        lease = Lease(name=f"lease-{k:02d}", isp=f"isp-{k:02d}", sessions=50,
+                      bandwidth_kbps=10_000, volume_bytes=2 * 10**12, starts=start,
+                      reject_message="full", under_percent=80, under_window=3600)
         lease.places = [LeasePlace(nas=nas_name(n)) for n in range(k, args.nas, args.isps)]
         session.add(lease)
 
