@@ -1,4 +1,4 @@
-"""Accounting end to end: session life cycles sent by radclient and by vpop's codec,
+"""Accounting end to end: session life cycles sent by radclient, pyrad and vpop's codec,
 the routing Class, Accounting-On, bad input, and the reports of `vpop report`."""
 
 from __future__ import annotations
@@ -6,13 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import random
+import socket
 
 import pytest
+from pyrad.dictionary import Dictionary as PyradDictionary
+from pyrad.packet import AcctPacket
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from e2e_support import run_vpop
+from e2e_support import REPLY_TIMEOUT, SECRET, run_vpop
 from vpop.radius import codec
+from vpop.radius.dictionary import shipped_dictionary
 from vpop.store.accounting_models import AcctRecord, RadAcct, RoutingRecord
 from vpop.store.engine import make_engine
 
@@ -36,6 +40,25 @@ def session_row(server, session_id) -> RadAcct:
     return row
 
 
+def pyrad_exchange(pairs, addr) -> int:
+    """One Accounting-Request built, sent and checked by pyrad's own packet classes."""
+    request = AcctPacket(dict=PYRAD_DICTIONARY, secret=SECRET, id=random.randrange(256))
+    for name, value in pairs:
+        request.AddAttribute(name, value)
+    raw = request.RequestPacket()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(REPLY_TIMEOUT)
+        sock.connect(addr)
+        sock.send(raw)
+        data = sock.recv(4096)
+    reply = request.CreateReply(packet=data)
+    assert request.VerifyReply(reply, data), "pyrad does not accept the reply"
+    return reply.code
+
+
+PYRAD_DICTIONARY = PyradDictionary(str(shipped_dictionary()))
+
+
 def radclient_line(name, value) -> str:
     return f'{name} = "{value}"' if isinstance(value, str) else f"{name} = {value}"
 
@@ -56,11 +79,13 @@ def life(session_id, nas="192.0.2.60", start=T0 + 3600):
     ]
 
 
-@pytest.mark.parametrize("sender", ["codec", "radclient"])
+@pytest.mark.parametrize("sender", ["codec", "radclient", "pyrad"])
 def test_a_session_life_cycle(server, nas, freeradius, sender):
     session_id = f"life-{sender}-{random.randrange(1 << 32):08x}"
     for pairs in life(session_id):
-        if sender == "radclient":
+        if sender == "pyrad":
+            assert pyrad_exchange(pairs, server.acct()) == codec.ACCOUNTING_RESPONSE
+        elif sender == "radclient":
             result = freeradius.radclient([radclient_line(*p) for p in pairs], server.acct(),
                                           "acct")
             assert result.reply == "Accounting-Response", result
