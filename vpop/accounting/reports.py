@@ -115,20 +115,25 @@ def utilization_rows(leases: Sequence[LeaseTerms], filters: Filters, *,
     events: utilization events overlapping the period.
     """
     starts = buckets(filters.start, filters.end, filters.grain)
+    going: dict[tuple[int, int], set[str]] = {}  # (lease, bucket) -> kinds of events
+    index = {b: n for n, b in enumerate(starts)}
+    for e in events:
+        first = index.get(bucket(max(e["start"], starts[0]), filters.grain), 0) if starts else 0
+        for b in starts[first:]:
+            if e["end"] is not None and e["end"] <= b:
+                break
+            if e["start"] < bucket_end(b, filters.grain):
+                going.setdefault((e["lease_id"], b), set()).add(e["kind"])
     rows = []
     for lease in leases:
         peak_by_bucket = levels_through(peaks.get(lease.id, {}), carry.get(lease.id, 0), starts)
-        mine = [e for e in events if e["lease_id"] == lease.id]
         for b in starts:
             length = bucket_end(b, filters.grain) - b
             session_seconds = seconds.get((lease.id, b), 0)
             octets, busiest = traffic.get((lease.id, b), (0, 0))
             average = session_seconds / length
             peak = peak_by_bucket[b]
-            end = b + length
-            going_on = sorted({e["kind"] for e in mine
-                               if e["start"] < end and (e["end"] is None or e["end"] > b)},
-                              key=KINDS.index)
+            going_on = sorted(going.get((lease.id, b), ()), key=KINDS.index)
             rows.append({
                 "bucket": iso(b), "isp": lease.isp, "lease": lease.name,
                 "sessions_leased": lease.sessions, "sessions_avg": round(average, 2),
