@@ -136,9 +136,8 @@ def setup_freeradius_proxy(root: Path, name: str, source: Path, taken: set[int],
 # --- vpop as the proxy --------------------------------------------------------------------
 
 # The [[isp]] import format: docs/provisioning.md, vpop/store/provisioning_isp.py.
-# TODO(setup_vpop): vpop's proxy timing (response window, zombie/dead detection) is not
-# set here yet; align it with vpop's config once it exists, so that --response-window and
-# --zombie-period can be compared, or state vpop's defaults in the output.
+# vpop runs with its default [isp] timing: response_window 2 s, zombie_period 10 s,
+# Status-Server probes every 1 s, revived after 3 answers (docs/configuration.md).
 VPOP_ISP_PLAN = """\
 [[nas]]
 name = "localhost"
@@ -171,9 +170,8 @@ def setup_vpop(root: Path, workers_list: list[int], taken: set[int],
                upstreams: list[FreeRadius], args) -> list[Server]:
     """vpop instances proxying realm isp-a.example to `upstreams` (first = primary).
 
-    TODO(setup_vpop): check once vpop proxies. Until `vpop import` takes this plan
-    and vpop answers the realm user from the upstream, VpopNotReady carries vpop's
-    own message and the benchmark runs FreeRADIUS alone (or fails: --require-vpop).
+    If `vpop import` refuses the plan, VpopNotReady carries vpop's own message and
+    the benchmark runs FreeRADIUS alone (or fails: --require-vpop).
     """
     db = root / "vpop.db"
     plan = root / "vpop-plan.toml"
@@ -190,7 +188,8 @@ def setup_vpop(root: Path, workers_list: list[int], taken: set[int],
         home.mkdir(exist_ok=True)
         config = home / "vpop.toml"
         config.write_text(VPOP_CONFIG.format(host=HOST, auth=base, acct=base + 1, coa=base + 2,
-                                             workers=workers, db=db, requests="false"))
+                                             workers=workers, db=db, requests="false",
+                                             log=home / "vpop.log"))
         if not servers:
             for step in (("db", "upgrade"), ("import", str(plan))):
                 result = subprocess.run(vpop_command("--config", str(config), *step),
