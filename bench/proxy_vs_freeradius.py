@@ -305,7 +305,7 @@ def throughput(proxies: list[Server], reference: Server, upstream: FreeRadius, a
     print()
     print(f"medians of {args.rounds} rounds (proxied PAP; 'vs FreeRADIUS' = req/s ratio to "
           f"{reference.name}):")
-    print(table(proxies, reference))
+    print(table({s.name: s.results for s in proxies}, reference.name, float("inf")))
     return [r for s in proxies for r in s.results]
 
 

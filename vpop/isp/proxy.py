@@ -93,6 +93,7 @@ class ProxyEngine:
         self._sticky: dict[bytes, tuple[str, float]] = {}
         self.transitions: list[Transition] = []
         self.observations: list[Observation] = []  # drained by the shell
+        self._serial = 0
         self.counters = {"forwarded": 0, "answered": 0, "timeouts": 0, "bad_replies": 0,
                          "unmatched": 0, "exhausted": 0}
 
@@ -115,8 +116,8 @@ class ProxyEngine:
             return self._attempt(job, now)
         sock, ident = slot
         job.tried.add(server.name)
-        authenticator = self.rng.randbytes(16)
-        state = self.token + ident.to_bytes(1, "big") + self.rng.randbytes(3)
+        authenticator = self.rng.randbytes(16)  # RFC 2865 §3: unpredictable
+        state = self._state(ident)
         try:
             attrs = upstream_attributes(job.packet, nas_secret=job.nas_secret,
                                         secret=server.secret, authenticator=authenticator,
@@ -252,7 +253,7 @@ class ProxyEngine:
             return []
         sock, ident = slot
         authenticator = self.rng.randbytes(16)
-        state = self.token + ident.to_bytes(1, "big") + self.rng.randbytes(3)
+        state = self._state(ident)
         data = codec.encode_request(codec.STATUS_SERVER, ident,
                                     codec.attribute(A.PROXY_STATE, state), server.secret,
                                     authenticator=authenticator)
@@ -260,6 +261,12 @@ class ProxyEngine:
         pending = _Pending(None, server, sock, ident, authenticator, state, now, now + window)
         self.pending[pending.key] = pending
         return [SendUpstream(data, (server.address, server.auth_port), sock)]
+
+    def _state(self, ident: int) -> bytes:
+        """Our Proxy-State: this process's token and a counter; unique, not secret
+        (the reply's authenticators are what prove it came from the server)."""
+        self._serial = (self._serial + 1) & 0xFFFFFF
+        return self.token + ident.to_bytes(1, "big") + self._serial.to_bytes(3, "big")
 
     def _observe(self, pending: _Pending, outcome: str, ms: float | None) -> None:
         name = pending.server.name

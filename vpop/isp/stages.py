@@ -28,7 +28,7 @@ def select_isp(ctx: AccessContext, deps) -> Rcode:
         user_name=ctx.username, called_station_id=number,
         chosen_isp=getattr(account, "isp", None) if account else None,
         failover_allowed=bool(account and getattr(account, "isp_failover", False)))
-    decision = choose(request, deps.isps, deps.isp_health(),
+    decision = choose(request, deps.isps, deps.isp_health(ctx.now),
                       now=dt.datetime.fromtimestamp(ctx.now, dt.timezone.utc),
                       policy=deps.selection_policy, rng=deps.rng)
     ctx.decision = decision
@@ -63,16 +63,25 @@ def route(ctx: AccessContext, deps) -> Rcode:
 LOCAL_CLASS = attribute(A.CLASS, ROUTING_CLASS_PREFIX + b"isp=;mode=local;reason=")
 
 
+_CLASSES: dict[tuple[str, str, str], bytes] = {}
+
+
 def routing_class(ctx: AccessContext) -> bytes:
     """Class the NAS echoes in accounting (RFC 2865 §5.25): ties sessions to routing."""
     decision = ctx.decision
     if decision is None:
         return LOCAL_CLASS  # no ISPs configured: the common case, built once
-    reason = decision.reason
-    value = b"%sisp=%s;mode=%s;reason=%s" % (
-        ROUTING_CLASS_PREFIX, quote(ctx.isp or "", safe="").encode(),
-        (ctx.route or "local").encode(), quote(reason, safe="").encode())
-    return attribute(A.CLASS, value[:253])
+    key = (ctx.isp or "", ctx.route or "local", decision.reason)
+    encoded = _CLASSES.get(key)
+    if encoded is None:  # few distinct values: ISPs times rules
+        value = b"%sisp=%s;mode=%s;reason=%s" % (
+            ROUTING_CLASS_PREFIX, quote(key[0], safe="").encode(), key[1].encode(),
+            quote(key[2], safe="").encode())
+        encoded = attribute(A.CLASS, value[:253])
+        if len(_CLASSES) > 10_000:
+            _CLASSES.clear()
+        _CLASSES[key] = encoded
+    return encoded
 
 
 def accounting_owed(packet, record, deps, now: float) -> dict | None:

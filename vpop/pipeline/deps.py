@@ -13,6 +13,9 @@ from vpop.config import Settings
 from vpop.radius.dictionary import Dictionary
 
 
+HEALTH_REFRESH = 0.2  # seconds
+
+
 @dataclass(slots=True, kw_only=True)
 class Deps:
     settings: Settings
@@ -30,8 +33,19 @@ class Deps:
     qos_health: dict = field(default_factory=dict)  # ISP name -> IspHealth from the QoS monitor
     leases: Any = None  # vpop.accounting.leases.LeaseBook: sessions in use per lease
 
-    def isp_health(self) -> dict:
-        """What selection knows of each ISP: measured quality, and whether a server is up."""
+    _health: tuple = (None, -1.0, {})  # (pools, computed at, value)
+
+    def isp_health(self, now: float = 0.0) -> dict:
+        """What selection knows of each ISP: measured quality, and whether a server is up.
+        Recomputed at most every HEALTH_REFRESH seconds (and when the pools change)."""
+        pools, at, value = self._health
+        if pools is self.pools and 0 <= now - at < HEALTH_REFRESH:
+            return value
+        value = self._compute_health()
+        self._health = (self.pools, now, value)
+        return value
+
+    def _compute_health(self) -> dict:
         from vpop.isp.selection import IspHealth
         out = {}
         for isp in self.isps:
