@@ -253,7 +253,9 @@ def parse_args(argv=None):
     parser.add_argument("--max-other", type=float, default=0.06,
                         help="share of the machine other processes may take during a run "
                              "before it is run again")
-    parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--retries", type=int, default=0,
+                        help="run again when other processes took more than --max-other "
+                             "(the database and the kernel's disk writes count as other)")
     parser.add_argument("--retry-wait", type=float, default=20.0)
     parser.add_argument("--postgres", default=os.environ.get(
         "VPOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"),
