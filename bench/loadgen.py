@@ -42,7 +42,8 @@ from vpop.radius.crypto import encrypt_user_password
 
 IDS = 256
 MAX_DURATION = 600.0
-MAX_COUNT = 50_000_000
+MAX_COUNT = 10_000_000
+MAX_POOL = 3_000_000  # packets (~100 bytes each); beyond it the pool is reused
 STATUS_CYCLE = (A.ACCT_START, A.ACCT_INTERIM, A.ACCT_STOP)
 TIMEOUT_SCAN = 0.05  # seconds between scans for lost requests
 
@@ -522,6 +523,7 @@ def main(argv=None) -> int:
         total = args.count + int(args.warmup * args.max_rate) + args.window
     else:
         total = int((args.duration + args.warmup) * args.max_rate) + args.window
+    total = min(total, MAX_POOL)
     say = (lambda *a: None) if args.json_only else (lambda *a: print(*a, flush=True))
     say(f"building {total} {plan.kind} packets ...")
     server = ProcessCpu(args.server_pid)
