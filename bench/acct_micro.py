@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Where an accounting record's time goes, in one process and without sockets.
+
+Times, per record, over loadgen.py's Start/Interim-Update/Stop stream:
+  receiver  Receiver.datagram for an Accounting-Request up to its signed reply
+            (decode, Request Authenticator, record_from, duplicate cache, counters);
+  record    codec.decode + records.record_from alone;
+  ledger    store.apply_batch in batches of --batch on a fresh database, commit included.
+
+    python bench/acct_micro.py --records 30000 --batch 256 [--db postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen  # noqa: E402  (next to this file)
+
+from vpop.accounting.leases import LeaseIndex  # noqa: E402
+from vpop.accounting.records import AccountingPolicy, record_from  # noqa: E402
+from vpop.pipeline.receiver import ACCT, Receiver  # noqa: E402
+from vpop.radius import codec  # noqa: E402
+from vpop.radius.clients import ClientTable, NasClient  # noqa: E402
+from vpop.store import schema  # noqa: E402
+from vpop.store.accounting import apply_batch  # noqa: E402
+from vpop.store.engine import make_engine, make_sessionmaker  # noqa: E402
+
+SECRET = b"testing123"
+
+
+class Deps:
+    """What the receiver reads for accounting: no ISPs, so nothing is forwarded."""
+    accounting = AccountingPolicy()
+    isps = None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=30_000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--db", help="database URL (default: a new SQLite file)")
+    args = parser.parse_args(argv)
+
+    plan = loadgen.Plan(kind="acct", host="127.0.0.1", port=1, secret=SECRET, user="alice",
+                        password=b"", nas_ip=ipaddress.IPv4Address("127.0.0.1").packed,
+                        window=1, sockets=1, timeout=1, warmup=0, duration=None, count=1)
+    nonce = os.urandom(4).hex()
+    packets = [loadgen.accounting_request(j % 256, j, nonce, plan) for j in range(args.records)]
+    client = NasClient(name="nas", network=ipaddress.ip_network("127.0.0.1/32"), secret=SECRET)
+
+    receiver = Receiver(Deps(), ClientTable([client]), dedup_window=30)
+    started = time.perf_counter()
+    for n, data in enumerate(packets):
+        receiver.datagram(data, ("127.0.0.1", 1000 + n % 4), ACCT).done(True)
+    receiver_us = (time.perf_counter() - started) / len(packets) * 1e6
+
+    started = time.perf_counter()
+    records = [record_from(codec.decode(data), client, time.time()) for data in packets]
+    record_us = (time.perf_counter() - started) / len(packets) * 1e6
+
+    url = args.db or f"sqlite:///{tempfile.mkdtemp(prefix='vpop-acct-micro-')}/vpop.db"
+    schema.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    started = time.perf_counter()
+    for start in range(0, len(records), args.batch):
+        with sessions.begin() as session:
+            apply_batch(session, records[start:start + args.batch], leases=LeaseIndex())
+    ledger_us = (time.perf_counter() - started) / len(records) * 1e6
+    engine.dispose()
+
+    print(f"{len(packets):,} records on {engine.dialect.name}, batches of {args.batch}")
+    print(f"receiver  {receiver_us:6.1f} us/record")
+    print(f"record    {record_us:6.1f} us/record (decode + record_from)")
+    print(f"ledger    {ledger_us:6.1f} us/record (apply_batch and commit)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
