@@ -35,7 +35,6 @@ _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
 NAS_REBOOT = "NAS-Reboot"
 STALE = "Stale-Session"
 
-_SESSION_COLUMNS = [c.name for c in RadAcct.__table__.columns]
 _TIMES = ("start_time", "update_time", "stop_time")
 
 
@@ -540,10 +539,6 @@ def apply_batch(session: Session, records: Sequence[AcctRecord], *,
                     settle=settle)
     ledger.records(records)
     return ledger.flush()
-
-
-def apply_record(session: Session, record: AcctRecord) -> None:
-    apply_batch(session, [record])
 
 
 def tick(session: Session, *, now: int, stale_before: int | None, leases: LeaseIndex,
