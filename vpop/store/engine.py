@@ -38,7 +38,8 @@ def make_engine(url: str) -> Engine:
             # The driver vpop installs; SQLAlchemy 2.1 would otherwise pick psycopg 3.
             parsed = parsed.set(drivername="postgresql+psycopg2")
         # pre-ping: a pooled connection may have been cut by a database restart
-        return create_engine(parsed, pool_pre_ping=True)
+        # values_plus_batch: multi-row INSERTs, batched UPDATEs for the accounting ledger
+        return create_engine(parsed, pool_pre_ping=True, executemany_mode="values_plus_batch")
     raise StoreUnavailable(
         f"unsupported database {safe_url(url)}: use sqlite:/// or postgresql://")
 
