@@ -1,7 +1,7 @@
 # Quick start: `make run` (demo server) and `make test` (the whole test suite).
 PYTHON ?= python3
 VENV ?= .venv
-CONFIG ?= var/vpop.toml
+CONFIG ?= vpop.toml
 AUTH_PORT ?= 1812
 ACCT_PORT ?= 1813
 COA_PORT ?= 3799
