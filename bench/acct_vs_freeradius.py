@@ -39,7 +39,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import auth_vs_freeradius as auth_bench  # noqa: E402  (next to this file)
-from auth_vs_freeradius import HOST, SECRET, Server, median, start, stop  # noqa: E402
+from auth_vs_freeradius import (HOST, Server, generator_command, median,  # noqa: E402
+                                run_generator, start, stop)
 
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -179,22 +180,9 @@ def setup_freeradius(root: Path, name: str, source: Path, taken: set[int], *,
 # --- the benchmark ----------------------------------------------------------------------------
 
 def run_load(server: Server, args) -> dict:
-    command = [sys.executable, str(HERE / "acct_loadgen.py"), "--spread", str(args.spread),
-               "--target", f"{HOST}:{server.acct_port}", "--secret", SECRET,
-               "--duration", str(args.duration), "--warmup", str(args.warmup),
-               "--window", str(args.window), "--sockets", str(args.sockets),
-               "--max-rate", str(args.max_rate), "--json-only",
-               "--server-pid", str(server.process.pid)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as gen:
-        try:
-            out, _ = gen.communicate(timeout=args.duration + args.warmup + 300)
-        finally:
-            if gen.poll() is None:
-                gen.kill()
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"loadgen against {server.name} printed no result")
-    return json.loads(lines[-1])
+    command = generator_command("acct_loadgen.py", server.acct_port, server.process.pid, args,
+                                "--spread", str(args.spread))
+    return run_generator(command, server.name, args.duration + args.warmup + 300)
 
 
 def measure(server: Server, args) -> dict:

@@ -323,23 +323,34 @@ def setup_freeradius(root: Path, name: str, source: Path, taken: set[int],
 
 # --- the benchmark ----------------------------------------------------------------------
 
-def run_load(server: Server, args) -> dict:
-    command = [sys.executable, str(HERE / "loadgen.py"), "--target", f"{HOST}:{server.port}",
-               "--secret", SECRET, "--user", USER, "--password", PASSWORD,
-               "--duration", str(args.duration), "--warmup", str(args.warmup),
-               "--window", str(args.window), "--sockets", str(args.sockets),
-               "--max-rate", str(args.max_rate), "--json-only",
-               "--server-pid", str(server.process.pid)]
+def generator_command(script: str, port: int, server_pid: int, args, *extra: str) -> list[str]:
+    """A load generator run with the options every side-by-side benchmark shares."""
+    return [sys.executable, str(HERE / script), "--target", f"{HOST}:{port}",
+            "--secret", SECRET, *extra,
+            "--duration", str(args.duration), "--warmup", str(args.warmup),
+            "--window", str(args.window), "--sockets", str(args.sockets),
+            "--max-rate", str(args.max_rate), "--json-only", "--server-pid", str(server_pid)]
+
+
+def run_generator(command: list[str], name: str, timeout: float) -> dict:
+    """Run a generator to its end and return its result: the last JSON line it printed."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as gen:
         try:
-            out, _ = gen.communicate(timeout=args.duration + args.warmup + 120)
+            out, _ = gen.communicate(timeout=timeout)
         finally:
             if gen.poll() is None:
                 gen.kill()
+                gen.wait()
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
-        raise RuntimeError(f"loadgen against {server.name} printed no result")
+        raise RuntimeError(f"loadgen against {name} printed no result")
     return json.loads(lines[-1])
+
+
+def run_load(server: Server, args) -> dict:
+    command = generator_command("loadgen.py", server.port, server.process.pid, args,
+                                "--user", USER, "--password", PASSWORD)
+    return run_generator(command, server.name, args.duration + args.warmup + 120)
 
 
 def measure(server: Server, args) -> dict:

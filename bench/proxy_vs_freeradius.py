@@ -55,7 +55,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the upstream harness: tests/su
 import loadgen  # noqa: E402
 import nas_failover  # noqa: E402
 from auth_vs_freeradius import (HOST, SECRET, VPOP_CONFIG, Server, free_ports,  # noqa: E402
-                                median, setup_freeradius, start, stop, table, vpop_command)
+                                generator_command, median, run_generator, setup_freeradius,
+                                start, stop, table, vpop_command)
 from support.freeradius import FreeRadius, FreeRadiusError  # noqa: E402
 
 from vpop.radius import attributes as A  # noqa: E402
@@ -257,28 +258,13 @@ def start_proxy(server: Server) -> None:
 # --- throughput ---------------------------------------------------------------------------
 
 def run_load(server: Server, upstream: FreeRadius, args) -> dict:
-    command = [sys.executable, str(HERE / "loadgen.py"), "--target", f"{HOST}:{server.port}",
-               "--secret", SECRET, "--user", USER, "--password", PASSWORD,
-               "--duration", str(args.duration), "--warmup", str(args.warmup),
-               "--window", str(args.window), "--sockets", str(args.sockets),
-               "--max-rate", str(args.max_rate), "--json-only",
-               "--server-pid", str(server.process.pid)]
+    command = generator_command("loadgen.py", server.port, server.process.pid, args,
+                                "--user", USER, "--password", PASSWORD)
+    # The upstream's CPU over the whole run (warm-up included): an indication only.
     upstream_cpu = loadgen.ProcessCpu([upstream.pid])
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as gen:
-        try:
-            # The upstream's CPU over the whole run (warm-up included): an indication only.
-            upstream_cpu.start()
-            out, _ = gen.communicate(timeout=args.duration + args.warmup + 120)
-            upstream_seconds = upstream_cpu.seconds()
-        finally:
-            if gen.poll() is None:
-                gen.kill()
-                gen.wait()
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"loadgen against {server.name} printed no result")
-    result = json.loads(lines[-1])
-    result["upstream_cpu_s"] = round(upstream_seconds, 3)
+    upstream_cpu.start()
+    result = run_generator(command, server.name, args.duration + args.warmup + 120)
+    result["upstream_cpu_s"] = round(upstream_cpu.seconds(), 3)
     return result
 
 
