@@ -95,10 +95,12 @@ def accounting_owed(packet, record, deps, now: float) -> dict | None:
     from vpop.accounting.routing import routing_from_classes
     from vpop.isp.acct_forward import queued_attributes
     from vpop.isp.realms import find_realm, upstream_name
-    by_name = {isp.name: isp for isp in deps.isps}
     routing = routing_from_classes(packet.attrs.get(A.CLASS, ()))
     realm = find_realm(record.username, deps.isps)
-    isp = by_name.get(routing.isp) if routing.isp else (realm.isp if realm else None)
+    if routing.isp:
+        isp = next((i for i in deps.isps if i.name == routing.isp), None)
+    else:
+        isp = realm.isp if realm else None
     if isp is None or isp.mode != "proxy":
         return None
     user = realm.user if realm is not None and realm.isp is isp else record.username
