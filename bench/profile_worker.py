@@ -15,6 +15,11 @@ Four views, each with the same setup as auth_vs_freeradius.py (client
   micro     times each step of the request path on its own, without a
             profiler: socket calls, codec, crypto, dedup, the whole
             Receiver.datagram, in microseconds per request.
+  instructions
+            counts the CPU instructions Receiver.datagram executes per
+            request with valgrind's callgrind: two runs of different
+            lengths, the difference divided by the extra requests. Unlike
+            seconds it does not move with what else the machine is doing.
 
     python bench/profile_worker.py cprofile --duration 10
 """
@@ -56,7 +61,7 @@ GROUPS = [
                         "compare_digest")),
     ("User-Password (MD5 chain, xor)", ("crypto.py",)),
     ("codec framing (decode, encode)", ("codec.py",)),
-    ("dedup cache", ("dedup.py", "OrderedDict", "move_to_end", "popitem")),
+    ("dedup cache", ("dedup.py",)),
     ("logging", ("logging/", "(_log)", "(_q)")),
     ("stats", ("stats.py", "bisect")),
     ("dataclass __init__", ("<string>:",)),
@@ -268,24 +273,29 @@ def per_call(fn, number: int) -> float:
     return min(timeit.repeat(fn, number=number, repeat=3)) / number * 1e6
 
 
-def run_micro(root: Path, args) -> None:
-    from vpop.radius.crypto import decrypt_user_password
-    from vpop.radius.dedup import DuplicateCache
-
+def prepared_receiver(root: Path, args, total: int):
+    """A worker's Receiver built from the store, and an iterator of fresh PAP requests."""
     server, worker, socks = in_process_worker(root, args)
     # Start and stop the worker once: it builds its receiver from the store.
     threading.Thread(target=stop_when_ready, args=(worker,), daemon=True).start()
     worker.run(socks)
-    receiver = worker.receiver
-
     secret = sbs.SECRET.encode()
     n = args.count
     plan = loadgen.Plan(kind="auth", host=sbs.HOST, port=server.port, secret=secret,
                         user=sbs.USER, password=sbs.PASSWORD.encode(),
                         nas_ip=socket.inet_aton(sbs.HOST), window=1, sockets=1, timeout=1,
                         warmup=0, duration=None, count=n)
-    pool = loadgen.build_pool(plan, 5 * n + 3 * loadgen.IDS)
+    pool = loadgen.build_pool(plan, total)
     packets = iter([p for ident in range(loadgen.IDS) for p in pool[ident]])
+    return worker.receiver, packets, secret
+
+
+def run_micro(root: Path, args) -> None:
+    from vpop.radius.crypto import decrypt_user_password
+    from vpop.radius.dedup import DuplicateCache
+
+    n = args.count
+    receiver, packets, secret = prepared_receiver(root, args, 5 * n + 3 * loadgen.IDS)
     sample = next(packets)
     packet = codec.decode(sample)
     reply = receiver.datagram(sample, (sbs.HOST, 40000), "auth").data
@@ -305,12 +315,12 @@ def run_micro(root: Path, args) -> None:
                   per_call(lambda: codec.encode_reply(2, 1, packet.authenticator, attrs,
                                                       secret), n)))
     dedup = DuplicateCache(30.0)
-    keys = iter([("127.0.0.1", 40000, i & 255, i.to_bytes(16, "big")) for i in range(3 * n)])
+    keys = iter([(("127.0.0.1", 40000), i.to_bytes(19, "big")) for i in range(3 * n)])
     now = time.monotonic()
 
     def dedup_cycle():
         key = next(keys)
-        dedup.get(key, now)
+        dedup.get(key)
         dedup.begin(key, now)
         dedup.finish(key, reply, now)
     steps.append(("  dedup get + begin + finish", per_call(dedup_cycle, n)))
@@ -363,14 +373,46 @@ def run_micro(root: Path, args) -> None:
         print(f"  {ns / n / 1000:7.2f}  {name}")
 
 
+# --- instructions ------------------------------------------------------------------------
+
+def run_datagrams(root: Path, args) -> None:
+    """Feed --count fresh Access-Requests to one Receiver, without sockets (callgrind's target)."""
+    # The same pool whatever the count, so two runs differ only by the requests handled.
+    receiver, packets, _ = prepared_receiver(root, args, args.pool)
+    datagram = receiver.datagram
+    address = (sbs.HOST, 40000)
+    for _ in range(args.count):
+        datagram(next(packets), address, "auth")
+
+
+def run_instructions(root: Path, args) -> None:
+    if not shutil.which("valgrind"):
+        sys.exit("instructions: valgrind is not installed (Debian package valgrind)")
+    counts = []
+    small, large = args.count // 5, args.count
+    for count in (small, large):
+        out = root / f"callgrind.{count}"
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                   sys.executable, __file__, "datagrams", "--count", str(count),
+                   "--pool", str(large + loadgen.IDS)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+        counts.append(int(totals.group(1)))
+    per_request = (counts[1] - counts[0]) / (large - small)
+    print(f"instructions per Access-Request in Receiver.datagram: {per_request:,.0f} "
+          f"(callgrind, {small:,} and {large:,} requests: {counts[0]:,} and {counts[1]:,})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("cprofile", "py-spy", "perf", "micro"))
+    parser.add_argument("mode", choices=("cprofile", "py-spy", "perf", "micro", "instructions",
+                                         "datagrams"))
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load")
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--sockets", type=int, default=8)
     parser.add_argument("--count", type=int, default=50_000, help="micro: calls per step")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--pool", type=int, default=60_000, help="datagrams: packets built")
     parser.add_argument("--request-log", action="store_true",
                         help="vpop logs one line per request (to the temporary directory)")
     parser.add_argument("--output", help="cprofile: also write the pstats file here")
@@ -378,7 +420,8 @@ def main(argv=None) -> int:
     root = Path(tempfile.mkdtemp(prefix="vpop-profile-"))
     try:
         {"cprofile": run_cprofile, "py-spy": run_py_spy, "perf": run_perf,
-         "micro": run_micro}[args.mode](root, args)
+         "micro": run_micro, "instructions": run_instructions,
+         "datagrams": run_datagrams}[args.mode](root, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

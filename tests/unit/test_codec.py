@@ -1,5 +1,6 @@
 """The wire codec against pyrad (a second implementation) and against bad input."""
 
+import hmac
 import struct
 
 import pytest
@@ -128,3 +129,23 @@ def test_tagged_tunnel_attributes_encode_the_tag(dictionary):
     assert data == bytes((64, 6, 1, 0, 0, 3))
     data = dictionary.encode("Tunnel-Server-Endpoint", "192.0.2.1", tag=2)
     assert data == bytes((67, 12, 2)) + b"192.0.2.1"
+
+
+# RFC 2202 §2, test cases 1, 2 and 6 (a key longer than the 64-octet block).
+@pytest.mark.parametrize("key,data,digest", [
+    (b"\x0b" * 16, b"Hi There", "9294727a3638bb1c13f48ef8158bfc9d"),
+    (b"Jefe", b"what do ya want for nothing?", "750c783e6ab0b503eaa86e310a5db738"),
+    (b"\xaa" * 80, b"Test Using Larger Than Block-Size Key - Hash Key First",
+     "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd"),
+])
+def test_hmac_md5_matches_rfc_2202(key, data, digest):
+    assert codec.hmac_md5(key, data).hex() == digest
+    assert codec.hmac_md5(key, data).hex() == digest  # again, from the primed states
+
+
+@pytest.mark.parametrize("length", [0, 1, 16, 63, 64, 65, 200])
+def test_hmac_md5_matches_the_standard_library_for_any_key_length(length):
+    key = bytes(range(length % 256)) * (length // 256 + 1)
+    key = key[:length]
+    for message in (b"", b"x", bytes(range(256)) * 3):
+        assert codec.hmac_md5(key, message) == hmac.digest(key, message, "md5")

@@ -8,21 +8,20 @@ from vpop.aaa.subscribers import SubscriberDirectory
 from vpop.config import IdentificationSettings
 from vpop.pipeline.core import Rcode
 from vpop.radius import attributes as A
-from vpop.radius.codec import Packet
 
 LINE_ATTRIBUTES = (("circuit_id", A.AGENT_CIRCUIT_ID), ("remote_id", A.AGENT_REMOTE_ID),
                    ("nas_port_id", A.NAS_PORT_ID))
 
 
-def text(packet: Packet, key) -> str:
-    raw = packet.first(key)
-    return raw.decode("utf-8", "replace") if raw is not None else ""
-
-
 def read_identity(ctx: AccessContext, deps) -> Rcode:
     """Pull the names the later stages need out of the packet, once."""
-    ctx.username = text(ctx.packet, A.USER_NAME)
-    ctx.caller_id = text(ctx.packet, A.CALLING_STATION_ID)
+    attrs = ctx.packet.attrs
+    name = attrs.get(A.USER_NAME)
+    if name:
+        ctx.username = name[0].decode("utf-8", "replace")
+    caller = attrs.get(A.CALLING_STATION_ID)
+    if caller:
+        ctx.caller_id = caller[0].decode("utf-8", "replace")
     return Rcode.NOOP
 
 

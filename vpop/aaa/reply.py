@@ -16,6 +16,7 @@ import jinja2
 from vpop.aaa.request import AccessContext
 from vpop.aaa.subscribers import Account
 from vpop.errors import ConfigError
+from vpop.isp.stages import routing_class
 from vpop.pipeline.core import Rcode
 from vpop.radius.dictionary import Dictionary
 
@@ -121,7 +122,6 @@ class ReplyRenderer:
 
 
 def render_reply(ctx: AccessContext, deps) -> Rcode:
-    from vpop.isp.stages import routing_class
     ctx.reply_attrs.insert(0, deps.replies.encoded(ctx.account, ctx.client.nas_type))
     if ctx.decision is not None:
         ctx.reply_attrs.append(deps.replies.isp_extra(ctx.decision.isp, ctx.account,
@@ -132,8 +132,7 @@ def render_reply(ctx: AccessContext, deps) -> Rcode:
 
 def render_tunnel(ctx: AccessContext, deps) -> Rcode:
     """Tunnel mode (VPDN): the NAS opens an L2TP tunnel to the ISP's LNS (RFC 2868)."""
-    from vpop.isp.stages import routing_class
-    from vpop.isp.tunnel import tunnel_attributes
+    from vpop.isp.tunnel import tunnel_attributes  # it builds on this module's parser
     isp = ctx.decision.isp
     ctx.reply_attrs.append(tunnel_attributes(
         isp, deps.dictionary, secret=ctx.client.secret,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import quote
 
+from vpop.aaa.identify import caller_number
 from vpop.aaa.request import AccessContext
+from vpop.accounting.routing import routing_from_classes
+from vpop.isp.acct_forward import queued_attributes
+from vpop.isp.realms import find_realm, upstream_name
+from vpop.isp.selection import SelectionRequest, select_isp as choose
 from vpop.pipeline.core import Rcode
 from vpop.radius import attributes as A
 from vpop.radius.codec import attribute
@@ -17,12 +22,10 @@ def select_isp(ctx: AccessContext, deps) -> Rcode:
     """Decide which ISP serves this session, and why (kept for the logs and accounting)."""
     if not deps.isps:
         return Rcode.NOOP
-    from vpop.isp.selection import SelectionRequest, select_isp as choose
     account = ctx.account
     called = ctx.packet.first(A.CALLED_STATION_ID)
     number = ""
     if called is not None:
-        from vpop.aaa.identify import caller_number
         number = caller_number(called.decode("utf-8", "replace"), deps.settings.identification)
     request = SelectionRequest(
         user_name=ctx.username, called_station_id=number,
@@ -92,9 +95,6 @@ def accounting_owed(packet, record, deps, now: float) -> dict | None:
     """
     if not deps.isps or record is None:
         return None
-    from vpop.accounting.routing import routing_from_classes
-    from vpop.isp.acct_forward import queued_attributes
-    from vpop.isp.realms import find_realm, upstream_name
     routing = routing_from_classes(packet.attrs.get(A.CLASS, ()))
     realm = find_realm(record.username, deps.isps)
     if routing.isp:

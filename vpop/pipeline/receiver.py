@@ -25,7 +25,7 @@ from vpop.pipeline.stats import Stats
 from vpop.radius import codec
 from vpop.radius import attributes as A
 from vpop.radius.clients import ClientTable, MessageAuthenticatorPolicy, NasClient
-from vpop.radius.dedup import IN_PROGRESS, DuplicateCache
+from vpop.radius.dedup import IN_PROGRESS, DuplicateCache, key as dedup_key
 
 events = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ class Receiver:
             return self._drop("unknown client", addr[0], started, data)
         if len(data) < codec.MIN_LENGTH:
             return self._malformed(client, "shorter than the RADIUS header", started)
-        key = (addr[0], addr[1], data[1], data[4:20])
-        cached = self.dedup.get(key, started)
+        key = dedup_key(addr, data)
+        cached = self.dedup.get(key)
         if cached is not None:
             self.stats.duplicates += 1
             return Send(cached) if cached is not IN_PROGRESS else Drop("duplicate in progress")
@@ -238,10 +238,10 @@ class Receiver:
         now = self.clock()
         self.dedup.finish(key, reply, now)
         outcome = OUTCOMES.get(code, "ok")
-        self.stats.request(client.name, CODE_NAMES.get(packet.code, str(packet.code)), outcome,
-                           now - started)
-        self.request_log.write(client.name, CODE_NAMES.get(packet.code, str(packet.code)),
-                               username, caller, method, outcome, reason, (now - started) * 1000)
+        name = CODE_NAMES.get(packet.code) or str(packet.code)
+        self.stats.request(client.name, name, outcome, now - started)
+        self.request_log.write(client.name, name, username, caller, method, outcome, reason,
+                               (now - started) * 1000)
         return Send(reply)
 
     def _drop(self, reason: str, source: str, started: float, data: bytes = b""):

@@ -124,6 +124,39 @@ def _split_vsa(value: bytes, attrs: dict[Key, list[bytes]]) -> None:
 
 # --- authenticators -------------------------------------------------------------------
 
+_HMAC_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_primed: dict[bytes, tuple] = {}
+
+
+def hmac_md5(key: bytes, message: bytes) -> bytes:
+    """HMAC-MD5 (RFC 2104), from MD5 states primed once per key.
+
+    A client's shared secret keys every packet it sends and every reply, and
+    priming the two pads costs as much as the MAC itself; hmac.digest() would
+    also look the digest up by name on each call.
+    """
+    pads = _primed.get(key)
+    if pads is None:
+        pads = _prime(key)
+    inner = pads[0].copy()
+    inner.update(message)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def _prime(key: bytes) -> tuple:
+    block = hashlib.md5(key).digest() if len(key) > _HMAC_BLOCK else key
+    block = block.ljust(_HMAC_BLOCK, b"\0")
+    pads = (hashlib.md5(block.translate(_IPAD)), hashlib.md5(block.translate(_OPAD)))
+    if len(_primed) >= 4096:  # secrets are few; a bound keeps a mistake from growing it
+        _primed.clear()
+    _primed[key] = pads
+    return pads
+
+
 def request_authenticator_ok(packet: Packet, secret: bytes) -> bool:
     """RFC 2866 §3 / RFC 5176 §2.3: hashed request authenticators."""
     raw = packet.raw
@@ -149,7 +182,7 @@ def message_authenticator_ok(packet: Packet, secret: bytes,
     else:
         auth = packet.authenticator
     signed = b"".join((raw[:4], auth, raw[20:off], ZERO16, raw[off + 16:]))
-    return hmac.compare_digest(hmac.digest(secret, signed, "md5"), raw[off:off + 16])
+    return hmac.compare_digest(hmac_md5(secret, signed), raw[off:off + 16])
 
 
 def ma_vector(code: int, request_authenticator: bytes, *, to_status_server: bool = False) -> bytes:
@@ -172,7 +205,7 @@ def encode_reply(code: int, ident: int, request_authenticator: bytes, attrs: byt
         body = MA_PLACEHOLDER + attrs
         header = HEADER.pack(code, ident, 20 + len(body))
         vector = ma_vector(code, request_authenticator, to_status_server=to_status_server)
-        mac = hmac.digest(secret, header + vector + body, "md5")
+        mac = hmac_md5(secret, header + vector + body)
         body = body[:2] + mac + body[18:]
     else:
         body = attrs
@@ -197,7 +230,7 @@ def encode_request(code: int, ident: int, attrs: bytes, secret: bytes, *,
     hashed = code in HASHED_REQUESTS
     auth = ZERO16 if hashed else authenticator
     if message_authenticator:
-        mac = hmac.digest(secret, header + auth + body, "md5")
+        mac = hmac_md5(secret, header + auth + body)
         body = body[:2] + mac + body[18:]
     if hashed:
         auth = hashlib.md5(header + ZERO16 + body + secret).digest()

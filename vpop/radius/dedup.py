@@ -1,32 +1,41 @@
 """RFC 5080 §2.2.2 duplicate detection: a retransmission gets the cached reply.
 
-Key: (source address, source port, identifier, request authenticator). An entry
-whose reply is still being made is IN_PROGRESS, so the retransmission is dropped
-instead of being processed twice.
+Key: the source address and port, and the Identifier and Request Authenticator
+(see key()). An entry whose reply is still being made is IN_PROGRESS, so the
+retransmission is dropped instead of being processed twice.
+
+Entries live in two generations of plain dicts: new entries go into the young
+one, and once a window the old generation is dropped whole and the young one
+becomes old. Expiry then costs nothing per request, and a reply is kept for at
+least one window and at most two. Answering a retransmission a little later
+than the window is harmless: the reply is the one made for that very request.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 IN_PROGRESS = b""
+
+
+def key(address: tuple, data: bytes) -> tuple:
+    """(source address and port, Identifier + Length + Request Authenticator)."""
+    return (address, data[1:20])
 
 
 class DuplicateCache:
     def __init__(self, window: float, max_entries: int = 1_000_000):
         self.window = window
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple, tuple[float, bytes]] = OrderedDict()
+        self._young: dict[tuple, bytes] = {}
+        self._old: dict[tuple, bytes] = {}
+        self._turn_at: float | None = None  # when the young generation becomes old
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._young) + len(self._old)
 
-    def get(self, key: tuple, now: float) -> bytes | None:
+    def get(self, key: tuple) -> bytes | None:
         """The cached reply (IN_PROGRESS if not ready yet), or None if not a duplicate."""
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < now:
-            return None
-        return entry[1]
+        reply = self._young.get(key)
+        return reply if reply is not None else self._old.get(key)
 
     def begin(self, key: tuple, now: float) -> None:
         self._put(key, now, IN_PROGRESS)
@@ -34,17 +43,17 @@ class DuplicateCache:
     def finish(self, key: tuple, reply: bytes | None, now: float) -> None:
         """Remember the reply; a request that got no reply is forgotten."""
         if reply is None:
-            self._entries.pop(key, None)
+            self._young.pop(key, None)
+            self._old.pop(key, None)
         else:
             self._put(key, now, reply)
 
     def _put(self, key: tuple, now: float, reply: bytes) -> None:
-        entries = self._entries
-        entries[key] = (now + self.window, reply)
-        entries.move_to_end(key)
-        # Entries are in expiry order, so expired ones are at the front.
-        while entries:
-            first = next(iter(entries.values()))
-            if first[0] >= now and len(entries) <= self.max_entries:
-                break
-            entries.popitem(last=False)
+        if self.window <= 0:  # duplicate detection switched off
+            return
+        turn_at = self._turn_at
+        if turn_at is None or now >= turn_at or len(self._young) * 2 >= self.max_entries:
+            self._old = self._young
+            self._young = {}
+            self._turn_at = now + self.window
+        self._young[key] = reply
