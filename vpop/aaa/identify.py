@@ -28,13 +28,14 @@ def read_identity(ctx: AccessContext, deps) -> Rcode:
 def identify(ctx: AccessContext, deps) -> Rcode:
     settings: IdentificationSettings = deps.settings.identification
     directory: SubscriberDirectory = deps.directory
+    attrs = ctx.packet.attrs
     for way in settings.order:
         account = None
         if way == "line":
             for kind, key in LINE_ATTRIBUTES:
-                value = ctx.packet.first(key)
-                if value is not None:
-                    account = directory.by_line(kind, value.decode("utf-8", "replace"))
+                values = attrs.get(key)
+                if values:
+                    account = directory.by_line(kind, values[0].decode("utf-8", "replace"))
                     if account is not None:
                         break
         elif way == "caller_id" and ctx.caller_id:

@@ -45,7 +45,8 @@ BAD_COUNTER = "bad-counter"
 MAX_COUNTER = 1 << 62  # octets beyond this (Gigawords near 2^32) cannot be real, nor stored
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen: made per request, and a frozen dataclass's __init__ pays a call per field.
+@dataclass(slots=True, kw_only=True)
 class AcctRecord:
     status: str  # start | stop | interim | on | off
     unique_id: str  # the session: NAS identity, Acct-Session-Id and User-Name

@@ -25,14 +25,15 @@ REPLY_CODES = frozenset({codec.ACCESS_ACCEPT, codec.ACCESS_REJECT, codec.ACCESS_
 STICKY_SECONDS = 60.0  # how long an EAP State keeps its server (RFC 3579 §2.6.1)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, and a frozen dataclass's __init__ pays a call per field.
+@dataclass(slots=True)
 class SendUpstream:
     data: bytes
     addr: tuple[str, int]
     sock: int = 0  # which of the shell's source sockets: each has 256 identifiers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
     job: "ProxyJob"
     reply: codec.Packet | None  # None: no server answered in time
@@ -40,7 +41,7 @@ class Finished:
     authenticator: bytes  # the upstream request's, to open hidden reply attributes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Observation:
     """One measured exchange for the QoS monitor (vpop/isp/qos.py)."""
     at: float  # the engine's clock, when the exchange started

@@ -48,10 +48,12 @@ from vpop.isp.realms import find_realm, realm_text, upstream_name
 
 RULES = ("realm", "choice", "number", "score", "default")
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
+# Made per request: not frozen, as a frozen dataclass's __init__ pays a call per field.
+_PER_REQUEST = dict(slots=True, kw_only=True)
 _EPSILON = 1e-9
 
 
-@dataclass(**_FROZEN)
+@dataclass(**_PER_REQUEST)
 class SelectionRequest:
     user_name: str
     called_station_id: str = ""  # normalised like caller IDs; "" if absent
@@ -100,7 +102,7 @@ def policy_from_settings(settings) -> SelectionPolicy:
         weight_availability=settings.weight_availability)
 
 
-@dataclass(**_FROZEN)
+@dataclass(**_PER_REQUEST)
 class Candidate:
     """An ISP a rule considered: why it could not serve, or its score."""
     isp: str
@@ -110,7 +112,7 @@ class Candidate:
     score: float | None = None
 
 
-@dataclass(**_FROZEN)
+@dataclass(**_PER_REQUEST)
 class Decision:
     isp: Isp | None
     reason: str

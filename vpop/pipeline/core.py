@@ -9,19 +9,36 @@ same stage.
 
 from __future__ import annotations
 
-import enum
 from typing import Any, Callable, Sequence
 
 
-class Rcode(enum.Enum):
-    REJECT = "reject"
-    FAIL = "fail"
-    OK = "ok"
-    HANDLED = "handled"
-    NOOP = "noop"
-    UPDATED = "updated"
-    NOTFOUND = "notfound"
-    DEFER = "defer"
+class Rcode:
+    """A stage's return code. Eight singletons compared by identity.
+
+    Not an Enum: reading an Enum member goes through the metaclass's attribute
+    hook, and stages read these on every request.
+    """
+    __slots__ = ("name", "stops")
+
+    REJECT: "Rcode"
+    FAIL: "Rcode"
+    OK: "Rcode"
+    HANDLED: "Rcode"
+    NOOP: "Rcode"
+    UPDATED: "Rcode"
+    NOTFOUND: "Rcode"
+    DEFER: "Rcode"
+
+    def __init__(self, name: str, stops: bool):
+        self.name = name
+        self.stops = stops  # ends its section
+
+    def __repr__(self) -> str:
+        return f"Rcode.{self.name}"
+
+
+for _name in ("REJECT", "FAIL", "OK", "HANDLED", "NOOP", "UPDATED", "NOTFOUND", "DEFER"):
+    setattr(Rcode, _name, Rcode(_name, stops=_name in ("REJECT", "FAIL", "HANDLED", "DEFER")))
 
 
 Stage = Callable[[Any, Any], Rcode]
@@ -30,11 +47,9 @@ Stage = Callable[[Any, Any], Rcode]
 def run_section(stages: Sequence[Stage], ctx: Any, deps: Any, start: int = 0) -> tuple[Rcode, int]:
     """Run stages from `start`; return the deciding code and the index it stopped at."""
     result = noop = Rcode.NOOP
-    reject, fail, handled, defer = Rcode.REJECT, Rcode.FAIL, Rcode.HANDLED, Rcode.DEFER
     for index in range(start, len(stages)):
         code = stages[index](ctx, deps)
-        # Identity tests: hashing an Enum member runs Python code, and this is per stage.
-        if code is reject or code is fail or code is handled or code is defer:
+        if code.stops:
             return code, index
         if code is not noop:
             result = code

@@ -44,31 +44,32 @@ OUTCOMES = {codec.ACCESS_ACCEPT: "accept", codec.ACCESS_REJECT: "reject",
 MALFORMED_LOG_INTERVAL = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, and a frozen dataclass's __init__ pays a call per field.
+@dataclass(slots=True)
 class Send:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Drop:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Defer:
     """Run `work` off the event loop, then call `then(result)` for the next action."""
     work: Callable[[], Any]
     then: Callable[[Any], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forward:
     """Proxy `job` to its ISP (vpop.isp.proxy); hand the outcome to `then` for the reply."""
     job: Any
     then: Callable[[Any], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Persist:
     """Commit `record` durably, then send `reply` (RFC 2866 §4.1: only once stored)."""
     record: Any

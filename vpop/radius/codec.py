@@ -46,7 +46,8 @@ HASHED_REQUESTS = frozenset({ACCOUNTING_REQUEST, DISCONNECT_REQUEST, COA_REQUEST
 Key = int | tuple[int, int]  # attribute type, or (vendor id, vendor type)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, and a frozen dataclass's __init__ pays a call per field.
+@dataclass(slots=True)
 class Packet:
     """A decoded packet: raw attribute values by key, in arrival order per key."""
 
