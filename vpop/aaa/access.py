@@ -16,28 +16,22 @@ AUTHENTICATE = [authenticate]
 POST_AUTH = [admit_by_lease, render_reply]
 POST_AUTH_TUNNEL = [admit_by_lease, render_tunnel]
 
+# The three sections run as one chain: every section stops at REJECT, FAIL or DEFER
+# alike, and only authorize's route stage answers HANDLED (proxy or tunnel), so one
+# pass decides the same as three and costs one loop instead of three.
+ACCESS = AUTHORIZE + AUTHENTICATE + POST_AUTH
+
 PROXY = "proxy"  # process_access outcome: the shell forwards the request upstream
 
 
-def process_access(ctx: AccessContext, deps) -> int | str | None:
+def process_access(ctx: AccessContext, deps, start: int = 0) -> int | str | None:
     """Decide the request. None: decided; PROXY: forward it; an int: the stage to
-    resume at after the shell has run ctx.deferred."""
-    code, _ = run_section(AUTHORIZE, ctx, deps)
-    if code is Rcode.REJECT or code is Rcode.FAIL:
-        return None
+    resume at (start=) after the shell has run ctx.deferred."""
+    code, index = run_section(ACCESS, ctx, deps, start)
+    if code is Rcode.DEFER:
+        return index
     if code is Rcode.HANDLED:
         if ctx.route == "proxy":
             return PROXY
         run_section(POST_AUTH_TUNNEL, ctx, deps)
-        return None
-    return resume_access(ctx, deps, 0)
-
-
-def resume_access(ctx: AccessContext, deps, start: int) -> int | None:
-    code, index = run_section(AUTHENTICATE, ctx, deps, start)
-    if code is Rcode.DEFER:
-        return index
-    if code is Rcode.REJECT or code is Rcode.FAIL:
-        return None
-    run_section(POST_AUTH, ctx, deps)
     return None

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vpop.aaa.access import PROXY, process_access, resume_access
+from vpop.aaa.access import PROXY, process_access
 from vpop.accounting.leases import admit_by_lease
 from vpop.pipeline.core import Rcode
 from vpop.aaa.request import AccessContext
@@ -158,7 +158,7 @@ class Receiver:
         if outcome is not None:  # deferred slow work
             def then(result):
                 ctx.deferred_result = result
-                return self._access(ctx, key, started, resume_access(ctx, self.deps, outcome))
+                return self._access(ctx, key, started, process_access(ctx, self.deps, outcome))
             self.dedup.begin(key, started)  # a retransmission meanwhile is not re-processed
             return Defer(ctx.deferred, then)
         attrs = b"".join(ctx.reply_attrs)
