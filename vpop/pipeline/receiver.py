@@ -116,7 +116,8 @@ class Receiver:
         if packet.ma_offset >= 0:
             if not codec.message_authenticator_ok(packet, secret):
                 return self._drop("bad Message-Authenticator", client.name, started)
-            self.policy.saw(client)
+            if client.require_message_authenticator == "auto":
+                self.policy.saw(client)
         elif packet.code == codec.STATUS_SERVER:  # RFC 5997 §3
             return self._drop("Status-Server without Message-Authenticator", client.name, started)
         elif packet.code == codec.ACCESS_REQUEST and self.policy.required(client):
@@ -126,7 +127,7 @@ class Receiver:
 
         try:
             if packet.code == codec.ACCESS_REQUEST:
-                ctx = AccessContext(packet=packet, client=client, now=self.wallclock())
+                ctx = AccessContext(packet, client, self.wallclock())
                 return self._access(ctx, key, started, process_access(ctx, self.deps))
             if packet.code == codec.STATUS_SERVER:
                 code = codec.ACCESS_ACCEPT if port == AUTH else codec.ACCOUNTING_RESPONSE

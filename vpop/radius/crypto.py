@@ -42,6 +42,9 @@ def _md5_chain(data: bytes, secret: bytes, first: bytes, *, decrypt: bool) -> by
     ``data`` is a multiple of 16 octets; c(i) is the ciphertext block, which is
     the output when encrypting and the input when decrypting.
     """
+    if len(data) == BLOCK:  # the common case, a password of up to 16 octets: no loop
+        key = hashlib.md5(secret + first).digest()
+        return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(BLOCK, "big")
     out = bytearray()
     previous = first
     for start in range(0, len(data), BLOCK):
