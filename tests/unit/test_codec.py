@@ -149,3 +149,11 @@ def test_hmac_md5_matches_the_standard_library_for_any_key_length(length):
     key = key[:length]
     for message in (b"", b"x", bytes(range(256)) * 3):
         assert codec.hmac_md5(key, message) == hmac.digest(key, message, "md5")
+
+
+def test_random_bytes_draws_fresh_octets_across_its_buffer():
+    draw = codec.RandomBytes(chunk=40)
+    values = [draw(16) for _ in range(10)]  # 160 octets: four refills of a 40-octet buffer
+    assert all(len(v) == 16 for v in values)
+    assert len(set(values)) == 10
+    assert len(draw(100)) == 100  # more than a chunk at once

@@ -85,7 +85,9 @@ class ProxyEngine:
                  token: bytes | None = None, sockets: int = 4):
         self.pools = pools
         self.budget = budget  # a request's whole time, all retries included
-        self.rng = rng or random.SystemRandom()
+        # Choosing servers and identifiers needs no secrecy; authenticators do.
+        self.rng = rng or random.Random()
+        self.random_bytes = rng.randbytes if rng is not None else codec.RandomBytes()
         self.token = token or os.urandom(4)  # identifies this process's Proxy-States
         self.sockets = sockets  # source ports: 256 requests in flight per server on each
         self.pending: dict[tuple[str, int, int], _Pending] = {}
@@ -117,7 +119,7 @@ class ProxyEngine:
             return self._attempt(job, now)
         sock, ident = slot
         job.tried.add(server.name)
-        authenticator = self.rng.randbytes(16)  # RFC 2865 §3: unpredictable
+        authenticator = self.random_bytes(16)  # RFC 2865 §3: unpredictable
         state = self._state(ident)
         try:
             attrs = upstream_attributes(job.packet, nas_secret=job.nas_secret,
@@ -171,8 +173,8 @@ class ProxyEngine:
         server = pending.server
         try:
             reply = codec.decode(data)
-            valid = codec.reply_ok(data, pending.authenticator, server.secret,
-                                   to_status_server=pending.job is None)
+            valid = codec.response_ok(reply, pending.authenticator, server.secret,
+                                      to_status_server=pending.job is None)
         except MalformedPacket:
             valid = False
         if valid:
@@ -253,7 +255,7 @@ class ProxyEngine:
         if slot is None:
             return []
         sock, ident = slot
-        authenticator = self.rng.randbytes(16)
+        authenticator = self.random_bytes(16)
         state = self._state(ident)
         data = codec.encode_request(codec.STATUS_SERVER, ident,
                                     codec.attribute(A.PROXY_STATE, state), server.secret,
