@@ -61,7 +61,7 @@ class ReplyRenderer:
         search = [extra_dir] if extra_dir else []
         self.env = template_environment(search + [str(SHIPPED)])
         self.dictionary = dictionary
-        self._cache: dict[tuple[str, str], bytes] = {}
+        self._cache: dict[tuple, bytes] = {}  # (user, NAS type) and ("isp", ISP, user, NAS type)
         self.extra_dir = extra_dir
         self._tunnels = None
 
@@ -107,7 +107,7 @@ class ReplyRenderer:
         """Attributes an ISP's own template adds to sessions routed to it (pool, VRF...)."""
         if isp is None or not isp.template:
             return b""
-        key = (f"isp:{isp.name}:{account.username if account else ''}", nas_type)
+        key = ("isp", isp.name, account.username if account else "", nas_type)
         data = self._cache.get(key)
         if data is None:
             template = self.env.get_template(isp.template)

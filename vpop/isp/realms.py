@@ -66,7 +66,8 @@ def has_user_group(rule: RealmRule) -> bool:
     return "user" in compiled.groupindex
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen: made per request, and a frozen dataclass's __init__ pays a call per field.
+@dataclass(slots=True, kw_only=True)
 class RealmMatch:
     isp: Isp
     rule: RealmRule

@@ -293,6 +293,8 @@ def _unit(value: float) -> float:
 
 
 def _utc(now: dt.datetime) -> dt.datetime:
+    if now.tzinfo is dt.timezone.utc:  # what the request path passes: nothing to convert
+        return now
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     return now.astimezone(dt.timezone.utc)

@@ -166,8 +166,9 @@ class Receiver:
         if ctx.reply_message:
             attrs += codec.attribute(A.REPLY_MESSAGE, ctx.reply_message.encode())
         reply = self._reply(ctx.packet, ctx.client, ctx.reply_code, attrs)
+        why = _why(ctx) if self.request_log.stream is not None else ""  # only for the log
         return self._finish(key, ctx.packet, ctx.client, started, reply, ctx.reply_code,
-                            ctx.username, _why(ctx), ctx.caller_id, ctx.method)
+                            ctx.username, why, ctx.caller_id, ctx.method)
 
     def proxied(self, finished: Finished):
         """The ISP answered (or nobody did): the reply to the NAS."""
