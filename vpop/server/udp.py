@@ -52,7 +52,7 @@ class Listener:
         self.loop.remove_reader(self.sock.fileno())
 
     def _readable(self) -> None:
-        recv = self.sock.recvfrom
+        recv, send = self.sock.recvfrom, self.sock.sendto
         datagram = self.receiver.datagram
         port = self.port
         for _ in range(self.max_batch):
@@ -69,8 +69,11 @@ class Listener:
                 log.exception("request from %s failed", addr[0])
                 self.receiver.stats.drop("internal error")
                 continue
-            if type(action) is Send:
-                self._send(action.data, addr)
+            if type(action) is Send:  # the common case, without _send()'s extra call
+                try:
+                    send(action.data, addr)
+                except OSError as exc:
+                    log.warning("sendto %s: %s", addr[0], exc)
             elif type(action) is not Drop:
                 self._act(action, addr)
 
