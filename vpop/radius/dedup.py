@@ -9,6 +9,8 @@ one, and once a window the old generation is dropped whole and the young one
 becomes old. Expiry then costs nothing per request, and a reply is kept for at
 least one window and at most two. Answering a retransmission a little later
 than the window is harmless: the reply is the one made for that very request.
+When the young generation reaches half of max_entries the generations turn early,
+so memory stays bounded and only an extreme rate shortens the memory.
 """
 
 from __future__ import annotations
