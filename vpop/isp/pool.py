@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from vpop.isp.model import Isp, UpstreamServer
@@ -67,9 +68,15 @@ class Pools:
 
     # --- choice -----------------------------------------------------------------------
 
-    def choose(self, isp: Isp, *, key: str = "", exclude: frozenset[str] = frozenset(),
+    def choose(self, isp: Isp, *, key: str = "", exclude: AbstractSet[str] = frozenset(),
                rng: random.Random) -> UpstreamServer | None:
         """The server for the next attempt, by the ISP's balance mode."""
+        if isp.balance == "failover" and not exclude:
+            # The common first attempt: the first alive server in priority order.
+            alive = [h for h in (self.health[s.name] for s in isp.servers)
+                     if h.status == ALIVE]
+            if alive:
+                return min(alive, key=_priority).server
         candidates = [self.health[s.name] for s in isp.servers if s.name not in exclude]
         usable = [h for h in candidates if h.status == ALIVE] or \
             [h for h in candidates if h.status == ZOMBIE]
@@ -142,3 +149,7 @@ class Pools:
         health.transitions.append(event)
         del health.transitions[:-20]
         return event
+
+
+def _priority(health) -> int:
+    return health.server.priority

@@ -108,7 +108,7 @@ class ProxyEngine:
 
     def _attempt(self, job: ProxyJob, now: float) -> list:
         server = self._sticky_server(job, now) or self.pools.choose(
-            job.isp, key=job.key, exclude=frozenset(job.tried), rng=self.rng)
+            job.isp, key=job.key, exclude=job.tried, rng=self.rng)
         window = self.pools.settings.response_window
         if server is None or now + min(window, 0.05) > job.deadline:
             self.counters["exhausted"] += 1
