@@ -69,8 +69,10 @@ class LeaseIndex:
     def __init__(self, leases: Iterable[LeaseTerms] = ()):
         self.by_id: dict[int, LeaseTerms] = {}
         self._by_place: dict[tuple[str, str], list[LeaseTerms]] = collections.defaultdict(list)
+        self.isps: set[str] = set()  # ISPs with any lease: the others need no NAS look-up
         for lease in leases:
             self.by_id[lease.id] = lease
+            self.isps.add(lease.isp)
             for nas in lease.nas | {p.nas for p in lease.ports}:
                 self._by_place[(lease.isp, nas)].append(lease)
 
@@ -147,7 +149,7 @@ def admit_by_lease(ctx, deps) -> Rcode:
     another reason holds no reservation.
     """
     book: LeaseBook | None = deps.leases
-    if book is None or ctx.isp is None:
+    if book is None or ctx.isp not in book.leases.isps:  # local sessions: isp None
         return Rcode.NOOP
     lease, admitted = book.admit(ctx.isp, nas_identity(ctx.packet, ctx.client),
                                  nas_port_number(ctx.packet), ctx.now)
