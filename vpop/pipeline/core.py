@@ -39,6 +39,7 @@ class Rcode:
 
 for _name in ("REJECT", "FAIL", "OK", "HANDLED", "NOOP", "UPDATED", "NOTFOUND", "DEFER"):
     setattr(Rcode, _name, Rcode(_name, stops=_name in ("REJECT", "FAIL", "HANDLED", "DEFER")))
+del _name
 
 
 Stage = Callable[[Any, Any], Rcode]
