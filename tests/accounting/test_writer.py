@@ -41,7 +41,9 @@ def sessions(engine):
     return make_sessionmaker(engine)
 
 
-def submit_all(writer, records) -> list[bool]:
+def submit_all(writer, records, *, then_start: bool = False) -> list[bool]:
+    """Submit, and wait for every answer. then_start: the writer starts only once all
+    are queued, so how they are grouped does not depend on thread timing."""
     results: list[bool | None] = [None] * len(records)
     finished = threading.Event()
 
@@ -53,6 +55,8 @@ def submit_all(writer, records) -> list[bool]:
         return done
     for index, record in enumerate(records):
         writer.submit(record, done_for(index))
+    if then_start:
+        writer.start()
     assert finished.wait(WAIT), "not every record was answered"
     return results
 
@@ -62,10 +66,9 @@ def test_records_are_committed_in_groups_and_lease_usage_reaches_the_book(sessio
     book = LeaseBook()
     writer = AccountingWriter(sessions, Loop(), settings=AccountingSettings(tick=0.05),
                               leases=book, wallclock=Clock(T0))
-    writer.start()
     try:
         records = [rec("start", f"s{n}", T0 + n, isp="isp-a") for n in range(30)]
-        assert submit_all(writer, records) == [True] * 30
+        assert submit_all(writer, records, then_start=True) == [True] * 30
         assert writer.batches < 30  # groups, not one transaction per record
         assert writer.counts["stored"] == 30
         assert book.leases.by_id[lease_id].name == "isp-a-berlin"
