@@ -227,17 +227,10 @@ def table(servers: list[Server], references: dict[str, Server]) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1],
-                        help="vpop worker processes; several values run several instances")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--window", type=int, default=256, help="requests outstanding")
-    parser.add_argument("--sockets", type=int, default=4)
+    auth_bench.add_load_options(parser, workers=1, rounds=3, window=256, sockets=4,
+                                max_rate=40_000, unit="records")
     parser.add_argument("--spread", type=int, default=1024,
                         help="sessions per block: a session's records are this many apart")
-    parser.add_argument("--max-rate", type=int, default=40_000,
-                        help="records/s the generator's packet pool is sized for")
     parser.add_argument("--max-other", type=float, default=0.06,
                         help="share of the machine other processes may take during a run "
                              "before it is run again")
@@ -248,9 +241,6 @@ def parse_args(argv=None):
     parser.add_argument("--postgres", default=os.environ.get(
         "VPOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="admin URL of the PostgreSQL both vpop and FreeRADIUS write to")
-    parser.add_argument("--freeradius-config", type=Path,
-                        default=next((p for p in (Path("/etc/freeradius/3.0"),
-                                                  Path("/etc/raddb")) if p.is_dir()), None))
     parser.add_argument("--only", nargs="+", choices=("vpop-sqlite", "vpop-postgresql",
                                                       "freeradius-detail", "freeradius-sql"),
                         help="run only these servers")

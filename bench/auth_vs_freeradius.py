@@ -417,23 +417,33 @@ def table(results: dict[str, list[dict]], reference: str | None, max_other: floa
     return "\n".join([line(head), rule, *(line(r) for r in rows)])
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[2],
+PACKAGED_FREERADIUS = next((p for p in (Path("/etc/freeradius/3.0"), Path("/etc/raddb"))
+                            if p.is_dir()), None)
+
+
+def add_load_options(parser: argparse.ArgumentParser, *, workers: int, rounds: int,
+                     window: int, sockets: int, max_rate: int, unit: str = "requests",
+                     freeradius_config_help: str = "packaged FreeRADIUS configuration to copy"
+                     ) -> None:
+    """The options every side-by-side benchmark shares, with its own defaults."""
+    parser.add_argument("--workers", type=int, nargs="+", default=[workers],
                         help="vpop worker processes; several values run several instances")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before")
-    parser.add_argument("--window", type=int, default=128, help="requests outstanding")
-    parser.add_argument("--sockets", type=int, default=8, help="generator source ports")
-    parser.add_argument("--max-rate", type=int, default=90_000,
-                        help="requests/s the generator's packet pool is sized for")
+    parser.add_argument("--window", type=int, default=window, help=f"{unit} outstanding")
+    parser.add_argument("--sockets", type=int, default=sockets, help="generator source ports")
+    parser.add_argument("--max-rate", type=int, default=max_rate,
+                        help=f"{unit}/s the generator's packet pool is sized for")
+    parser.add_argument("--freeradius-config", type=Path, default=PACKAGED_FREERADIUS,
+                        help=freeradius_config_help)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_load_options(parser, workers=2, rounds=5, window=128, sockets=8, max_rate=90_000)
     parser.add_argument("--freeradius-threads", type=int, default=4,
                         help="thread pool of the reference FreeRADIUS (0: leave it out)")
-    parser.add_argument("--freeradius-config", type=Path,
-                        default=next((p for p in (Path("/etc/freeradius/3.0"),
-                                                  Path("/etc/raddb")) if p.is_dir()), None),
-                        help="packaged FreeRADIUS configuration to copy")
     parser.add_argument("--vpop-request-log", action="store_true",
                         help="let vpop log one line per request (off: like FreeRADIUS's"
                              " default 'auth = no')")

@@ -54,9 +54,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # the upstream harness: tests/support
 import loadgen  # noqa: E402
 import nas_failover  # noqa: E402
-from auth_vs_freeradius import (HOST, SECRET, VPOP_CONFIG, Server, free_ports,  # noqa: E402
-                                generator_command, median, run_generator, setup_freeradius,
-                                start, stop, table, vpop_command)
+from auth_vs_freeradius import (HOST, SECRET, VPOP_CONFIG, Server, add_load_options,  # noqa: E402
+                                free_ports, generator_command, median, run_generator,
+                                setup_freeradius, start, stop, table, vpop_command)
 from support.freeradius import FreeRadius, FreeRadiusError  # noqa: E402
 
 from vpop.radius import attributes as A  # noqa: E402
@@ -370,21 +370,11 @@ def failover_table(rows: list[dict], names: list[str]) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[2],
-                        help="vpop worker processes; several values run several instances")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before")
-    parser.add_argument("--window", type=int, default=128, help="requests outstanding")
-    parser.add_argument("--sockets", type=int, default=8, help="generator source ports")
-    parser.add_argument("--max-rate", type=int, default=40_000,
-                        help="requests/s the generator's packet pool is sized for")
+    add_load_options(parser, workers=2, rounds=5, window=128, sockets=8, max_rate=40_000,
+                     freeradius_config_help="packaged FreeRADIUS configuration to copy "
+                                            "for the proxy")
     parser.add_argument("--freeradius-threads", type=int, default=4,
                         help="thread pool of the second FreeRADIUS proxy (0: leave it out)")
-    parser.add_argument("--freeradius-config", type=Path,
-                        default=next((p for p in (Path("/etc/freeradius/3.0"),
-                                                  Path("/etc/raddb")) if p.is_dir()), None),
-                        help="packaged FreeRADIUS configuration to copy for the proxy")
     parser.add_argument("--upstream-threads", type=int, default=None,
                         help="fixed thread pool of the upstream (default: FreeRADIUS's)")
     parser.add_argument("--no-vpop", action="store_true", help="FreeRADIUS only")
