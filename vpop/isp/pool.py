@@ -71,20 +71,16 @@ class Pools:
     def choose(self, isp: Isp, *, key: str = "", exclude: AbstractSet[str] = frozenset(),
                rng: random.Random) -> UpstreamServer | None:
         """The server for the next attempt, by the ISP's balance mode."""
-        if isp.balance == "failover" and not exclude:
-            # The common first attempt: the first alive server in priority order.
-            alive = [h for h in (self.health[s.name] for s in isp.servers)
-                     if h.status == ALIVE]
-            if alive:
-                return min(alive, key=_priority).server
         candidates = [self.health[s.name] for s in isp.servers if s.name not in exclude]
         usable = [h for h in candidates if h.status == ALIVE] or \
             [h for h in candidates if h.status == ZOMBIE]
         if not usable:
             return None
+        if isp.balance == "failover":  # the first in order of the best priority
+            return min(usable, key=_priority).server
         best = min(h.server.priority for h in usable)
         tier = [h.server for h in usable if h.server.priority == best]
-        if isp.balance == "failover" or len(tier) == 1:
+        if len(tier) == 1:
             return tier[0]
         if isp.balance == "keyed" and key:
             # Stable for a caller while the tier is unchanged, weighted by slots.

@@ -116,8 +116,7 @@ class Receiver:
         if packet.ma_offset >= 0:
             if not codec.message_authenticator_ok(packet, secret):
                 return self._drop("bad Message-Authenticator", client.name, started)
-            if client.require_message_authenticator == "auto":
-                self.policy.saw(client)
+            self.policy.saw(client)
         elif packet.code == codec.STATUS_SERVER:  # RFC 5997 §3
             return self._drop("Status-Server without Message-Authenticator", client.name, started)
         elif packet.code == codec.ACCESS_REQUEST and self.policy.required(client):
