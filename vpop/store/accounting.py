@@ -25,7 +25,7 @@ from vpop.accounting.records import AcctRecord, content_key
 from vpop.accounting.rollups import (GRAINS, MEASURES, RollupBatch, bucket,
                                      month_start, walk_gauges)
 from vpop.accounting.utilization import Condition, Monitor
-from vpop.store.accounting_models import (AcctGauge, AcctPeak, AcctRollup, Lease,
+from vpop.store.accounting_models import (AcctGauge, AcctJournal, AcctPeak, AcctRollup, Lease,
                                           LeaseCondition, LeaseRollup, RadAcct, RoutingRecord,
                                           UtilizationEvent)
 from vpop.store.accounting_models import AcctRecord as AcctRecordRow
@@ -141,6 +141,22 @@ def lease_levels(session: Session) -> dict[int, int]:
         select(AcctGauge.key, AcctGauge.level).where(AcctGauge.kind == "lease"))}
 
 
+def journal_applied(session: Session, stream: str) -> int:
+    """The id of the last entry of journal `stream` applied; 0 before the first."""
+    applied = session.scalar(select(AcctJournal.applied_id).where(AcctJournal.stream == stream))
+    return applied or 0
+
+
+def set_journal_applied(session: Session, stream: str, applied: int) -> None:
+    """Record, in the transaction that applied them, that entries up to `applied` are in."""
+    row = session.get(AcctJournal, stream)
+    if row is None:
+        session.add(AcctJournal(stream=stream, applied_id=applied))
+    else:
+        row.applied_id = applied
+    session.flush()
+
+
 # --- statements, built once per dialect -------------------------------------------------
 
 class _Sql:
@@ -159,13 +175,11 @@ class _Sql:
         self.stale = select(acct).where(acct.c.status == S.OPEN,
                                         acct.c.update_time < bindparam("before")) \
             .order_by(acct.c.update_time).limit(bindparam("limit"))
-        # Row values IN (VALUES ...) would scan the table on SQLite: one IN per column,
-        # each served by the index, and the exact pairs picked out in Python.
-        self.seen = select(history.c.radacct_id, history.c.content_key).where(
-            history.c.radacct_id.in_(bindparam("ids", expanding=True)),
-            history.c.content_key.in_(keys))
-        self.insert_sessions = insert(acct).returning(acct.c.id, acct.c.unique_id,
-                                                      sort_by_parameter_order=True)
+        self._seen_sql: dict[int, str] = {}
+        # No RETURNING: SQLite can only keep its rows in parameter order one INSERT
+        # at a time (10x slower); new rows' ids are read back by their unique_id.
+        self.insert_sessions = insert(acct)
+        self.session_ids = select(acct.c.unique_id, acct.c.id).where(acct.c.unique_id.in_(keys))
         self.update_sessions = update(acct).where(acct.c.id == bindparam("_id"))
         self.insert_history = insert(history)
         routing = RoutingRecord.__table__
@@ -197,6 +211,20 @@ class _Sql:
                                            replace=["since", "extreme", "mark", "recorded"])
         self.events = self._upsert(UtilizationEvent.__table__, ["lease_id", "kind", "start_time"],
                                    replace=["end_time", "peak", "limit_value"])
+
+    def seen(self, pairs: int) -> str:
+        """Which of `pairs` (radacct_id, content_key) the history holds: one index probe a
+        pair. (Row values IN (VALUES ...) scans the table on SQLite; an IN list per
+        column probes every combination of the two.)"""
+        text_ = self._seen_sql.get(pairs)
+        if text_ is None:
+            mark = "?" if self.dialect == "sqlite" else "%s"
+            values = ", ".join([f"({mark}, {mark})"] * pairs)
+            text_ = self._seen_sql[pairs] = (
+                f"WITH wanted (radacct_id, content_key) AS (VALUES {values}) "
+                "SELECT h.radacct_id, h.content_key FROM wanted JOIN acct_record h "
+                "ON h.radacct_id = wanted.radacct_id AND h.content_key = wanted.content_key")
+        return text_
 
     def _upsert(self, table: Table, keys: Sequence[str], *, add: Sequence[str] = (),
                 greatest: Sequence[str] = (), replace: Sequence[str] = ()):
@@ -291,10 +319,9 @@ class Ledger:
             if nas or state is not None:
                 stored.add((0 if nas else state.id, key))
         for chunk in _chunks(sorted(stored)):
-            for row in self._run(sql.seen, {"ids": sorted({i for i, _ in chunk}),
-                                            "keys": sorted({k for _, k in chunk})}):
-                if tuple(row) in stored:
-                    self._seen.add(tuple(row))
+            flat = tuple(value for pair in chunk for value in pair)
+            for row in self.connection.exec_driver_sql(sql.seen(len(chunk)), flat):
+                self._seen.add(tuple(row))
         for record, key, nas in zip(records, keys, nas_events):
             if nas:
                 self._nas_restarted(record, key)
@@ -400,9 +427,13 @@ class Ledger:
         for rows in groups.values():
             self._run(sql.update_sessions, rows)
         if new:
-            inserted = self._run(sql.insert_sessions, [row for _, row in new]).all()
-            for (key, _), (row_id, _) in zip(new, inserted):
-                ids[key] = row_id
+            rows = [row for _, row in new]
+            self._run(sql.insert_sessions, rows)
+            found: dict[str, int] = {}
+            for chunk in _chunks([row["unique_id"] for row in rows]):
+                found.update((uid, row_id) for uid, row_id in self._run(sql.session_ids, {"keys": chunk}))
+            for key, row in new:
+                ids[key] = found[row["unique_id"]]
         return ids
 
     def _write_history(self, ids: dict[tuple[str, int], int]) -> None:
