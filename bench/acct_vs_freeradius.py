@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -101,13 +102,15 @@ class Databases:
 
 # --- vpop -------------------------------------------------------------------------------
 
-def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int]) -> Server:
+def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *,
+               journal: bool = True) -> Server:
     home = root / name.replace(" ", "-")
     home.mkdir()
     base = auth_bench.free_ports(3, taken)
     config = home / "vpop.toml"
     config.write_text(VPOP_CONFIG.format(host=HOST, auth=base, acct=base + 1, coa=base + 2,
-                                         workers=workers, url=url))
+                                         workers=workers, url=url)
+                      + ("" if journal else '\n[accounting]\njournal = ""\n'))
     plan = home / "plan.toml"
     plan.write_text(auth_bench.VPOP_PLAN)
     env = {k: v for k, v in os.environ.items() if k not in ("VPOP_CONFIG", "VPOP_DATABASE_URL")}
@@ -118,7 +121,31 @@ def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int]) -
                     port=base, log=home / "vpop.log", ready_text="ready:", ready_count=workers)
     server.acct_port = base + 1
     server.url = url
+    server.journal = home / "accounting-journal.db" if journal else None  # the default path
     return server
+
+
+def ledger_position(server: Server) -> tuple[int, int]:
+    """(the last entry id the journal gave out, the last the ledger has applied)."""
+    with sqlite3.connect(server.journal) as journal:
+        row = journal.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+    engine = make_engine(server.url)
+    try:
+        with engine.connect() as connection:
+            applied = connection.execute(text("SELECT max(applied_id) FROM acct_journal")).scalar()
+    finally:
+        engine.dispose()
+    return (row[0] if row else 0), (applied or 0)
+
+
+def wait_for_ledger(server: Server, timeout: float = 600.0) -> int:
+    """Wait until the ledger has applied all that was journaled; the entry id applied."""
+    deadline = time.monotonic() + timeout
+    while True:
+        journaled, applied = ledger_position(server)
+        if applied >= journaled or time.monotonic() > deadline:
+            return applied
+        time.sleep(0.1)
 
 
 # --- FreeRADIUS ---------------------------------------------------------------------------
@@ -203,7 +230,7 @@ def measure(server: Server, args) -> dict:
 def table(servers: list[Server], references: dict[str, Server]) -> str:
     rates = {s.name: median(r["requests_per_s"] for r in s.results) for s in servers}
     head = ["server", "records/s", "p50 ms", "p99 ms", "server CPU s", "server us/rec",
-            "other CPU s"]
+            "other CPU s", "applied/s", "catch-up s"]
     head += [f"vs {label}" for label in references]
     rows = []
     for s in servers:
@@ -212,7 +239,9 @@ def table(servers: list[Server], references: dict[str, Server]) -> str:
                f"{median(r['p99_ms'] for r in s.results):.2f}",
                f"{median(r['server_cpu_s'] for r in s.results):.2f}",
                f"{median(r['server_us_per_request'] for r in s.results):.1f}",
-               f"{median(r.get('other_cpu_s') for r in s.results):.2f}"]
+               f"{median(r.get('other_cpu_s') for r in s.results):.2f}",
+               _median_of(s.results, "applied_per_s", "{:,.0f}"),
+               _median_of(s.results, "catch_up_s", "{:.1f}")]
         row += [f"{rates[s.name] / rates[ref.name]:.2f}" if rates[ref.name] else "-"
                 for ref in references.values()]
         rows.append(row)
@@ -223,6 +252,11 @@ def table(servers: list[Server], references: dict[str, Server]) -> str:
     rule = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":"
                           for i, w in enumerate(widths)) + "|"
     return "\n".join([line(head), rule, *(line(r) for r in rows)])
+
+
+def _median_of(results: list[dict], key: str, form: str) -> str:
+    values = [r[key] for r in results if key in r]
+    return form.format(median(values)) if values else "-"
 
 
 def parse_args(argv=None):
@@ -244,6 +278,8 @@ def parse_args(argv=None):
     parser.add_argument("--only", nargs="+", choices=("vpop-sqlite", "vpop-postgresql",
                                                       "freeradius-detail", "freeradius-sql"),
                         help="run only these servers")
+    parser.add_argument("--direct", action="store_true",
+                        help="also run vpop on SQLite without the accounting journal")
     parser.add_argument("--results", type=Path, help="also write every run's JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
@@ -271,6 +307,10 @@ def main(argv=None) -> int:
                 servers.append(setup_vpop(root, f"vpop SQLite{suffix}",
                                           f"sqlite:///{root / f'vpop-w{workers}.db'}",
                                           workers, taken))
+            if args.direct:
+                servers.append(setup_vpop(root, f"vpop SQLite direct{suffix}",
+                                          f"sqlite:///{root / f'vpop-direct-w{workers}.db'}",
+                                          workers, taken, journal=False))
             if "vpop-postgresql" in wanted:
                 url = databases.create(f"vpop_bench_{tag}_w{workers}")
                 servers.append(setup_vpop(root, f"vpop PostgreSQL{suffix}", url, workers, taken))
@@ -299,14 +339,26 @@ def main(argv=None) -> int:
             for server in order:
                 if server.process.poll() is not None:
                     raise RuntimeError(f"{server.name} exited; see {server.log}")
+                journal = getattr(server, "journal", None)
+                applied_before = wait_for_ledger(server) if journal else 0
+                began = time.monotonic()
                 result = measure(server, args)
+                if journal:  # acknowledged is journaled; how fast it got applied too
+                    ended = time.monotonic()
+                    applied = wait_for_ledger(server)
+                    done = time.monotonic()
+                    result["catch_up_s"] = done - ended
+                    result["applied_per_s"] = (applied - applied_before) / (done - began)
                 result["server"], result["round"] = server.name, round_ + 1
                 server.results.append(result)
                 print(f"round {round_ + 1} {server.name:26} {result['requests_per_s']:>9,.0f}"
                       f" rec/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms"
                       f"  server {result['server_cpu_s']:5.2f} s  other "
                       f"{result.get('other_cpu_s') or 0:5.2f} s  timeouts {result['timeouts']}"
-                      f"  bad {result['bad']}", flush=True)
+                      f"  bad {result['bad']}" + (
+                          f"  ledger: caught up {result['catch_up_s']:.1f} s after the load, "
+                          f"{result['applied_per_s']:,.0f} rec/s applied"
+                          if "catch_up_s" in result else ""), flush=True)
         print()
         for server in servers:
             if server.url and server.url.startswith("postgresql"):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 from pathlib import Path
 
 from vpop import config as config_module
 from vpop.errors import ConfigError, StoreUnavailable, VpopError
+from vpop.logs import setup_logging
 
 DEFAULT_CONFIG = "vpop.toml"
 EXIT_USAGE = 2  # bad config or import file
@@ -72,15 +72,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _settings(args) -> config_module.Settings:
     return config_module.load(args.config)
-
-
-def _setup_logging(settings: config_module.Settings) -> None:
-    handler = (logging.FileHandler(settings.logging.file) if settings.logging.file
-               else logging.StreamHandler())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.logging.level.upper())
 
 
 def cmd_init(args) -> int:
@@ -191,7 +182,7 @@ def cmd_serve(args) -> int:
     if args.metrics_port is not None:
         settings = dataclasses.replace(settings, metrics=dataclasses.replace(
             settings.metrics, port=args.metrics_port))
-    _setup_logging(settings)
+    setup_logging(settings)
     from vpop.server.app import serve
     try:
         return serve(settings)

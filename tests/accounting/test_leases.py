@@ -58,6 +58,23 @@ def test_the_book_counts_committed_sessions_and_reservations():
     assert book.in_use(1, T0 + 3 + 60) == 1
 
 
+def test_a_journaled_start_counts_until_the_ledger_has_applied_it():
+    book = LeaseBook(INDEX, {1: 0}, hold=60)
+    assert book.admit("isp-a", "192.0.2.1", 1, T0) == (WHOLE, True)
+    assert book.admit("isp-a", "192.0.2.1", 1, T0) == (WHOLE, True)  # two reserved: full
+    book.journaled([(1, 41), (1, 42)])  # both Starts journaled: reservations used up
+    assert book.in_use(1, T0 + 61) == 2  # held by the journal, not by the reservation hold
+    assert book.admit("isp-a", "192.0.2.1", 1, T0 + 61) == (WHOLE, False)
+    book.set_counts({1: 1})  # the database has entry 41 so far ...
+    book.applied(41)
+    assert book.in_use(1, T0 + 62) == 2  # ... and 42 still counts from the journal
+    book.set_counts({1: 2})
+    book.applied(42)
+    assert book.in_use(1, T0 + 63) == 2
+    book.set_counts({1: 1})  # one session stopped
+    assert book.admit("isp-a", "192.0.2.1", 1, T0 + 64) == (WHOLE, True)
+
+
 def test_admit_policy_lets_sessions_in_beyond_the_lease():
     book = LeaseBook(INDEX, {3: 5})
     assert book.admit("isp-b", "192.0.2.1", 1, T0) == (OTHER, True)

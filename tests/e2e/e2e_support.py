@@ -9,6 +9,7 @@ import random
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -189,8 +190,9 @@ class VpopServer:
 
     @classmethod
     def create(cls, home: Path, *, workers: int = 1, ports: tuple[int, int, int] | None = None,
-               metrics: bool = True) -> "VpopServer":
-        """A demo installation in `home`, on free ports unless `ports` (auth, acct, CoA)."""
+               metrics: bool = True, journal: bool = True) -> "VpopServer":
+        """A demo installation in `home`, on free ports unless `ports` (auth, acct, CoA);
+        without the accounting journal when `journal` is false."""
         config = init_demo(home)
         auth, acct, coa = ports or reserve_ports(3)
         server = cls(home=home, config=config, log=home / "vpop.log",
@@ -202,6 +204,7 @@ class VpopServer:
                        "coa_port": coa},
             "metrics": {"listen": "127.0.0.1", "port": server.metrics_port},
             "logging": {"file": str(server.log), "level": "info"},
+            "accounting": {"journal": "var/accounting-journal.db" if journal else ""},
         }))
         return server
 
@@ -219,6 +222,42 @@ class VpopServer:
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.home / 'var' / 'vpop.db'}"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.home / "var" / "accounting-journal.db"
+
+    def ledger_position(self) -> tuple[int, int]:
+        """(the last journal entry id given out, the last the ledger has applied)."""
+        if not self.journal_path.exists():
+            return 0, 0
+        with sqlite3.connect(self.journal_path) as journal:
+            row = journal.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+        with sqlite3.connect(self.home / "var" / "vpop.db") as db:
+            applied = db.execute("SELECT max(applied_id) FROM acct_journal").fetchone()[0]
+        return (row[0] if row else 0), (applied or 0)
+
+    def ledger_pid(self) -> int:
+        """The ledger process's pid, from its first log line (waits for it)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (found := re.findall(r"ledger \(pid (\d+)\)", self.log_text())):
+            if time.monotonic() > deadline:
+                pytest.fail(f"no ledger started\n{self.diagnostics()}", pytrace=False)
+            time.sleep(0.05)
+        return int(found[-1])
+
+    def wait_for_ledger(self, timeout: float = METRIC_TIMEOUT) -> None:
+        """Until the ledger has applied every acknowledged record to the database."""
+        deadline = time.monotonic() + timeout
+        while True:
+            journaled, applied = self.ledger_position()
+            if applied >= journaled:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the ledger applied the journal through {applied} of {journaled} "
+                            f"within {timeout:.0f} s\n{self.diagnostics()}", pytrace=False)
+            time.sleep(0.05)
 
     @property
     def pid(self) -> int:

@@ -1,9 +1,13 @@
 """Crash safety: an acknowledged accounting record is never lost.
 
 A stream of accounting goes to `vpop serve`; the server is killed with SIGKILL in the
-middle of it, started again on the same database, and then:
+middle of it (its ledger process dies with it), started again on the same database, and
+then:
 
-* every record it acknowledged is in the database;
+* every record it acknowledged is in the database: at once without the accounting
+  journal; with it (the ledger held with SIGSTOP, so nothing was applied), in the
+  journal at the crash, and in the database once the restarted server's ledger has
+  applied the journal, before any retransmission;
 * the NAS's retransmissions of everything else (with a longer Acct-Delay-Time, so
   new packets, as RFC 2866 §5.2 asks) are all acknowledged, and each record is
   stored exactly once, however many of them the first server had stored unacknowledged.
@@ -12,6 +16,7 @@ middle of it, started again on the same database, and then:
 from __future__ import annotations
 
 import dataclasses
+import os
 import select
 import signal
 import socket
@@ -23,6 +28,7 @@ from sqlalchemy import text
 from e2e_support import DICTIONARY, SECRET, VpopServer
 from vpop.radius import codec
 from vpop.store.engine import make_engine
+from vpop.store.journal import Journal, decode_entry
 
 pytestmark = pytest.mark.e2e
 
@@ -98,6 +104,16 @@ class Stream:
         self.sock.close()
 
 
+def journaled(server) -> set[tuple[str, str, int]]:
+    """What the journal file holds (applied or not), as the database's rows read."""
+    journal = Journal(str(server.journal_path))
+    try:
+        entries = [decode_entry(body)[0] for _, body in journal.entries()]
+    finally:
+        journal.close()
+    return {(r.session_id, r.status, r.session_time) for r in entries}
+
+
 def stored(server) -> list[tuple[str, str, int]]:
     engine = make_engine(server.db_url)
     try:
@@ -118,11 +134,14 @@ def servers(tmp_path):
             server.stop()
 
 
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "direct"])
 def test_sigkill_loses_no_acknowledged_record_and_retransmissions_make_no_duplicates(
-        tmp_path, servers):
-    first = VpopServer.create(tmp_path / "vpop", metrics=False)
+        tmp_path, servers, journal):
+    first = VpopServer.create(tmp_path / "vpop", metrics=False, journal=journal)
     servers.append(first)
     first.start()
+    if journal:  # held still: every acknowledged record is in the journal only
+        os.kill(first.ledger_pid(), signal.SIGSTOP)
     all_records = records()
     stream = Stream(first.acct())
     stream.run(range(len(all_records)), all_records, delay=0, stop_after=KILL_AFTER)
@@ -135,18 +154,29 @@ def test_sigkill_loses_no_acknowledged_record_and_retransmissions_make_no_duplic
     keys = [(sid, status, t) for sid, status, t, _ in all_records]
     after_crash = stored(first)
     assert len(after_crash) == len(set(after_crash)), "a record was stored twice"
-    lost = {i for i in stream.acked if keys[i] not in set(after_crash)}
+    if journal:
+        assert not after_crash, "the stopped ledger applied records"
+    kept = set(after_crash) | (journaled(first) if journal else set())
+    lost = {i for i in stream.acked if keys[i] not in kept}
     assert not lost, f"acknowledged but not stored: {sorted(keys[i] for i in lost)[:5]}"
 
     second = dataclasses.replace(first, process=None, exit_status=None, _output_file=None)
     servers.append(second)
     second.start()
+    if journal:  # the new ledger applies what the old one had not: each record once
+        second.wait_for_ledger()
+        after_restart = stored(second)
+        assert len(after_restart) == len(set(after_restart)), "a record was stored twice"
+        lost = {i for i in stream.acked if keys[i] not in set(after_restart)}
+        assert not lost, f"acknowledged but not applied: {sorted(keys[i] for i in lost)[:5]}"
     retry = Stream(second.acct())
     # Everything not acknowledged: what was in flight is retransmitted with a longer delay.
     retry.run([i for i in range(len(all_records)) if i not in stream.acked], all_records,
               delay=5)
     retry.close()
     assert len(stream.acked | retry.acked) == len(all_records), "not every record was answered"
+    if journal:
+        second.wait_for_ledger()
     final = stored(second)
     assert sorted(final) == sorted(keys), "the database does not hold each record exactly once"
     assert second.stop() == 0

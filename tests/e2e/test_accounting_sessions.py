@@ -27,6 +27,7 @@ ROUTING = "vpop1;isp=isp-a;mode=proxy;reason=realm%20%40isp-a"
 
 
 def query(server, statement):
+    server.wait_for_ledger()  # acknowledged means journaled; the ledger applies it
     engine = make_engine(server.db_url)
     try:
         with Session(engine) as session:
@@ -91,7 +92,7 @@ def test_a_session_life_cycle(server, nas, freeradius, sender):
             assert result.reply == "Accounting-Response", result
         else:
             assert nas.ask(nas.accounting(pairs), server.acct()).code == codec.ACCOUNTING_RESPONSE
-    # Acknowledged means stored: it is all there at once.
+    # Acknowledged means stored (in the journal); applied, it is all there.
     row = session_row(server, session_id)
     assert (row.username, row.nas_address, row.nas_port, row.framed_ip) == (
         "alice@isp-a", "192.0.2.60", "7", "192.0.2.77")
@@ -146,6 +147,7 @@ def test_reports_on_what_the_server_stored(server, nas):
     session_id = f"report-{random.randrange(1 << 32):08x}"
     for pairs in life(session_id, nas="192.0.2.64", start=T0 + 86_400 + 600):
         assert nas.ask(nas.accounting(pairs), server.acct()).code == codec.ACCOUNTING_RESPONSE
+    server.wait_for_ledger()
     result = run_vpop(server.config, "report", "sessions", "--from", "2026-03-02",
                       "--to", "2026-03-03", "--grain", "day", "--by", "nas", "--nas",
                       "192.0.2.64", "--format", "csv")

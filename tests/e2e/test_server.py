@@ -306,7 +306,9 @@ def test_malformed_packets_do_not_disturb_the_server(server, nas):
 # --- accounting ----------------------------------------------------------------------------
 
 def radacct_row(server, session_id: str):
-    """The session's row in radacct, read as another process would."""
+    """The session's row in radacct, read as another process would, once the ledger has
+    applied what was acknowledged."""
+    server.wait_for_ledger()
     engine = make_engine(server.db_url)
     try:
         with engine.connect() as connection:
@@ -341,7 +343,8 @@ def test_accounting_start_and_stop_are_stored(server, nas, freeradius, sender):
         else:
             reply = nas.ask(nas.accounting(pairs), server.acct())
             assert reply.code == codec.ACCOUNTING_RESPONSE
-    # RFC 2866 §4.1: the response promises the record is stored, so it is there now.
+    # RFC 2866 §4.1: the response promises the record is stored (in the journal, which
+    # the ledger applies to the database).
     row = radacct_row(server, session_id)
     assert (row["username"], row["nas_address"], row["nas_port"]) == ("alice", "127.0.0.1", "7")
     assert row["framed_ip"] == "192.0.2.77"

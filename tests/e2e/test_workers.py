@@ -20,8 +20,15 @@ def server(launch):
     return launch(workers=WORKERS)
 
 
-def test_the_supervisor_runs_one_process_per_worker(server):
-    assert len(children_of(server.pid)) == WORKERS
+def workers_of(server) -> list[int]:
+    """The supervisor's children but its accounting ledger."""
+    ledger = server.ledger_pid()
+    return [pid for pid in children_of(server.pid) if pid != ledger]
+
+
+def test_the_supervisor_runs_one_process_per_worker_and_the_ledger(server):
+    assert len(workers_of(server)) == WORKERS
+    assert server.ledger_pid() in children_of(server.pid)
 
 
 def test_requests_are_answered_and_counted(server, nas):
@@ -41,14 +48,14 @@ def test_sighup_reaches_every_worker(server, nas):
     # Accepted many times running, from many source ports: every worker has reloaded.
     assert nas.accepted_in_a_row("grace", "grace-pass", server.auth(), times=ROUNDS), \
         "not every worker accepts grace after SIGHUP"
-    assert len(children_of(server.pid)) == WORKERS  # reloaded, not restarted
+    assert len(workers_of(server)) == WORKERS  # reloaded, not restarted
 
 
 def test_sigterm_stops_every_process(server):
     workers = children_of(server.pid)
-    assert len(workers) == WORKERS
+    assert len(workers) == WORKERS + 1  # and the ledger
     assert server.stop() == 0, server.diagnostics()
     deadline = time.monotonic() + STOP_TIMEOUT
     while left := [pid for pid in workers if process_state(pid) is not None]:
-        assert time.monotonic() < deadline, f"worker processes {left} outlived the supervisor"
+        assert time.monotonic() < deadline, f"processes {left} outlived the supervisor"
         time.sleep(0.1)

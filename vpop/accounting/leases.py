@@ -96,7 +96,10 @@ class LeaseBook:
     The accounting writer sets the counts it commits (``set_counts``) and reports
     the Starts it stored (``started``); an admitted session is reserved until its
     Start arrives or RESERVATION_HOLD passes, so a burst of Access-Requests cannot
-    all slip in before their Starts are counted. Use from one thread.
+    all slip in before their Starts are counted. With the accounting journal, a
+    Start stored there (``journaled``) counts until the ledger has applied it
+    (``applied``) and the counts read from the database include it. Use from one
+    thread.
     """
 
     def __init__(self, leases: LeaseIndex | None = None, counts: dict[int, int] | None = None,
@@ -105,6 +108,9 @@ class LeaseBook:
         self.counts: dict[int, int] = dict(counts or {})
         self.hold = hold
         self._reserved: dict[int, collections.deque[float]] = collections.defaultdict(
+            collections.deque)
+        # journal entry ids of Starts not yet applied, per lease, in order
+        self._journaled: dict[int, collections.deque[int]] = collections.defaultdict(
             collections.deque)
 
     def set_leases(self, leases: LeaseIndex) -> None:
@@ -119,11 +125,25 @@ class LeaseBook:
             if queue:
                 queue.popleft()
 
+    def journaled(self, starts: list[tuple[int, int]]) -> None:
+        """(lease id, journal entry id) of Starts in the journal, in entry order."""
+        self.started(lease_id for lease_id, _ in starts)
+        for lease_id, entry in starts:
+            self._journaled[lease_id].append(entry)
+
+    def applied(self, through: int) -> None:
+        """The ledger has applied the journal through this entry: set_counts has them."""
+        for entries in self._journaled.values():
+            while entries and entries[0] <= through:
+                entries.popleft()
+
     def in_use(self, lease_id: int, now: float) -> int:
         queue = self._reserved.get(lease_id)
         while queue and queue[0] <= now - self.hold:
             queue.popleft()
-        return self.counts.get(lease_id, 0) + (len(queue) if queue else 0)
+        pending = self._journaled.get(lease_id)
+        return (self.counts.get(lease_id, 0) + (len(queue) if queue else 0)
+                + (len(pending) if pending else 0))
 
     def reserve(self, lease_id: int, now: float) -> None:
         self._reserved[lease_id].append(now)

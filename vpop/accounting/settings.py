@@ -17,6 +17,10 @@ class AccountingSettings:
     tick: float = 1.0
     # Records committed in one transaction at most.
     max_batch: int = 1000
+    # The journal file (relative to the config file): records are acknowledged once
+    # stored there, and the ledger process applies them to the database. Empty: no
+    # journal; each worker applies records to the database before acknowledging them.
+    journal: str = "accounting-journal.db"
 
     def stale_after(self) -> int | None:
         """Seconds of silence after which a session is stale; None: never."""

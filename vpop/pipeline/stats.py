@@ -41,6 +41,7 @@ class Stats:
         total = Stats()
         upstreams: dict[str, dict[str, int]] = {}
         accounting: Counter[str] = Counter()
+        backlog = 0  # journaled accounting records the ledger has not applied yet
         for snap in snapshots:
             for server, values in snap.get("upstreams", {}).items():
                 into = upstreams.setdefault(server, {})
@@ -49,6 +50,9 @@ class Stats:
                     into[name] = max(into.get(name, 0), value) if name == "up" \
                         else into.get(name, 0) + value
             accounting.update(snap.get("accounting", {}))
+            backlog += snap.get("journal_backlog", 0)
+            if "requests" not in snap:
+                continue  # the ledger's: accounting only
             for key, count in snap["requests"].items():
                 total.requests[key] = total.requests.get(key, 0) + count
             total.drops.update(snap["drops"])
@@ -56,4 +60,5 @@ class Stats:
             for i, n in enumerate(snap["latency_counts"]):
                 total.latency_counts[i] += n
             total.latency_sum += snap["latency_sum"]
-        return {**total.snapshot(), "upstreams": upstreams, "accounting": dict(accounting)}
+        return {**total.snapshot(), "upstreams": upstreams, "accounting": dict(accounting),
+                "journal_backlog": backlog}

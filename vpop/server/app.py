@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
@@ -37,11 +38,15 @@ from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.metrics import VpopCollector, serve_metrics
 from vpop.server.forwarder import ForwarderShell
+from vpop.server.journal import JournalWriter
+from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.proxy import ProxyShell
 from vpop.server.udp import Listener, open_socket
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
+from vpop.store import accounting as acct_store
 from vpop.store import qos as qos_store
+from vpop.store.journal import Journal
 from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_subscribers
 
@@ -50,6 +55,13 @@ STATS_INTERVAL = 1.0
 DRAIN_TIMEOUT = 10.0
 REQUEST_LOG_FLUSH = 0.2
 QOS_INTERVAL = 60.0  # the QoS monitor's finest bucket
+
+
+def _set_book(book: LeaseBook, leases, levels: dict[int, int], applied: int) -> None:
+    if leases is not None:
+        book.set_leases(leases)
+    book.set_counts(levels)
+    book.applied(applied)
 
 
 def _utc(seconds: float) -> dt.datetime:
@@ -111,13 +123,16 @@ class Worker:
     """One process's listeners, accounting writer and reload/shutdown handling."""
 
     def __init__(self, settings: Settings, *, index: int = 0, stats_dir: str | None = None,
-                 reuse_port: bool = False):
+                 reuse_port: bool = False, ledger: LedgerProcess | None = None):
         self.settings = settings
         self.index = index
         self.stats_dir = stats_dir
         self.reuse_port = reuse_port
+        self.ledger = ledger  # single-process mode: this worker keeps the ledger running
         self.listeners: list[Listener] = []
         self.stopping: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._lease_revision: tuple | None = None
 
     def open_sockets(self) -> list[tuple[str, socket.socket]]:
         s = self.settings.server
@@ -131,7 +146,7 @@ class Worker:
         asyncio.run(self._main(socks))
 
     async def _main(self, socks) -> None:
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         settings = self.settings
         engine = make_engine(settings.database_url)
         check_connection(engine)
@@ -152,8 +167,15 @@ class Worker:
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
-        self.writer = writer = AccountingWriter(sessions, loop.call_soon_threadsafe,
-                                                settings=settings.accounting, leases=book)
+        journal = (Journal(journal_path(settings)) if settings.accounting.journal else None)
+        if journal is not None:  # acknowledged once journaled; the ledger applies it
+            self.writer = writer = JournalWriter(journal, loop.call_soon_threadsafe,
+                                                 max_batch=settings.accounting.max_batch,
+                                                 leases=book)
+            self._follow(sessions, journal.stream, book)
+        else:
+            self.writer = writer = AccountingWriter(sessions, loop.call_soon_threadsafe,
+                                                    settings=settings.accounting, leases=book)
         writer.start()
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpop-slow")
         socks = socks if socks is not None else self.open_sockets()
@@ -174,6 +196,8 @@ class Worker:
         stats_task = asyncio.ensure_future(self._publish_stats()) if self.stats_dir else None
         flush_task = asyncio.ensure_future(self._flush_request_log())
         qos_task = asyncio.ensure_future(self._qos(sessions))
+        follow_task = (asyncio.ensure_future(self._follow_ledger(sessions, journal.stream, book))
+                       if journal is not None else None)
         await self.stopping.wait()
         # Graceful stop: no new requests; finish the ones in flight.
         for listener in self.listeners:
@@ -190,6 +214,10 @@ class Worker:
             stats_task.cancel()
         flush_task.cancel()
         qos_task.cancel()
+        if follow_task:
+            follow_task.cancel()
+        if journal is not None:
+            journal.close()
         await loop.run_in_executor(None, self._store_qos, sessions, True)
         receiver.request_log.flush()
         for _, sock in socks:
@@ -230,6 +258,29 @@ class Worker:
         self.settings = settings
         settle_heap()
         log.info("reloaded: %d clients, %d subscribers", len(clients), len(directory))
+
+    def _follow(self, sessions, stream: str, book: LeaseBook) -> None:
+        """Lease counts as the ledger has applied them (journal mode; from any thread
+        that may read the store, then on the event loop)."""
+        with sessions() as session:
+            revision = acct_store.leases_revision(session)
+            leases = (acct_store.load_leases(session)
+                      if revision != self._lease_revision else None)
+            applied = acct_store.journal_applied(session, stream)  # before the counts:
+            levels = acct_store.lease_levels(session)  # a Start may count twice, not never
+        self._lease_revision = revision
+        self.loop.call_soon_threadsafe(lambda: _set_book(book, leases, levels, applied))
+
+    async def _follow_ledger(self, sessions, stream: str, book: LeaseBook) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.accounting.tick)
+            if self.ledger is not None:
+                self.ledger.check()
+            try:
+                await loop.run_in_executor(None, self._follow, sessions, stream, book)
+            except Exception as exc:
+                log.warning("lease counts not refreshed: %s", exc)
 
     async def _qos(self, sessions) -> None:
         """Every bucket: store what the proxy measured, and read back every worker's
@@ -280,24 +331,44 @@ class Worker:
 
 
 def serve(settings: Settings) -> int:
-    """Run the server until SIGTERM; with workers > 1, as a supervisor of processes."""
+    """Run the server until SIGTERM; with workers > 1, as a supervisor of processes.
+    With the accounting journal, a ledger process applies it beside the workers."""
     engine = make_engine(settings.database_url)
     check_connection(engine)  # a clear error before anything binds
     engine.dispose()
-    if settings.server.workers == 1:
-        worker = Worker(settings)
-        socks = worker.open_sockets()
-        if settings.metrics.port:
-            serve_metrics(settings.metrics.listen, settings.metrics.port,
-                          VpopCollector(lambda: [worker.snapshot()]
-                                        if hasattr(worker, "writer") else []))
-        worker.run(socks)
-        return 0
-    return _supervise(settings)
-
-
-def _supervise(settings: Settings) -> int:
     stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
+    ledger = LedgerProcess(settings, stats_dir) if settings.accounting.journal else None
+    try:
+        if settings.server.workers == 1:
+            worker = Worker(settings, ledger=ledger)
+            socks = worker.open_sockets()  # a port in use fails before the ledger starts
+            if ledger is not None:
+                ledger.start()
+            if settings.metrics.port:
+                serve_metrics(settings.metrics.listen, settings.metrics.port,
+                              VpopCollector(lambda: read_snapshots(stats_dir) + (
+                                  [worker.snapshot()] if hasattr(worker, "writer") else [])))
+            worker.run(socks)
+            return 0
+        return _supervise(settings, stats_dir, ledger)
+    finally:
+        if ledger is not None:
+            ledger.stop()
+        shutil.rmtree(stats_dir, ignore_errors=True)
+
+
+def read_snapshots(stats_dir: str) -> list[dict]:
+    """The counters the workers and the ledger publish in the stats directory."""
+    out = []
+    for f in Path(stats_dir).glob("*.pickle"):
+        try:
+            out.append(pickle.loads(f.read_bytes()))
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass
+    return out
+
+
+def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None) -> int:
     ctx = multiprocessing.get_context("fork")
     # Bind once here so a port in use fails before any worker starts.
     probe = Worker(settings, reuse_port=True)
@@ -312,16 +383,11 @@ def _supervise(settings: Settings) -> int:
     workers = [spawn(i) for i in range(settings.server.workers)]
     for _, sock in held:
         sock.close()
+    if ledger is not None:
+        ledger.start()
     if settings.metrics.port:
-        def snapshots():
-            out = []
-            for f in Path(stats_dir).glob("worker-*.pickle"):
-                try:
-                    out.append(pickle.loads(f.read_bytes()))
-                except (OSError, pickle.UnpicklingError, EOFError):
-                    pass
-            return out
-        serve_metrics(settings.metrics.listen, settings.metrics.port, VpopCollector(snapshots))
+        serve_metrics(settings.metrics.listen, settings.metrics.port,
+                      VpopCollector(lambda: read_snapshots(stats_dir)))
     stopping = False
 
     def forward(signum, _frame):
@@ -339,6 +405,8 @@ def _supervise(settings: Settings) -> int:
             if not p.is_alive() and not stopping:
                 log.error("worker %d exited with %s; starting a new one", i, p.exitcode)
                 workers[i] = spawn(i)
+        if ledger is not None and not stopping:
+            ledger.check()
     for p in workers:
         p.join(DRAIN_TIMEOUT + 5)
     return 0

@@ -51,6 +51,9 @@ class VpopCollector:
         for name, n in sorted(total.get("accounting", {}).items()):
             accounting.add_metric([name], n)
         yield accounting
+        yield GaugeMetricFamily("vpop_accounting_journal_backlog", "Accounting records "
+                                "acknowledged and journaled, not yet applied by the ledger",
+                                value=total["journal_backlog"])
         for name, value in self.gauges().items():
             yield GaugeMetricFamily(f"vpop_{name}", name.replace("_", " "), value=value)
 

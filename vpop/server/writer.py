@@ -30,24 +30,16 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
-class AccountingWriter:
-    def __init__(self, sessions: sessionmaker[Session], notify: Callable[[Callable[[], None]], None],
-                 max_batch: int | None = None, *, settings: AccountingSettings | None = None,
-                 leases: LeaseBook | None = None, wallclock: Callable[[], float] = time.time):
-        self.sessions = sessions
-        self.notify = notify  # runs a callback on the event loop thread
-        self.settings = settings or AccountingSettings()
-        self.max_batch = max_batch or self.settings.max_batch
-        self.book = leases  # the event loop's, for admission; updated through notify
-        self.wallclock = wallclock
+class GroupingThread:
+    """The hand-off from the event loop to one thread that stores records in groups:
+    (record, done, forward) items queued, taken as many as are waiting."""
+
+    def __init__(self, name: str, max_batch: int):
+        self.max_batch = max_batch
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="accounting-writer", daemon=True)
-        self.clock = EventClock()
-        self.leases = LeaseIndex()
-        self._revision: tuple | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.batches = 0
         self.failures = 0
-        # stored, duplicates, reaped, closed by Accounting-On/Off, and one per record flag
         self.counts: collections.Counter[str] = collections.Counter()
 
     def start(self) -> None:
@@ -55,7 +47,7 @@ class AccountingWriter:
 
     def submit(self, record, done: Callable[[bool], None], forward: dict | None = None) -> None:
         """`forward`: the record is also owed to a proxy-mode ISP; it is queued for it
-        (vpop/store/acct_forward.enqueue arguments) in the same transaction."""
+        (vpop/store/acct_forward.enqueue arguments) with the record."""
         self.queue.put((record, done, forward))
 
     def stop(self) -> None:
@@ -66,6 +58,45 @@ class AccountingWriter:
         """Counters for the metrics endpoint (read from another thread: a copy)."""
         return dict(self.counts)
 
+    def take(self, timeout: float | None = None) -> tuple[list, bool]:
+        """(the items waiting, at least one unless `timeout` passed; whether to stop)."""
+        try:
+            item = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return [], False
+        if item is _STOP:
+            return [], True
+        batch = [item]
+        while len(batch) < self.max_batch:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class AccountingWriter(GroupingThread):
+    def __init__(self, sessions: sessionmaker[Session], notify: Callable[[Callable[[], None]], None],
+                 max_batch: int | None = None, *, settings: AccountingSettings | None = None,
+                 leases: LeaseBook | None = None, wallclock: Callable[[], float] = time.time):
+        self.settings = settings or AccountingSettings()
+        super().__init__("accounting-writer", max_batch or self.settings.max_batch)
+        self.sessions = sessions
+        self.notify = notify  # runs a callback on the event loop thread
+        self.book = leases  # the event loop's, for admission; updated through notify
+        self.wallclock = wallclock
+        self.clock = EventClock()
+        self.leases = LeaseIndex()
+        self._revision: tuple | None = None
+        self.database_down = False  # the last commit found the database unavailable
+        # counts: stored, duplicates, reaped, closed by Accounting-On/Off, one per flag
+
     # --- the thread ---
 
     def _run(self) -> None:
@@ -73,43 +104,33 @@ class AccountingWriter:
         next_tick = time.monotonic() + self.settings.tick
         stopping = False
         while not stopping:
-            try:
-                item = self.queue.get(timeout=max(0.0, next_tick - time.monotonic()))
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                break
-            batch = [item] if item is not None else []
-            while batch and len(batch) < self.max_batch:
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
+            batch, stopping = self.take(max(0.0, next_tick - time.monotonic()))
             if batch:
-                results = self._commit(batch)
+                results = self.commit(batch)
                 self.batches += 1
                 self.notify(lambda b=batch, r=results:
                             [done(ok) for (_, done, _), ok in zip(b, r)])
             if time.monotonic() >= next_tick:
-                self._tick()
+                self.tick()
                 next_tick = time.monotonic() + self.settings.tick
 
-    def _commit(self, batch: list) -> list[bool]:
-        records = [record for record, _, _ in batch]
+    def commit(self, batch: list, journal: tuple[str, list[int]] | None = None) -> list[bool]:
+        """Store (record, done, forward) items in one transaction; whether each is in.
+
+        `journal`: the items are entries of that journal stream, with these ids (the
+        ledger's case); entries the stream has already applied are skipped, and how
+        far it got is committed with them, so each is applied exactly once.
+        """
+        self.database_down = False
         try:
             with self.sessions.begin() as session:
-                result = store.apply_batch(session, records, leases=self.leases,
-                                           settle=self.settings.interim_interval)
-                _enqueue(session, [forward for _, _, forward in batch if forward])
-            self._committed(records, result)
+                applied = self._apply(session, batch, journal)
+            self._committed(*applied)
             return [True] * len(batch)
         except DBAPIError as exc:
             if exc.connection_invalidated or isinstance(exc.orig, _unavailable_errors()):
                 self.failures += len(batch)
+                self.database_down = True
                 log.error("accounting batch of %d not stored, the database is unavailable: %s",
                           len(batch), str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
                 return [False] * len(batch)
@@ -117,21 +138,36 @@ class AccountingWriter:
         except Exception:
             log.exception("accounting batch of %d failed; retrying one by one", len(batch))
         results = []
-        for record, _, forward in batch:  # isolate the record that cannot be stored
+        for n, item in enumerate(batch):  # isolate the record that cannot be stored
+            one = (journal[0], [journal[1][n]]) if journal else None
             try:
                 with self.sessions.begin() as session:
-                    result = store.apply_batch(session, [record], leases=self.leases,
-                                               settle=self.settings.interim_interval)
-                    _enqueue(session, [forward] if forward else [])
-                self._committed([record], result)
+                    applied = self._apply(session, [item], one)
+                self._committed(*applied)
                 results.append(True)
             except Exception:
                 self.failures += 1
-                log.exception("accounting record %s not stored", record.unique_id)
+                log.exception("accounting record %s not stored", item[0].unique_id)
                 results.append(False)
         return results
 
+    def _apply(self, session: Session, batch: list, journal: tuple[str, list[int]] | None):
+        store.lock(session)
+        if journal is not None:
+            stream, ids = journal
+            applied = store.journal_applied(session, stream)
+            batch = [item for item, entry in zip(batch, ids) if entry > applied]
+            store.set_journal_applied(session, stream, max(applied, ids[-1]))
+        records = [record for record, _, _ in batch]
+        result = (store.apply_batch(session, records, leases=self.leases,
+                                    settle=self.settings.interim_interval, locked=True)
+                  if records else store.BatchResult())
+        _enqueue(session, [forward for _, _, forward in batch if forward])
+        return records, result
+
     def _committed(self, records, result: store.BatchResult) -> None:
+        if not records:
+            return
         wall = self.wallclock()
         self.clock.observe(max(r.event_time for r in records), wall)
         self.counts["stored"] += result.stored
@@ -170,7 +206,7 @@ class AccountingWriter:
         log.info("accounting: %d leases", len(self.leases))
         self._tell_book(levels, [], leases=self.leases)
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
         """Let event time pass: reap stale sessions, move the utilization monitor on."""
         self._refresh_leases()
         now = self.clock.now(self.wallclock())

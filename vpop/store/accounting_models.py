@@ -234,3 +234,13 @@ class LeaseRollup(Base):
     bucket: Mapped[utc] = mapped_column(primary_key=True)
     octets: Mapped[int] = mapped_column(counter, default=0)
     peak_5min_octets: Mapped[int] = mapped_column(counter, default=0)
+
+
+class AcctJournal(Base):
+    """How far the ledger has applied each accounting journal (vpop/store/journal.py),
+    committed with what it applied."""
+
+    __tablename__ = "acct_journal"
+
+    stream: Mapped[str] = mapped_column(String(36), primary_key=True)  # the journal's own name
+    applied_id: Mapped[int] = mapped_column(BigInteger, default=0)

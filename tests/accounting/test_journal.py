@@ -1,0 +1,105 @@
+"""The accounting journal file: entries, ids, the stream's name, a file that is not one."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import threading
+
+import pytest
+
+from acct_support import NAS, T0, rec
+from vpop.accounting.leases import LeaseBook, LeaseIndex, LeaseTerms
+from vpop.server.journal import JournalWriter
+from vpop.store.journal import Journal, JournalError, decode_entry, encode_entry
+
+FORWARD = {"isp": "isp-a", "session_key": "k", "attrs": b"\x01\x05abc", "delay": 3,
+           "received": 1.5}
+
+
+@pytest.fixture
+def journal(tmp_path):
+    opened = Journal(str(tmp_path / "journal.db"))
+    yield opened
+    opened.close()
+
+
+def test_an_entry_keeps_every_field_of_the_record_and_the_forward():
+    record = rec("stop", "s9", T0 + 60, session_time=60, octets_in=(1 << 40) + 5, octets_out=7,
+                 isp="isp-a", cause="Idle-Timeout", flags=("bad-delay",), delay=4)
+    for forward in (None, FORWARD):
+        assert decode_entry(encode_entry(record, forward)) == (record, forward)
+
+
+def test_an_entry_of_another_format_is_refused():
+    body = pickle.dumps((99, (), (None, "local", ""), None))
+    with pytest.raises(JournalError, match="format 99"):
+        decode_entry(body)
+
+
+def test_ids_are_consecutive_per_append_and_never_reused(journal):
+    bodies = [encode_entry(rec("start", f"s{n}"), None) for n in range(5)]
+    assert journal.append(bodies[:3]) == 3
+    assert journal.append(bodies[3:]) == 5
+    assert [entry for entry, _ in journal.read_after(1, 10)] == [2, 3, 4, 5]
+    assert journal.backlog(2) == 3
+    journal.forget_through(5)  # everything applied and deleted ...
+    assert journal.read_after(0, 10) == []
+    assert journal.append(bodies[:1]) == 6  # ... and the next id is still new
+
+
+def test_the_stream_name_stays_with_its_file(tmp_path):
+    first = Journal(str(tmp_path / "a.db"))
+    name = first.stream
+    first.close()
+    again = Journal(str(tmp_path / "a.db"))
+    other = Journal(str(tmp_path / "b.db"))
+    try:
+        assert again.stream == name
+        assert other.stream != name  # a replaced journal starts from its first entry
+    finally:
+        again.close()
+        other.close()
+
+
+def test_a_file_that_is_not_a_journal_is_named(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database\n" * 100)
+    with pytest.raises(JournalError, match="notes.txt"):
+        Journal(str(path))
+
+
+def test_a_commit_is_durable_and_other_connections_see_it(journal):
+    journal.append([encode_entry(rec("start"), None)])
+    mode, = sqlite3.connect(journal.path).execute("PRAGMA journal_mode").fetchone()
+    assert mode == "wal"
+    assert journal.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    with sqlite3.connect(journal.path) as other:
+        assert other.execute("SELECT count(*) FROM entry").fetchone() == (1,)
+
+
+def test_the_journal_writer_answers_after_the_append_and_holds_lease_places(journal):
+    lease = LeaseTerms(id=7, name="l", isp="isp-a", nas=frozenset({NAS}), sessions=5,
+                       policy="reject", starts=T0 - 10)
+    book = LeaseBook(LeaseIndex([lease]))
+    answers = []
+    finished = threading.Event()
+
+    def notify(callback):  # the event loop's part, here on the writer's thread
+        callback()
+        if len(answers) == 3:
+            finished.set()
+    writer = JournalWriter(journal, notify, max_batch=10, leases=book)
+    for record in (rec("start", "s1", isp="isp-a"), rec("start", "s2"),  # s2: local
+                   rec("interim", "s1", T0 + 300, isp="isp-a")):
+        writer.submit(record, answers.append)
+    writer.start()
+    assert finished.wait(30)
+    writer.stop()
+    assert answers == [True, True, True]
+    assert [decode_entry(body)[0].session_id for _, body in journal.read_after(0, 10)] == [
+        "s1", "s2", "s1"]
+    assert book.in_use(7, T0) == 1  # s1's Start, until the ledger has applied entry 1
+    book.applied(1)
+    assert book.in_use(7, T0) == 0
+    assert writer.snapshot() == {"journaled": 3}

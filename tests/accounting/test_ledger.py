@@ -1,0 +1,101 @@
+"""The ledger applies the accounting journal to the database: in order, in batches,
+each entry exactly once however often it is read, and what it cannot read set aside
+(SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from acct_support import T0, life
+from vpop.accounting.settings import AccountingSettings
+from vpop.config import Settings
+from vpop.server.ledger import Ledger
+from vpop.store import accounting as store
+from vpop.store.accounting_models import AcctRecord, RadAcct
+from vpop.store.engine import make_sessionmaker
+from vpop.store.isp_models import AcctForward
+from vpop.store.journal import Journal, encode_entry
+
+SETTINGS = Settings(accounting=AccountingSettings(max_batch=4))
+
+
+@pytest.fixture
+def sessions(engine):
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def journal(tmp_path):
+    opened = Journal(str(tmp_path / "journal.db"))
+    yield opened
+    opened.close()
+
+
+def records():
+    return life("a", T0, T0 + 900) + life("b", T0 + 60, T0 + 660)  # 4 + 3 records
+
+
+def history(sessions) -> list[tuple[str, str]]:
+    with sessions() as session:
+        return sorted(tuple(row) for row in session.execute(
+            select(RadAcct.acct_session_id, AcctRecord.status)
+            .join(AcctRecord, AcctRecord.radacct_id == RadAcct.id)))
+
+
+def drain(ledger: Ledger) -> list[int]:
+    moved = []
+    while n := ledger.step():
+        moved.append(n)
+    return moved
+
+
+def test_the_journal_is_applied_in_batches_with_its_progress(sessions, journal):
+    last = journal.append([encode_entry(r, None) for r in records()])
+    ledger = Ledger(SETTINGS, journal, sessions)
+    assert drain(ledger) == [4, 3]
+    assert history(sessions) == sorted(
+        [("a", "start"), ("a", "interim"), ("a", "interim"), ("a", "stop"),
+         ("b", "start"), ("b", "interim"), ("b", "stop")])
+    with sessions() as session:
+        assert store.journal_applied(session, journal.stream) == last == 7
+        assert session.scalar(select(func.count()).select_from(RadAcct)
+                              .where(RadAcct.status == "closed")) == 2
+    ledger.forget()
+    assert journal.backlog(0) == 0
+    # A ledger started later begins where the database says, not at the start.
+    assert Ledger(SETTINGS, journal, sessions).applied == 7
+
+
+def test_entries_read_again_are_not_applied_again(sessions, journal):
+    journal.append([encode_entry(r, None) for r in records()])
+    drain(Ledger(SETTINGS, journal, sessions))
+    stale = Ledger(SETTINGS, journal, sessions)
+    stale.applied = 0  # as a second ledger that read the journal before the first committed
+    assert drain(stale) == [4, 3]
+    assert len(history(sessions)) == 7
+    assert stale.writer.counts["stored"] == 0
+
+
+def test_an_unreadable_entry_is_set_aside_and_the_rest_applied(sessions, journal):
+    first, second = life("a", T0, T0 + 600)[:2], life("a", T0, T0 + 600)[2:]
+    journal.append([encode_entry(r, None) for r in first])
+    journal.append([b"not an entry"])
+    last = journal.append([encode_entry(r, None) for r in second])
+    drain(Ledger(SETTINGS, journal, sessions))
+    assert [status for _, status in history(sessions)] == ["interim", "start", "stop"]
+    (entry, reason), = journal.db.execute("SELECT id, reason FROM set_aside").fetchall()
+    assert entry == 3 and reason.startswith("unreadable")
+    with sessions() as session:
+        assert store.journal_applied(session, journal.stream) == last
+
+
+def test_forwarded_records_are_queued_for_their_isp(sessions, journal):
+    forward = {"isp": "isp-a", "session_key": "k1", "attrs": b"\x2c\x04ab", "delay": 0,
+               "received": float(T0)}
+    journal.append([encode_entry(r, forward if r.status == "start" else None)
+                    for r in life("f", T0, T0 + 300)])
+    drain(Ledger(SETTINGS, journal, sessions))
+    with sessions() as session:
+        queued = session.execute(select(AcctForward.isp, AcctForward.session_key)).all()
+    assert [tuple(row) for row in queued] == [("isp-a", "k1")]

@@ -1,0 +1,204 @@
+"""The ledger: a process of its own that applies the accounting journal to the database.
+
+Workers acknowledge accounting once it is in the journal (vpop/store/journal.py). The
+ledger reads the journal in order, applies it in large batches through the same
+`AccountingWriter.commit` that direct mode uses (sessions, history, routing records,
+rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
+transaction, runs the reaper and the utilization monitor, and deletes what it has
+applied. It runs at a lower priority than the workers: under a burst,
+acknowledgements come first and the ledger catches up afterwards (its backlog is
+the metric `vpop_accounting_journal_backlog`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vpop.config import Settings
+from vpop.logs import setup_logging
+from vpop.server.writer import AccountingWriter
+from vpop.store import accounting as store
+from vpop.store.engine import make_engine, make_sessionmaker
+from vpop.store.journal import Journal, decode_entry
+
+log = logging.getLogger(__name__)
+POLL = 0.02  # seconds between looks at an empty journal
+RETRY = 1.0  # seconds before trying again when the database is unavailable
+FORGET_EVERY = 2.0  # seconds between deletions of applied entries
+STATS_INTERVAL = 1.0
+DRAIN_TIMEOUT = 60.0  # on SIGTERM: apply what is journaled, for at most this long
+NICENESS = 5
+PR_SET_PDEATHSIG = 1
+
+
+def journal_path(settings: Settings) -> str:
+    return settings.relative(settings.accounting.journal)
+
+
+class Ledger:
+    """Applies one journal to one database; `step` is one batch."""
+
+    def __init__(self, settings: Settings, journal: Journal, sessions):
+        self.settings = settings
+        self.journal = journal
+        self.writer = AccountingWriter(sessions, lambda callback: callback(),
+                                       settings=settings.accounting)
+        with sessions() as session:
+            self.applied = store.journal_applied(session, journal.stream)
+        self.forgotten = 0
+
+    def step(self) -> int:
+        """Apply the next batch; how many entries it moved past (0: none, or the
+        database is unavailable and the batch waits)."""
+        rows = self.journal.read_after(self.applied, self.settings.accounting.max_batch)
+        if not rows:
+            return 0
+        items, kept, unreadable = [], [], []
+        for entry, body in rows:
+            try:
+                record, forward = decode_entry(body)
+            except Exception as exc:
+                unreadable.append((entry, body, f"unreadable: {exc}"))
+                continue
+            items.append((record, None, forward))
+            kept.append((entry, body))
+        if unreadable:  # kept aside before progress passes them
+            self.journal.set_aside(unreadable)
+            log.error("accounting journal: %d unreadable entries set aside", len(unreadable))
+        last = rows[-1][0]
+        ids = [entry for entry, _ in kept] + [last]  # the last: progress past unreadable ones
+        results = self.writer.commit(items, journal=(self.journal.stream, ids))
+        if self.writer.database_down:
+            return 0
+        failed = [(entry, body, "not applied: see the log")
+                  for (entry, body), ok in zip(kept, results) if not ok]
+        if failed:
+            self.journal.set_aside(failed)
+        self.applied = last
+        return len(rows)
+
+    def forget(self) -> None:
+        if self.applied > self.forgotten:
+            self.journal.forget_through(self.applied)
+            self.forgotten = self.applied
+
+    def snapshot(self) -> dict:
+        return {"accounting": self.writer.snapshot(),
+                "journal_backlog": self.journal.backlog(self.applied)}
+
+
+def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
+    """Apply the journal until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
+    engine = make_engine(settings.database_url)
+    journal = Journal(journal_path(settings))
+    try:
+        ledger = Ledger(settings, journal, make_sessionmaker(engine))
+        ledger.writer.tick()  # reads the leases
+        log.info("ledger (pid %d): journal %s, applied through entry %d", os.getpid(),
+                 journal.path, ledger.applied)
+        tick = settings.accounting.tick
+        next_tick = next_forget = next_stats = time.monotonic()
+        drain_until = None
+        while True:
+            moved = ledger.step()
+            now = time.monotonic()
+            if drain_until is None and stopping():
+                drain_until = now + DRAIN_TIMEOUT
+            if drain_until is not None and (not moved or now > drain_until):
+                break
+            if ledger.writer.database_down:
+                time.sleep(RETRY)
+            elif not moved:
+                time.sleep(POLL)
+            if now >= next_tick:
+                ledger.writer.tick()
+                next_tick = now + tick
+            if now >= next_forget:
+                ledger.forget()
+                next_forget = now + FORGET_EVERY
+            if stats_path and now >= next_stats:
+                _publish(stats_path, ledger.snapshot())
+                next_stats = now + STATS_INTERVAL
+        ledger.forget()
+        if stats_path:
+            _publish(stats_path, ledger.snapshot())
+        log.info("ledger stopped: applied through entry %d, %d left", ledger.applied,
+                 journal.backlog(ledger.applied))
+    finally:
+        journal.close()
+        engine.dispose()
+
+
+def _publish(path: str, snapshot: dict) -> None:
+    tmp = path + ".tmp"
+    Path(tmp).write_bytes(pickle.dumps(snapshot))
+    os.replace(tmp, path)
+
+
+def _ledger_main(settings: Settings, stats_path: str | None, parent: int) -> None:
+    # Die with the process that started us (a SIGKILL'ed server leaves no ledger behind).
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        return
+    setup_logging(settings)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops us, after its workers
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # leases are re-read every tick anyway
+    try:
+        os.nice(NICENESS)
+    except OSError:
+        pass
+    run_ledger(settings, stats_path, lambda: bool(stop))
+
+
+class LedgerProcess:
+    """The server's handle on its ledger: start, restart when it dies, stop.
+
+    The ledger is a fresh interpreter (`python -m vpop.server.ledger`, the settings
+    pickled on its stdin): it inherits no sockets, threads or event loop from the
+    server, whichever process starts it and whenever.
+    """
+
+    def __init__(self, settings: Settings, stats_dir: str | None):
+        self.settings = settings
+        self.stats_path = str(Path(stats_dir) / "ledger.pickle") if stats_dir else None
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "vpop.server.ledger"],
+                                        stdin=subprocess.PIPE)
+        with self.process.stdin as stdin:
+            stdin.write(pickle.dumps((self.settings, self.stats_path, os.getpid())))
+
+    def check(self) -> None:
+        """Call from the thread that started it (the parent-death signal is per thread)."""
+        if self.process is not None and self.process.poll() is not None:
+            log.error("the ledger exited with %s; starting a new one", self.process.returncode)
+            self.start()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # SIGTERM: it applies what is left, then exits
+        try:
+            self.process.wait(DRAIN_TIMEOUT + 10)
+        except subprocess.TimeoutExpired:
+            log.error("the ledger did not stop; killing it")
+            self.process.kill()
+            self.process.wait(5)
+
+
+if __name__ == "__main__":
+    _ledger_main(*pickle.load(sys.stdin.buffer))

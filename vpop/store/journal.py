@@ -1,0 +1,129 @@
+"""The accounting journal: acknowledged records, on disk, before the ledger applies them.
+
+An Accounting-Response promises that the record is stored (RFC 2866 §4.1). Applying
+a record to sessions, history, rollups, gauges and events takes several times longer
+than storing it, so vpop stores it first here — one row per record, a group of rows
+per fsync'ed transaction — acknowledges it, and lets a separate process (the ledger,
+vpop/server/ledger.py) apply the journal to the database in large batches. The
+ledger commits how far it got (`acct_journal.applied_id`) in the same transaction as
+what it applied, so every journaled record is applied exactly once, across crashes.
+
+The journal is a SQLite file of its own (WAL, synchronous=FULL), beside whatever
+database holds the accounting: its writers never wait for the ledger's transactions.
+Ids come from AUTOINCREMENT, so they are never reused after the applied rows are
+deleted; a journal file that is replaced gets a new `stream` name, and the ledger
+starts that stream from the beginning.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import uuid
+from dataclasses import fields
+from typing import Iterable
+
+from vpop.accounting.records import AcctRecord
+from vpop.accounting.routing import Routing
+
+FORMAT = 1  # of an entry's body; a journal written by another format is refused
+_FIELDS = tuple(f.name for f in fields(AcctRecord) if f.name != "routing")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entry (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Entries the ledger could not apply, kept for an operator to look at.
+    "CREATE TABLE IF NOT EXISTS set_aside (id INTEGER PRIMARY KEY, body BLOB NOT NULL,"
+    " reason TEXT NOT NULL)",
+)
+
+
+class JournalError(Exception):
+    """The journal file cannot be used (another format, not a journal)."""
+
+
+def encode_entry(record: AcctRecord, forward: dict | None) -> bytes:
+    """One record and what it owes a proxy-mode ISP, as plain values (no classes pickled)."""
+    routing = record.routing
+    values = tuple(getattr(record, name) for name in _FIELDS)
+    return pickle.dumps((FORMAT, values, (routing.isp, routing.mode, routing.reason), forward),
+                        protocol=5)
+
+
+def decode_entry(body: bytes) -> tuple[AcctRecord, dict | None]:
+    version, values, routing, forward = pickle.loads(body)
+    if version != FORMAT:
+        raise JournalError(f"journal entry of format {version}, this vpop reads {FORMAT}")
+    record = AcctRecord(**dict(zip(_FIELDS, values)),
+                        routing=Routing(isp=routing[0], mode=routing[1], reason=routing[2]))
+    return record, forward
+
+
+class Journal:
+    """One connection to the journal file; use it from one thread."""
+
+    def __init__(self, path: str):
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        # isolation_level None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                  timeout=30.0)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+            for statement in _SCHEMA:
+                self.db.execute(statement)
+            self.stream = self._stream()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise JournalError(f"{path}: not usable as the accounting journal: {exc}") from None
+
+    def _stream(self) -> str:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+            if row is None:
+                row = (str(uuid.uuid4()),)
+                self.db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", row)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return row[0]
+
+    def append(self, bodies: list[bytes]) -> int:
+        """Store entries in one durable transaction; the id of the last (ids are consecutive)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO entry (body) VALUES (?)", [(b,) for b in bodies])
+            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return last
+
+    def read_after(self, applied: int, limit: int) -> list[tuple[int, bytes]]:
+        return self.db.execute("SELECT id, body FROM entry WHERE id > ? ORDER BY id LIMIT ?",
+                               (applied, limit)).fetchall()
+
+    def backlog(self, applied: int) -> int:
+        return self.db.execute("SELECT count(*) FROM entry WHERE id > ?", (applied,)).fetchone()[0]
+
+    def forget_through(self, applied: int) -> None:
+        """Delete entries the ledger has applied (and committed that it has)."""
+        self.db.execute("DELETE FROM entry WHERE id <= ?", (applied,))
+
+    def set_aside(self, entries: list[tuple[int, bytes, str]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("INSERT OR REPLACE INTO set_aside (id, body, reason) VALUES (?, ?, ?)",
+                            entries)
+        self.db.execute("COMMIT")
+
+    def entries(self) -> Iterable[tuple[int, bytes]]:
+        return self.db.execute("SELECT id, body FROM entry ORDER BY id")
+
+    def close(self) -> None:
+        self.db.close()
