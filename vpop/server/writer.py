@@ -50,6 +50,10 @@ class GroupingThread:
         (vpop/store/acct_forward.enqueue arguments) with the record."""
         self.queue.put((record, done, forward))
 
+    def submit_group(self, items: list) -> None:
+        """Several (record, done, forward) items in one hand-off."""
+        self.queue.put(items)
+
     def stop(self) -> None:
         self.queue.put(_STOP)
         self.thread.join(timeout=30)
@@ -66,7 +70,7 @@ class GroupingThread:
             return [], False
         if item is _STOP:
             return [], True
-        batch = [item]
+        batch = item if type(item) is list else [item]
         while len(batch) < self.max_batch:
             try:
                 item = self.queue.get_nowait()
@@ -74,7 +78,10 @@ class GroupingThread:
                 break
             if item is _STOP:
                 return batch, True
-            batch.append(item)
+            if type(item) is list:
+                batch.extend(item)
+            else:
+                batch.append(item)
         return batch, False
 
     def _run(self) -> None:
