@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from vpop.store.engine import make_engine  # noqa: E402
+from vpop.store.journal import journal_heads  # noqa: E402
 
 VPOP_CONFIG = """\
 [server]
@@ -126,16 +126,16 @@ def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *
 
 
 def ledger_position(server: Server) -> tuple[int, int]:
-    """(the last entry id the journal gave out, the last the ledger has applied)."""
-    with sqlite3.connect(server.journal) as journal:
-        row = journal.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+    """(entries the journals gave out, of those, how many the ledger has applied)."""
+    heads = journal_heads(str(server.journal))
     engine = make_engine(server.url)
     try:
         with engine.connect() as connection:
-            applied = connection.execute(text("SELECT max(applied_id) FROM acct_journal")).scalar()
+            applied = dict(connection.execute(text(
+                "SELECT stream, applied_id FROM acct_journal")).all())
     finally:
         engine.dispose()
-    return (row[0] if row else 0), (applied or 0)
+    return sum(heads.values()), sum(min(applied.get(s, 0), n) for s, n in heads.items())
 
 
 def wait_for_ledger(server: Server, timeout: float = 600.0) -> int:

@@ -11,7 +11,8 @@ import pytest
 from acct_support import NAS, T0, rec
 from vpop.accounting.leases import LeaseBook, LeaseIndex, LeaseTerms
 from vpop.server.journal import JournalWriter
-from vpop.store.journal import Journal, JournalError, decode_entry, encode_entry
+from vpop.store.journal import (Journal, JournalError, decode_entry, encode_entry,
+                                journal_files, journal_heads, worker_journal)
 
 FORWARD = {"isp": "isp-a", "session_key": "k", "attrs": b"\x01\x05abc", "delay": 3,
            "received": 1.5}
@@ -103,3 +104,17 @@ def test_the_journal_writer_answers_after_the_append_and_holds_lease_places(jour
     book.applied(1)
     assert book.in_use(7, T0) == 0
     assert writer.snapshot() == {"journaled": 3}
+
+
+def test_each_worker_has_a_journal_file_and_the_ledger_finds_them_all(tmp_path):
+    base = str(tmp_path / "acct-journal.db")
+    assert worker_journal(base, 0) == base
+    assert worker_journal(base, 2) == str(tmp_path / "acct-journal-2.db")
+    assert journal_files(base) == []
+    for index in (0, 2, 11):
+        Journal(worker_journal(base, index)).close()
+    (tmp_path / "acct-journal-x.db").write_text("")  # not a worker's
+    (tmp_path / "acct-journal-3.db-wal").write_text("")
+    assert journal_files(base) == [base, worker_journal(base, 11), worker_journal(base, 2)]
+    heads = journal_heads(base)
+    assert len(heads) == 3 and set(heads.values()) == {0}

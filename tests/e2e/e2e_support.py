@@ -26,6 +26,7 @@ from vpop.radius import attributes as A
 from vpop.radius import codec
 from vpop.radius.crypto import encrypt_user_password
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
+from vpop.store.journal import journal_heads
 
 REPO = Path(__file__).resolve().parents[2]
 RADCLIENT_DICTIONARY = REPO / "radius-dictionaries" / "radclient"
@@ -228,15 +229,13 @@ class VpopServer:
         return self.home / "var" / "accounting-journal.db"
 
     def ledger_position(self) -> tuple[int, int]:
-        """(the last journal entry id given out, the last the ledger has applied)."""
-        if not self.journal_path.exists():
+        """(entries the journals gave out, of those, how many the ledger has applied)."""
+        heads = journal_heads(str(self.journal_path))
+        if not heads:
             return 0, 0
-        with sqlite3.connect(self.journal_path) as journal:
-            row = journal.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
         with sqlite3.connect(self.home / "var" / "vpop.db") as db:
-            applied = db.execute("SELECT max(applied_id) FROM acct_journal").fetchone()[0]
-        return (row[0] if row else 0), (applied or 0)
+            applied = dict(db.execute("SELECT stream, applied_id FROM acct_journal"))
+        return sum(heads.values()), sum(min(applied.get(s, 0), n) for s, n in heads.items())
 
     def ledger_pid(self) -> int:
         """The ledger process's pid, from its first log line (waits for it)."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import sqlite3
 import time
 
 import pytest
 
 from e2e_support import GRACE, STOP_TIMEOUT, children_of, process_state
 from vpop.radius import codec
+from vpop.store.journal import journal_files
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +43,20 @@ def test_requests_are_answered_and_counted(server, nas):
     # The supervisor's endpoint adds up what the workers publish, once a second each.
     expected = before + ROUNDS
     assert server.wait_for_metric("vpop_requests_total", expected, **accepted) == expected
+
+
+def test_accounting_from_every_worker_is_applied(server, nas):
+    tag = random.randrange(1 << 32)
+    for n in range(ROUNDS):  # a new source port each: the kernel spreads them over workers
+        start = [("Acct-Status-Type", "Start"), ("Acct-Session-Id", f"w-{tag:08x}-{n}"),
+                 ("User-Name", "alice"), ("NAS-IP-Address", "192.0.2.90")]
+        assert nas.ask(nas.accounting(start), server.acct()).code == codec.ACCOUNTING_RESPONSE
+    assert len(journal_files(str(server.journal_path))) == WORKERS  # one journal each
+    server.wait_for_ledger()
+    with sqlite3.connect(server.home / "var" / "vpop.db") as db:
+        (count,), = db.execute("SELECT count(*) FROM radacct WHERE acct_session_id LIKE ?",
+                               (f"w-{tag:08x}-%",))
+    assert count == ROUNDS
 
 
 def test_sighup_reaches_every_worker(server, nas):

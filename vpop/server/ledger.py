@@ -27,7 +27,7 @@ from vpop.logs import setup_logging
 from vpop.server.writer import AccountingWriter
 from vpop.store import accounting as store
 from vpop.store.engine import make_engine, make_sessionmaker
-from vpop.store.journal import Journal, decode_entry
+from vpop.store.journal import Journal, decode_entry, journal_files
 
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between looks at an empty journal
@@ -44,13 +44,15 @@ def journal_path(settings: Settings) -> str:
 
 
 class Ledger:
-    """Applies one journal to one database; `step` is one batch."""
+    """Applies one journal file to the database; `step` is one batch. The ledgers of
+    one process share their `writer` (its counters, leases and event clock)."""
 
-    def __init__(self, settings: Settings, journal: Journal, sessions):
+    def __init__(self, settings: Settings, journal: Journal, sessions,
+                 writer: AccountingWriter | None = None):
         self.settings = settings
         self.journal = journal
-        self.writer = AccountingWriter(sessions, lambda callback: callback(),
-                                       settings=settings.accounting)
+        self.writer = writer or AccountingWriter(sessions, lambda callback: callback(),
+                                                 settings=settings.accounting)
         with sessions() as session:
             self.applied = store.journal_applied(session, journal.stream)
         self.forgotten = 0
@@ -90,50 +92,65 @@ class Ledger:
             self.journal.forget_through(self.applied)
             self.forgotten = self.applied
 
-    def snapshot(self) -> dict:
-        return {"accounting": self.writer.snapshot(),
-                "journal_backlog": self.journal.backlog(self.applied)}
-
 
 def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
-    """Apply the journal until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
+    """Apply the journals until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
     engine = make_engine(settings.database_url)
-    journal = Journal(journal_path(settings))
+    sessions = make_sessionmaker(engine)
+    writer = AccountingWriter(sessions, lambda callback: callback(),
+                              settings=settings.accounting)
+    ledgers: dict[str, Ledger] = {}
+
+    def discover() -> None:  # workers' journal files, as they appear
+        base = journal_path(settings)
+        for path in dict.fromkeys([base, *journal_files(base)]):
+            if path not in ledgers:
+                ledger = ledgers[path] = Ledger(settings, Journal(path), sessions, writer)
+                log.info("ledger (pid %d): journal %s, applied through entry %d", os.getpid(),
+                         path, ledger.applied)
+
+    def snapshot() -> dict:
+        return {"accounting": writer.snapshot(),
+                "journal_backlog": sum(l.journal.backlog(l.applied) for l in ledgers.values())}
     try:
-        ledger = Ledger(settings, journal, make_sessionmaker(engine))
-        ledger.writer.tick()  # reads the leases
-        log.info("ledger (pid %d): journal %s, applied through entry %d", os.getpid(),
-                 journal.path, ledger.applied)
+        discover()
+        writer.tick()  # reads the leases
         tick = settings.accounting.tick
         next_tick = next_forget = next_stats = time.monotonic()
         drain_until = None
         while True:
-            moved = ledger.step()
+            moved = sum(ledger.step() for ledger in list(ledgers.values()))
             now = time.monotonic()
             if drain_until is None and stopping():
                 drain_until = now + DRAIN_TIMEOUT
+                discover()
+                continue
             if drain_until is not None and (not moved or now > drain_until):
                 break
-            if ledger.writer.database_down:
+            if writer.database_down:
                 time.sleep(RETRY)
             elif not moved:
                 time.sleep(POLL)
             if now >= next_tick:
-                ledger.writer.tick()
+                writer.tick()
                 next_tick = now + tick
             if now >= next_forget:
-                ledger.forget()
+                for ledger in ledgers.values():
+                    ledger.forget()
+                discover()
                 next_forget = now + FORGET_EVERY
             if stats_path and now >= next_stats:
-                _publish(stats_path, ledger.snapshot())
+                _publish(stats_path, snapshot())
                 next_stats = now + STATS_INTERVAL
-        ledger.forget()
+        for ledger in ledgers.values():
+            ledger.forget()
         if stats_path:
-            _publish(stats_path, ledger.snapshot())
-        log.info("ledger stopped: applied through entry %d, %d left", ledger.applied,
-                 journal.backlog(ledger.applied))
+            _publish(stats_path, snapshot())
+        log.info("ledger stopped: %d journaled records left to apply",
+                 snapshot()["journal_backlog"])
     finally:
-        journal.close()
+        for ledger in ledgers.values():
+            ledger.journal.close()
         engine.dispose()
 
 

@@ -431,7 +431,7 @@ class Ledger:
             self._run(sql.insert_sessions, rows)
             found: dict[str, int] = {}
             for chunk in _chunks([row["unique_id"] for row in rows]):
-                found.update((uid, row_id) for uid, row_id in self._run(sql.session_ids, {"keys": chunk}))
+                found.update(tuple(row) for row in self._run(sql.session_ids, {"keys": chunk}))
             for key, row in new:
                 ids[key] = found[row["unique_id"]]
         return ids

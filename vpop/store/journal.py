@@ -10,6 +10,10 @@ what it applied, so every journaled record is applied exactly once, across crash
 
 The journal is a SQLite file of its own (WAL, synchronous=FULL), beside whatever
 database holds the accounting: its writers never wait for the ledger's transactions.
+Each worker process appends to a file of its own (`worker_journal`), so workers never
+wait for each other either; the ledger applies every file of the family
+(`journal_files`). Writers leave WAL checkpoints to the ledger, off the path of the
+acknowledgement.
 Ids come from AUTOINCREMENT, so they are never reused after the applied rows are
 deleted; a journal file that is replaced gets a new `stream` name, and the ledger
 starts that stream from the beginning.
@@ -17,8 +21,10 @@ starts that stream from the beginning.
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
+import re
 import sqlite3
 import uuid
 from dataclasses import fields
@@ -59,10 +65,42 @@ def decode_entry(body: bytes) -> tuple[AcctRecord, dict | None]:
     return record, forward
 
 
-class Journal:
-    """One connection to the journal file; use it from one thread."""
+def worker_journal(base: str, index: int) -> str:
+    """Worker `index`'s journal file: the configured path for worker 0, numbered
+    siblings (accounting-journal-1.db, ...) for the others."""
+    if index == 0:
+        return base
+    stem, suffix = os.path.splitext(base)
+    return f"{stem}-{index}{suffix}"
 
-    def __init__(self, path: str):
+
+def journal_files(base: str) -> list[str]:
+    """Every journal file of the family that exists, whatever the number of workers now."""
+    stem, suffix = os.path.splitext(base)
+    numbered = re.compile(re.escape(stem) + r"-\d+" + re.escape(suffix) + "$")
+    found = [p for p in glob.glob(glob.escape(stem) + "-*" + glob.escape(suffix))
+             if numbered.match(p)]
+    return ([base] if os.path.exists(base) else []) + sorted(found)
+
+
+def journal_heads(base: str) -> dict[str, int]:
+    """Stream name -> the last entry id given out, for every journal file of the family
+    (read only; for tools and tests that wait for the ledger)."""
+    heads = {}
+    for path in journal_files(base):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            stream = db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+            last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+        if stream:
+            heads[stream[0]] = last[0] if last else 0
+    return heads
+
+
+class Journal:
+    """One connection to a journal file; use it from one thread. `checkpoints`: whether
+    this connection's commits may run WAL checkpoints (the workers' do not)."""
+
+    def __init__(self, path: str, *, checkpoints: bool = True):
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
@@ -72,6 +110,8 @@ class Journal:
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+            if not checkpoints:
+                self.db.execute("PRAGMA wal_autocheckpoint=0")
             for statement in _SCHEMA:
                 self.db.execute(statement)
             self.stream = self._stream()
@@ -113,8 +153,10 @@ class Journal:
         return self.db.execute("SELECT count(*) FROM entry WHERE id > ?", (applied,)).fetchone()[0]
 
     def forget_through(self, applied: int) -> None:
-        """Delete entries the ledger has applied (and committed that it has)."""
+        """Delete entries the ledger has applied (and committed that it has), then move
+        the WAL into the file without waiting for the writers (PASSIVE)."""
         self.db.execute("DELETE FROM entry WHERE id <= ?", (applied,))
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def set_aside(self, entries: list[tuple[int, bytes, str]]) -> None:
         self.db.execute("BEGIN IMMEDIATE")
