@@ -44,9 +44,11 @@ def test_ids_are_consecutive_per_append_and_never_reused(journal):
     assert journal.append(bodies[3:]) == 5
     assert [entry for entry, _ in journal.read_after(1, 10)] == [2, 3, 4, 5]
     assert journal.backlog(2) == 3
-    journal.forget_through(5)  # everything applied and deleted ...
+    assert journal.append(bodies[:1], forget_through=2) == 6  # the writer deletes 1-2 ...
+    assert [entry for entry, _ in journal.read_after(0, 10)] == [3, 4, 5, 6]
+    journal.forget_through(6)  # ... the ledger all, on stopping
     assert journal.read_after(0, 10) == []
-    assert journal.append(bodies[:1]) == 6  # ... and the next id is still new
+    assert journal.append(bodies[:1]) == 7  # and the next id is still new
 
 
 def test_the_stream_name_stays_with_its_file(tmp_path):

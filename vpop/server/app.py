@@ -270,6 +270,7 @@ class Worker:
             applied = acct_store.journal_applied(session, stream)  # before the counts:
             levels = acct_store.lease_levels(session)  # a Start may count twice, not never
         self._lease_revision = revision
+        self.writer.applied = applied  # the journal writer deletes what is applied
         self.loop.call_soon_threadsafe(lambda: _set_book(book, leases, levels, applied))
 
     async def _follow_ledger(self, sessions, stream: str, book: LeaseBook) -> None:

@@ -5,7 +5,8 @@ ledger reads the journal in order, applies it in large batches through the same
 `AccountingWriter.commit` that direct mode uses (sessions, history, routing records,
 rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
 transaction, runs the reaper and the utilization monitor, and deletes what it has
-applied. It runs at a lower priority than the workers: under a burst,
+applied (each worker deletes that from its own journal file). It runs at a lower
+priority than the workers: under a burst,
 acknowledgements come first and the ledger catches up afterwards (its backlog is
 the metric `vpop_accounting_journal_backlog`).
 """
@@ -32,7 +33,7 @@ from vpop.store.journal import Journal, decode_entry, journal_files
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between looks at an empty journal
 RETRY = 1.0  # seconds before trying again when the database is unavailable
-FORGET_EVERY = 2.0  # seconds between deletions of applied entries
+CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints of the journals
 STATS_INTERVAL = 1.0
 DRAIN_TIMEOUT = 60.0  # on SIGTERM: apply what is journaled, for at most this long
 NICENESS = 5
@@ -55,7 +56,6 @@ class Ledger:
                                                  settings=settings.accounting)
         with sessions() as session:
             self.applied = store.journal_applied(session, journal.stream)
-        self.forgotten = 0
 
     def step(self) -> int:
         """Apply the next batch; how many entries it moved past (0: none, or the
@@ -88,9 +88,8 @@ class Ledger:
         return len(rows)
 
     def forget(self) -> None:
-        if self.applied > self.forgotten:
-            self.journal.forget_through(self.applied)
-            self.forgotten = self.applied
+        """Delete what is applied: on stopping, when no worker writes any more."""
+        self.journal.forget_through(self.applied)
 
 
 def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
@@ -116,7 +115,7 @@ def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
         discover()
         writer.tick()  # reads the leases
         tick = settings.accounting.tick
-        next_tick = next_forget = next_stats = time.monotonic()
+        next_tick = next_checkpoint = next_stats = time.monotonic()
         drain_until = None
         while True:
             moved = sum(ledger.step() for ledger in list(ledgers.values()))
@@ -134,11 +133,11 @@ def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
             if now >= next_tick:
                 writer.tick()
                 next_tick = now + tick
-            if now >= next_forget:
+            if now >= next_checkpoint:  # the workers delete what is applied, not the ledger
                 for ledger in ledgers.values():
-                    ledger.forget()
+                    ledger.journal.checkpoint()
                 discover()
-                next_forget = now + FORGET_EVERY
+                next_checkpoint = now + CHECKPOINT_EVERY
             if stats_path and now >= next_stats:
                 _publish(stats_path, snapshot())
                 next_stats = now + STATS_INTERVAL

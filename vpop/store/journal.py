@@ -12,8 +12,9 @@ The journal is a SQLite file of its own (WAL, synchronous=FULL), beside whatever
 database holds the accounting: its writers never wait for the ledger's transactions.
 Each worker process appends to a file of its own (`worker_journal`), so workers never
 wait for each other either; the ledger applies every file of the family
-(`journal_files`). Writers leave WAL checkpoints to the ledger, off the path of the
-acknowledgement.
+(`journal_files`). A file's writer also deletes what the ledger has applied, in its
+own transactions, and leaves WAL checkpoints to the ledger: nothing the ledger does
+holds up an acknowledgement.
 Ids come from AUTOINCREMENT, so they are never reused after the applied rows are
 deleted; a journal file that is replaced gets a new `stream` name, and the ledger
 starts that stream from the beginning.
@@ -132,11 +133,15 @@ class Journal:
             raise
         return row[0]
 
-    def append(self, bodies: list[bytes]) -> int:
-        """Store entries in one durable transaction; the id of the last (ids are consecutive)."""
+    def append(self, bodies: list[bytes], *, forget_through: int = 0) -> int:
+        """Store entries in one durable transaction; the id of the last (ids are consecutive).
+        `forget_through`: also delete the entries the ledger has applied up to there (the
+        file's one writer does it, so the ledger never holds the writer up)."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if forget_through:
+                db.execute("DELETE FROM entry WHERE id <= ?", (forget_through,))
             db.executemany("INSERT INTO entry (body) VALUES (?)", [(b,) for b in bodies])
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
             db.execute("COMMIT")
@@ -153,9 +158,11 @@ class Journal:
         return self.db.execute("SELECT count(*) FROM entry WHERE id > ?", (applied,)).fetchone()[0]
 
     def forget_through(self, applied: int) -> None:
-        """Delete entries the ledger has applied (and committed that it has), then move
-        the WAL into the file without waiting for the writers (PASSIVE)."""
+        """Delete entries the ledger has applied (and committed that it has)."""
         self.db.execute("DELETE FROM entry WHERE id <= ?", (applied,))
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the file without waiting for the writer (PASSIVE)."""
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def set_aside(self, entries: list[tuple[int, bytes, str]]) -> None:
