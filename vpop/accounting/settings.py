@@ -21,6 +21,9 @@ class AccountingSettings:
     # stored there, and the ledger process applies them to the database. Empty: no
     # journal; each worker applies records to the database before acknowledging them.
     journal: str = "accounting-journal.db"
+    # How much the ledger process yields the CPU to the workers (nice(2), 0-19): under
+    # load, acknowledgements come first and the ledger catches up when load falls.
+    ledger_niceness: int = 10
 
     def stale_after(self) -> int | None:
         """Seconds of silence after which a session is stale; None: never."""
@@ -39,4 +42,6 @@ class AccountingSettings:
             found.append(("tick", "must be more than 0"))
         if self.max_batch < 1:
             found.append(("max_batch", "must be at least 1"))
+        if not 0 <= self.ledger_niceness <= 19:
+            found.append(("ledger_niceness", "must be from 0 to 19"))
         return found

@@ -36,7 +36,6 @@ RETRY = 1.0  # seconds before trying again when the database is unavailable
 CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints of the journals
 STATS_INTERVAL = 1.0
 DRAIN_TIMEOUT = 60.0  # on SIGTERM: apply what is journaled, for at most this long
-NICENESS = 5
 PR_SET_PDEATHSIG = 1
 
 
@@ -173,7 +172,7 @@ def _ledger_main(settings: Settings, stats_path: str | None, parent: int) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops us, after its workers
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # leases are re-read every tick anyway
     try:
-        os.nice(NICENESS)
+        os.nice(settings.accounting.ledger_niceness)
     except OSError:
         pass
     run_ledger(settings, stats_path, lambda: bool(stop))
