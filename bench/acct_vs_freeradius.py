@@ -46,7 +46,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from vpop.store.engine import make_engine  # noqa: E402
-from vpop.store.journal import journal_heads  # noqa: E402
+from vpop.store.journal import journal_head  # noqa: E402
 
 VPOP_CONFIG = """\
 [server]
@@ -126,16 +126,18 @@ def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *
 
 
 def ledger_position(server: Server) -> tuple[int, int]:
-    """(entries the journals gave out, of those, how many the ledger has applied)."""
-    heads = journal_heads(str(server.journal))
+    """(the last entry id the journal gave out, the last the ledger has applied)."""
+    head = journal_head(str(server.journal))
+    if head is None:
+        return 0, 0
     engine = make_engine(server.url)
     try:
         with engine.connect() as connection:
-            applied = dict(connection.execute(text(
-                "SELECT stream, applied_id FROM acct_journal")).all())
+            applied = connection.execute(text(
+                "SELECT applied_id FROM acct_journal WHERE stream = :s"), {"s": head[0]}).scalar()
     finally:
         engine.dispose()
-    return sum(heads.values()), sum(min(applied.get(s, 0), n) for s, n in heads.items())
+    return head[1], applied or 0
 
 
 def wait_for_ledger(server: Server, timeout: float = 600.0) -> int:

@@ -12,7 +12,7 @@ from acct_support import NAS, T0, rec
 from vpop.accounting.leases import LeaseBook, LeaseIndex, LeaseTerms
 from vpop.server.journal import JournalWriter
 from vpop.store.journal import (Journal, JournalError, decode_entry, encode_entry,
-                                journal_files, journal_heads, worker_journal)
+                                journal_head)
 
 FORWARD = {"isp": "isp-a", "session_key": "k", "attrs": b"\x01\x05abc", "delay": 3,
            "received": 1.5}
@@ -44,11 +44,9 @@ def test_ids_are_consecutive_per_append_and_never_reused(journal):
     assert journal.append(bodies[3:]) == 5
     assert [entry for entry, _ in journal.read_after(1, 10)] == [2, 3, 4, 5]
     assert journal.backlog(2) == 3
-    assert journal.append(bodies[:1], forget_through=2) == 6  # the writer deletes 1-2 ...
-    assert [entry for entry, _ in journal.read_after(0, 10)] == [3, 4, 5, 6]
-    journal.forget_through(6)  # ... the ledger all, on stopping
+    journal.forget_through(5)  # everything applied and deleted ...
     assert journal.read_after(0, 10) == []
-    assert journal.append(bodies[:1]) == 7  # and the next id is still new
+    assert journal.append(bodies[:1]) == 6  # ... and the next id is still new
 
 
 def test_the_stream_name_stays_with_its_file(tmp_path):
@@ -108,15 +106,19 @@ def test_the_journal_writer_answers_after_the_append_and_holds_lease_places(jour
     assert writer.snapshot() == {"journaled": 3}
 
 
-def test_each_worker_has_a_journal_file_and_the_ledger_finds_them_all(tmp_path):
-    base = str(tmp_path / "acct-journal.db")
-    assert worker_journal(base, 0) == base
-    assert worker_journal(base, 2) == str(tmp_path / "acct-journal-2.db")
-    assert journal_files(base) == []
-    for index in (0, 2, 11):
-        Journal(worker_journal(base, index)).close()
-    (tmp_path / "acct-journal-x.db").write_text("")  # not a worker's
-    (tmp_path / "acct-journal-3.db-wal").write_text("")
-    assert journal_files(base) == [base, worker_journal(base, 11), worker_journal(base, 2)]
-    heads = journal_heads(base)
-    assert len(heads) == 3 and set(heads.values()) == {0}
+def test_two_writers_share_one_journal_in_commit_order(tmp_path):
+    path = str(tmp_path / "shared.db")
+    assert journal_head(path) is None
+    first, second = Journal(path, checkpoints=False), Journal(path, checkpoints=False)
+    try:
+        assert first.stream == second.stream
+        assert first.append([b"a", b"b"]) == 2
+        assert second.append([b"c"]) == 3
+        assert first.append([b"d"]) == 4
+        assert [body for _, body in second.read_after(0, 10)] == [b"a", b"b", b"c", b"d"]
+        assert journal_head(path) == (first.stream, 4)
+        assert first.forget_through(4, limit=3) == 3  # the oldest three
+        assert [entry for entry, _ in first.read_after(0, 10)] == [4]
+    finally:
+        first.close()
+        second.close()

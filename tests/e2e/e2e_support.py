@@ -26,7 +26,7 @@ from vpop.radius import attributes as A
 from vpop.radius import codec
 from vpop.radius.crypto import encrypt_user_password
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
-from vpop.store.journal import journal_heads
+from vpop.store.journal import journal_head
 
 REPO = Path(__file__).resolve().parents[2]
 RADCLIENT_DICTIONARY = REPO / "radius-dictionaries" / "radclient"
@@ -229,13 +229,15 @@ class VpopServer:
         return self.home / "var" / "accounting-journal.db"
 
     def ledger_position(self) -> tuple[int, int]:
-        """(entries the journals gave out, of those, how many the ledger has applied)."""
-        heads = journal_heads(str(self.journal_path))
-        if not heads:
+        """(the last entry id the journal gave out, the last the ledger has applied)."""
+        head = journal_head(str(self.journal_path))
+        if head is None:
             return 0, 0
+        stream, last = head
         with sqlite3.connect(self.home / "var" / "vpop.db") as db:
-            applied = dict(db.execute("SELECT stream, applied_id FROM acct_journal"))
-        return sum(heads.values()), sum(min(applied.get(s, 0), n) for s, n in heads.items())
+            row = db.execute("SELECT applied_id FROM acct_journal WHERE stream = ?",
+                             (stream,)).fetchone()
+        return last, row[0] if row else 0
 
     def ledger_pid(self) -> int:
         """The ledger process's pid, from its first log line (waits for it)."""

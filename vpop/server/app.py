@@ -46,7 +46,7 @@ from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
 from vpop.store import qos as qos_store
-from vpop.store.journal import Journal, worker_journal
+from vpop.store.journal import Journal
 from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_subscribers
 
@@ -167,7 +167,7 @@ class Worker:
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
-        journal = (Journal(worker_journal(journal_path(settings), self.index), checkpoints=False)
+        journal = (Journal(journal_path(settings), checkpoints=False)
                    if settings.accounting.journal else None)
         if journal is not None:  # acknowledged once journaled; the ledger applies it
             self.writer = writer = JournalWriter(journal, loop.call_soon_threadsafe,
@@ -270,7 +270,6 @@ class Worker:
             applied = acct_store.journal_applied(session, stream)  # before the counts:
             levels = acct_store.lease_levels(session)  # a Start may count twice, not never
         self._lease_revision = revision
-        self.writer.applied = applied  # the journal writer deletes what is applied
         self.loop.call_soon_threadsafe(lambda: _set_book(book, leases, levels, applied))
 
     async def _follow_ledger(self, sessions, stream: str, book: LeaseBook) -> None:

@@ -27,8 +27,6 @@ class JournalWriter(GroupingThread):
         self.journal = journal
         self.notify = notify  # runs a callback on the event loop thread
         self.book = leases  # the event loop's: a journaled Start holds its lease's place
-        self.applied = 0  # how far the ledger has applied this journal (set by the worker)
-        self._forgotten = 0
 
     def _run(self) -> None:
         stopping = False
@@ -39,11 +37,8 @@ class JournalWriter(GroupingThread):
 
     def _store(self, batch: list) -> None:
         try:
-            applied = self.applied
-            forget = applied if applied > self._forgotten else 0
             last = self.journal.append([encode_entry(record, forward)
-                                        for record, _, forward in batch], forget_through=forget)
-            self._forgotten = max(self._forgotten, forget)
+                                        for record, _, forward in batch])
             ok = True
         except Exception:
             log.exception("accounting batch of %d not journaled", len(batch))

@@ -5,8 +5,8 @@ ledger reads the journal in order, applies it in large batches through the same
 `AccountingWriter.commit` that direct mode uses (sessions, history, routing records,
 rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
 transaction, runs the reaper and the utilization monitor, and deletes what it has
-applied (each worker deletes that from its own journal file). It runs at a lower
-priority than the workers: under a burst,
+applied, a few thousand entries at a time. It runs at a lower priority than the
+workers: under a burst,
 acknowledgements come first and the ledger catches up afterwards (its backlog is
 the metric `vpop_accounting_journal_backlog`).
 """
@@ -28,12 +28,14 @@ from vpop.logs import setup_logging
 from vpop.server.writer import AccountingWriter
 from vpop.store import accounting as store
 from vpop.store.engine import make_engine, make_sessionmaker
-from vpop.store.journal import Journal, decode_entry, journal_files
+from vpop.store.journal import Journal, decode_entry
 
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between looks at an empty journal
 RETRY = 1.0  # seconds before trying again when the database is unavailable
-CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints of the journals
+FORGET_EVERY = 0.5  # seconds between deletions of applied entries ...
+FORGET_CHUNK = 5000  # ... of at most this many, so that no worker waits long for them
+CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints
 STATS_INTERVAL = 1.0
 DRAIN_TIMEOUT = 60.0  # on SIGTERM: apply what is journaled, for at most this long
 PR_SET_PDEATHSIG = 1
@@ -55,6 +57,7 @@ class Ledger:
                                                  settings=settings.accounting)
         with sessions() as session:
             self.applied = store.journal_applied(session, journal.stream)
+        self.forgotten = 0  # applied entries up to here are deleted
 
     def step(self) -> int:
         """Apply the next batch; how many entries it moved past (0: none, or the
@@ -86,43 +89,37 @@ class Ledger:
         self.applied = last
         return len(rows)
 
-    def forget(self) -> None:
-        """Delete what is applied: on stopping, when no worker writes any more."""
-        self.journal.forget_through(self.applied)
+    def forget(self, limit: int | None = FORGET_CHUNK) -> None:
+        """Delete what is applied, the oldest `limit` entries of it (None: all)."""
+        if self.applied <= self.forgotten:
+            return
+        deleted = self.journal.forget_through(self.applied, limit=limit)
+        if limit is None or deleted < limit:
+            self.forgotten = self.applied  # every applied entry is gone
 
 
 def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
-    """Apply the journals until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
+    """Apply the journal until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
     engine = make_engine(settings.database_url)
-    sessions = make_sessionmaker(engine)
-    writer = AccountingWriter(sessions, lambda callback: callback(),
-                              settings=settings.accounting)
-    ledgers: dict[str, Ledger] = {}
-
-    def discover() -> None:  # workers' journal files, as they appear
-        base = journal_path(settings)
-        for path in dict.fromkeys([base, *journal_files(base)]):
-            if path not in ledgers:
-                ledger = ledgers[path] = Ledger(settings, Journal(path), sessions, writer)
-                log.info("ledger (pid %d): journal %s, applied through entry %d", os.getpid(),
-                         path, ledger.applied)
-
-    def snapshot() -> dict:
-        return {"accounting": writer.snapshot(),
-                "journal_backlog": sum(l.journal.backlog(l.applied) for l in ledgers.values())}
+    journal = Journal(journal_path(settings))
     try:
-        discover()
+        ledger = Ledger(settings, journal, make_sessionmaker(engine))
+        writer = ledger.writer
         writer.tick()  # reads the leases
+        log.info("ledger (pid %d): journal %s, applied through entry %d", os.getpid(),
+                 journal.path, ledger.applied)
+
+        def snapshot() -> dict:
+            return {"accounting": writer.snapshot(),
+                    "journal_backlog": journal.backlog(ledger.applied)}
         tick = settings.accounting.tick
-        next_tick = next_checkpoint = next_stats = time.monotonic()
+        next_tick = next_forget = next_checkpoint = next_stats = time.monotonic()
         drain_until = None
         while True:
-            moved = sum(ledger.step() for ledger in list(ledgers.values()))
+            moved = ledger.step()
             now = time.monotonic()
             if drain_until is None and stopping():
                 drain_until = now + DRAIN_TIMEOUT
-                discover()
-                continue
             if drain_until is not None and (not moved or now > drain_until):
                 break
             if writer.database_down:
@@ -132,23 +129,22 @@ def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
             if now >= next_tick:
                 writer.tick()
                 next_tick = now + tick
-            if now >= next_checkpoint:  # the workers delete what is applied, not the ledger
-                for ledger in ledgers.values():
-                    ledger.journal.checkpoint()
-                discover()
+            if now >= next_forget:
+                ledger.forget()
+                next_forget = now + FORGET_EVERY
+            if now >= next_checkpoint:
+                journal.checkpoint()
                 next_checkpoint = now + CHECKPOINT_EVERY
             if stats_path and now >= next_stats:
                 _publish(stats_path, snapshot())
                 next_stats = now + STATS_INTERVAL
-        for ledger in ledgers.values():
-            ledger.forget()
+        ledger.forget(limit=None)
         if stats_path:
             _publish(stats_path, snapshot())
-        log.info("ledger stopped: %d journaled records left to apply",
-                 snapshot()["journal_backlog"])
+        log.info("ledger stopped: applied through entry %d, %d left", ledger.applied,
+                 journal.backlog(ledger.applied))
     finally:
-        for ledger in ledgers.values():
-            ledger.journal.close()
+        journal.close()
         engine.dispose()
 
 

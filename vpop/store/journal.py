@@ -10,11 +10,12 @@ what it applied, so every journaled record is applied exactly once, across crash
 
 The journal is a SQLite file of its own (WAL, synchronous=FULL), beside whatever
 database holds the accounting: its writers never wait for the ledger's transactions.
-Each worker process appends to a file of its own (`worker_journal`), so workers never
-wait for each other either; the ledger applies every file of the family
-(`journal_files`). A file's writer also deletes what the ledger has applied, in its
-own transactions, and leaves WAL checkpoints to the ledger: nothing the ledger does
-holds up an acknowledgement.
+All workers append to the same file, so its ids follow the order in which records
+were stored, whichever worker took them (a session's Start and Stop may reach two
+workers). Write transactions take an flock on `<journal>.lock` first: a waiting
+writer is woken the moment the lock is free, where SQLite's own busy handler would
+sleep 1, 2, 5, 10 ... ms. The workers leave WAL checkpoints to the ledger, which also
+deletes applied entries in small chunks, so it never holds a writer up for long.
 Ids come from AUTOINCREMENT, so they are never reused after the applied rows are
 deleted; a journal file that is replaced gets a new `stream` name, and the ledger
 starts that stream from the beginning.
@@ -22,12 +23,12 @@ starts that stream from the beginning.
 
 from __future__ import annotations
 
-import glob
+import fcntl
 import os
 import pickle
-import re
 import sqlite3
 import uuid
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import Iterable
 
@@ -66,35 +67,18 @@ def decode_entry(body: bytes) -> tuple[AcctRecord, dict | None]:
     return record, forward
 
 
-def worker_journal(base: str, index: int) -> str:
-    """Worker `index`'s journal file: the configured path for worker 0, numbered
-    siblings (accounting-journal-1.db, ...) for the others."""
-    if index == 0:
-        return base
-    stem, suffix = os.path.splitext(base)
-    return f"{stem}-{index}{suffix}"
+def journal_head(path: str) -> tuple[str, int] | None:
+    """(stream name, the last entry id given out) of a journal file, read only; None
+    when there is none yet (for tools and tests that wait for the ledger)."""
+    if not os.path.exists(path):
+        return None
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        stream = db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+        last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+    return (stream[0], last[0] if last else 0) if stream else None
 
 
-def journal_files(base: str) -> list[str]:
-    """Every journal file of the family that exists, whatever the number of workers now."""
-    stem, suffix = os.path.splitext(base)
-    numbered = re.compile(re.escape(stem) + r"-\d+" + re.escape(suffix) + "$")
-    found = [p for p in glob.glob(glob.escape(stem) + "-*" + glob.escape(suffix))
-             if numbered.match(p)]
-    return ([base] if os.path.exists(base) else []) + sorted(found)
-
-
-def journal_heads(base: str) -> dict[str, int]:
-    """Stream name -> the last entry id given out, for every journal file of the family
-    (read only; for tools and tests that wait for the ledger)."""
-    heads = {}
-    for path in journal_files(base):
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            stream = db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
-            last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
-        if stream:
-            heads[stream[0]] = last[0] if last else 0
-    return heads
+WAL_LIMIT = 64 << 20  # bytes the WAL file is cut back to once checkpointed
 
 
 class Journal:
@@ -105,6 +89,7 @@ class Journal:
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
+        self._lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         # isolation_level None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                   timeout=30.0)
@@ -113,42 +98,39 @@ class Journal:
             self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
             if not checkpoints:
                 self.db.execute("PRAGMA wal_autocheckpoint=0")
-            for statement in _SCHEMA:
-                self.db.execute(statement)
-            self.stream = self._stream()
+            self.db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+            with self._writing():
+                for statement in _SCHEMA:
+                    self.db.execute(statement)
+                row = self.db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+                if row is None:
+                    row = (str(uuid.uuid4()),)
+                    self.db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", row)
+            self.stream = row[0]
         except sqlite3.DatabaseError as exc:
-            self.db.close()
+            self.close()
             raise JournalError(f"{path}: not usable as the accounting journal: {exc}") from None
 
-    def _stream(self) -> str:
-        self.db.execute("BEGIN IMMEDIATE")
+    @contextmanager
+    def _writing(self):
+        """One write transaction, after the file's flock (released on commit or error)."""
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         try:
-            row = self.db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
-            if row is None:
-                row = (str(uuid.uuid4()),)
-                self.db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", row)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        return row[0]
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
 
-    def append(self, bodies: list[bytes], *, forget_through: int = 0) -> int:
-        """Store entries in one durable transaction; the id of the last (ids are consecutive).
-        `forget_through`: also delete the entries the ledger has applied up to there (the
-        file's one writer does it, so the ledger never holds the writer up)."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if forget_through:
-                db.execute("DELETE FROM entry WHERE id <= ?", (forget_through,))
+    def append(self, bodies: list[bytes]) -> int:
+        """Store entries in one durable transaction; the id of the last (ids are consecutive)."""
+        with self._writing() as db:
             db.executemany("INSERT INTO entry (body) VALUES (?)", [(b,) for b in bodies])
-            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return last
+            return db.execute("SELECT last_insert_rowid()").fetchone()[0]
 
     def read_after(self, applied: int, limit: int) -> list[tuple[int, bytes]]:
         return self.db.execute("SELECT id, body FROM entry WHERE id > ? ORDER BY id LIMIT ?",
@@ -157,22 +139,28 @@ class Journal:
     def backlog(self, applied: int) -> int:
         return self.db.execute("SELECT count(*) FROM entry WHERE id > ?", (applied,)).fetchone()[0]
 
-    def forget_through(self, applied: int) -> None:
-        """Delete entries the ledger has applied (and committed that it has)."""
-        self.db.execute("DELETE FROM entry WHERE id <= ?", (applied,))
+    def forget_through(self, applied: int, *, limit: int | None = None) -> int:
+        """Delete entries the ledger has applied (and committed that it has), at most
+        `limit` of the oldest; how many."""
+        with self._writing() as db:
+            if limit is None:
+                return db.execute("DELETE FROM entry WHERE id <= ?", (applied,)).rowcount
+            return db.execute("DELETE FROM entry WHERE id IN (SELECT id FROM entry WHERE "
+                              "id <= ? ORDER BY id LIMIT ?)", (applied, limit)).rowcount
 
     def checkpoint(self) -> None:
-        """Move the WAL into the file without waiting for the writer (PASSIVE)."""
+        """Move the WAL into the file without waiting for the writers (PASSIVE)."""
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def set_aside(self, entries: list[tuple[int, bytes, str]]) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany("INSERT OR REPLACE INTO set_aside (id, body, reason) VALUES (?, ?, ?)",
-                            entries)
-        self.db.execute("COMMIT")
+        with self._writing() as db:
+            db.executemany("INSERT OR REPLACE INTO set_aside (id, body, reason) VALUES (?, ?, ?)",
+                           entries)
 
     def entries(self) -> Iterable[tuple[int, bytes]]:
         return self.db.execute("SELECT id, body FROM entry ORDER BY id")
 
     def close(self) -> None:
-        self.db.close()
+        if getattr(self, "db", None) is not None:
+            self.db.close()
+        os.close(self._lock)
