@@ -103,14 +103,18 @@ class Databases:
 # --- vpop -------------------------------------------------------------------------------
 
 def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *,
-               journal: bool = True) -> Server:
+               journal: bool = True, journal_dir: Path | None = None) -> Server:
+    """`journal_dir`: the journal there instead of beside the config (a diagnosis: another
+    file system than the database's)."""
     home = root / name.replace(" ", "-")
     home.mkdir()
     base = auth_bench.free_ports(3, taken)
     config = home / "vpop.toml"
+    journal_file = (journal_dir / f"{home.name}-journal.db" if journal_dir
+                    else home / "accounting-journal.db")
     config.write_text(VPOP_CONFIG.format(host=HOST, auth=base, acct=base + 1, coa=base + 2,
                                          workers=workers, url=url)
-                      + ("" if journal else '\n[accounting]\njournal = ""\n'))
+                      + f'\n[accounting]\njournal = "{journal_file if journal else ""}"\n')
     plan = home / "plan.toml"
     plan.write_text(auth_bench.VPOP_PLAN)
     env = {k: v for k, v in os.environ.items() if k not in ("VPOP_CONFIG", "VPOP_DATABASE_URL")}
@@ -121,7 +125,7 @@ def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *
                     port=base, log=home / "vpop.log", ready_text="ready:", ready_count=workers)
     server.acct_port = base + 1
     server.url = url
-    server.journal = home / "accounting-journal.db" if journal else None  # the default path
+    server.journal = journal_file if journal else None
     return server
 
 
@@ -280,6 +284,9 @@ def parse_args(argv=None):
     parser.add_argument("--only", nargs="+", choices=("vpop-sqlite", "vpop-postgresql",
                                                       "freeradius-detail", "freeradius-sql"),
                         help="run only these servers")
+    parser.add_argument("--journal-dir", type=Path,
+                        help="put vpop's journals in this directory (e.g. on another file "
+                             "system than the databases, to see what the journal's fsync costs)")
     parser.add_argument("--direct", action="store_true",
                         help="also run vpop on SQLite without the accounting journal")
     parser.add_argument("--results", type=Path, help="also write every run's JSON here")
@@ -308,7 +315,7 @@ def main(argv=None) -> int:
             if "vpop-sqlite" in wanted:
                 servers.append(setup_vpop(root, f"vpop SQLite{suffix}",
                                           f"sqlite:///{root / f'vpop-w{workers}.db'}",
-                                          workers, taken))
+                                          workers, taken, journal_dir=args.journal_dir))
             if args.direct:
                 servers.append(setup_vpop(root, f"vpop SQLite direct{suffix}",
                                           f"sqlite:///{root / f'vpop-direct-w{workers}.db'}",
