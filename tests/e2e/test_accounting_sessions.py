@@ -1,12 +1,16 @@
 """Accounting end to end: session life cycles sent by radclient, pyrad and vpop's codec,
-the routing Class, Accounting-On, bad input, and the reports of `vpop report`."""
+the routing Class, Accounting-On, bad input, the reports of `vpop report`, and a ledger
+that dies."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import random
+import signal
 import socket
+import time
 
 import pytest
 from pyrad.dictionary import Dictionary as PyradDictionary
@@ -14,7 +18,7 @@ from pyrad.packet import AcctPacket
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from e2e_support import REPLY_TIMEOUT, SECRET, run_vpop
+from e2e_support import METRIC_TIMEOUT, REPLY_TIMEOUT, SECRET, run_vpop
 from vpop.radius import codec
 from vpop.radius.dictionary import shipped_dictionary
 from vpop.store.accounting_models import AcctRecord, RadAcct, RoutingRecord
@@ -158,3 +162,24 @@ def test_reports_on_what_the_server_stored(server, nas):
     table = run_vpop(server.config, "report", "utilization", "--from", "2026-03-02")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split()[:3] == ["bucket", "isp", "lease"]
+
+
+def test_a_ledger_that_dies_is_replaced_and_nothing_acknowledged_is_lost(server, nas):
+    """SIGKILL the ledger: the server starts a new one, which applies what the old one
+    had not, while NASes are answered all along from the journal."""
+    old = server.ledger_pid()
+    os.kill(old, signal.SIGSTOP)  # first held still, so the journal has a backlog
+    session_ids = [f"orphan-{random.randrange(1 << 32):08x}-{n}" for n in range(20)]
+    for session_id in session_ids:
+        start = [("Acct-Status-Type", "Start"), ("Acct-Session-Id", session_id),
+                 ("User-Name", "alice"), ("NAS-IP-Address", "192.0.2.65")]
+        assert nas.ask(nas.accounting(start), server.acct()).code == codec.ACCOUNTING_RESPONSE
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + METRIC_TIMEOUT
+    while server.ledger_pid() == old:
+        assert time.monotonic() < deadline, "no new ledger started"
+        time.sleep(0.05)
+    assert "the ledger exited" in server.log_text()
+    rows = query(server, select(RadAcct.acct_session_id).where(
+        RadAcct.acct_session_id.in_(session_ids)))
+    assert sorted(r.acct_session_id for r in rows) == sorted(session_ids)
