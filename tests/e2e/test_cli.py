@@ -8,7 +8,7 @@ import shutil
 import pytest
 from sqlalchemy import text
 
-from e2e_support import GRACE, clean_env, init_demo, run_vpop
+from e2e_support import GRACE, clean_env, init_demo, run_vpop, set_options
 from vpop.store.engine import make_engine
 
 pytestmark = pytest.mark.e2e
@@ -133,4 +133,17 @@ def test_unreachable_database_is_named_without_a_traceback(config, command):
     assert "database" in result.stderr
     assert "127.0.0.1:1/vpop" in result.stderr
     assert "pw-s3cret" not in result.stderr + result.stdout  # the password stays hidden
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unusable_journal_stops_serve_with_its_path(config):
+    blocker = config.parent / "not-a-directory"
+    blocker.write_text("a file where the journal's directory should be\n")
+    config.write_text(set_options(config.read_text(), {
+        "accounting": {"journal": "not-a-directory/accounting-journal.db"}}))
+    result = run_vpop(config, "serve", "--auth-port", "0", "--acct-port", "0",
+                      "--coa-port", "0", "--metrics-port", "0")
+    assert result.returncode == 2, result.stderr  # a config error: file and option named
+    assert str(config) in result.stderr and "accounting.journal" in result.stderr
+    assert "not-a-directory/accounting-journal.db" in result.stderr
     assert "Traceback" not in result.stderr

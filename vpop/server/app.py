@@ -31,6 +31,7 @@ from vpop.isp.acct_forward import AccountingForwarder
 from vpop.isp.proxy import ProxyEngine
 from vpop.isp.selection import policy_from_settings as selection_policy
 from vpop.config import Settings
+from vpop.errors import ConfigError
 from vpop.pipeline.deps import Deps
 from vpop.pipeline.receiver import ACCT, AUTH, COA, Receiver
 from vpop.pipeline.requestlog import RequestLog
@@ -46,7 +47,7 @@ from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
 from vpop.store import qos as qos_store
-from vpop.store.journal import Journal
+from vpop.store.journal import Journal, JournalError
 from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_subscribers
 
@@ -337,6 +338,12 @@ def serve(settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     check_connection(engine)  # a clear error before anything binds
     engine.dispose()
+    if settings.accounting.journal:  # likewise, as a config error naming the option
+        try:
+            Journal(journal_path(settings)).close()
+        except JournalError as exc:
+            raise ConfigError(str(exc), file=settings.path or None,
+                              field="accounting.journal") from None
     stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
     ledger = LedgerProcess(settings, stats_dir) if settings.accounting.journal else None
     try:

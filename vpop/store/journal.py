@@ -35,6 +35,7 @@ from typing import Iterable
 
 from vpop.accounting.records import AcctRecord
 from vpop.accounting.routing import Routing
+from vpop.errors import VpopError
 
 FORMAT = 1  # of an entry's body; a journal written by another format is refused
 _FIELDS = tuple(f.name for f in fields(AcctRecord) if f.name != "routing")
@@ -47,8 +48,8 @@ _SCHEMA = (
 )
 
 
-class JournalError(Exception):
-    """The journal file cannot be used (another format, not a journal)."""
+class JournalError(VpopError):
+    """The journal file cannot be used (not writable, another format, not a journal)."""
 
 
 def encode_entry(record: AcctRecord, forward: dict | None) -> bytes:
@@ -94,13 +95,17 @@ class Journal:
 
     def __init__(self, path: str, *, checkpoints: bool = True):
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        self._lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        # isolation_level None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                  timeout=30.0)
+        self.db = None
         try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot be the accounting journal: {exc.strerror}"
+                               ) from None
+        try:
+            # isolation_level None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                      timeout=30.0)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
             if not checkpoints:
@@ -114,7 +119,7 @@ class Journal:
                     row = (str(uuid.uuid4()),)
                     self.db.execute("INSERT INTO meta (key, value) VALUES ('stream', ?)", row)
             self.stream = row[0]
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             self.close()
             raise JournalError(f"{path}: not usable as the accounting journal: {exc}") from None
 
@@ -172,6 +177,6 @@ class Journal:
         return self.db.execute("SELECT id, body FROM entry ORDER BY id")
 
     def close(self) -> None:
-        if getattr(self, "db", None) is not None:
+        if self.db is not None:
             self.db.close()
         os.close(self._lock)
