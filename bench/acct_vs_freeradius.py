@@ -46,7 +46,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from vpop.store.engine import make_engine  # noqa: E402
-from vpop.store.journal import journal_head  # noqa: E402
+from vpop.server.ledger import ledger_position  # noqa: E402
 
 VPOP_CONFIG = """\
 [server]
@@ -129,26 +129,11 @@ def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *
     return server
 
 
-def ledger_position(server: Server) -> tuple[int, int]:
-    """(the last entry id the journal gave out, the last the ledger has applied)."""
-    head = journal_head(str(server.journal))
-    if head is None:
-        return 0, 0
-    engine = make_engine(server.url)
-    try:
-        with engine.connect() as connection:
-            applied = connection.execute(text(
-                "SELECT applied_id FROM acct_journal WHERE stream = :s"), {"s": head[0]}).scalar()
-    finally:
-        engine.dispose()
-    return head[1], applied or 0
-
-
 def wait_for_ledger(server: Server, timeout: float = 600.0) -> int:
     """Wait until the ledger has applied all that was journaled; the entry id applied."""
     deadline = time.monotonic() + timeout
     while True:
-        journaled, applied = ledger_position(server)
+        journaled, applied = ledger_position(str(server.journal), server.url)
         if applied >= journaled or time.monotonic() > deadline:
             return applied
         time.sleep(0.1)

@@ -18,13 +18,6 @@ FORWARD = {"isp": "isp-a", "session_key": "k", "attrs": b"\x01\x05abc", "delay":
            "received": 1.5}
 
 
-@pytest.fixture
-def journal(tmp_path):
-    opened = Journal(str(tmp_path / "journal.db"))
-    yield opened
-    opened.close()
-
-
 def test_an_entry_keeps_every_field_of_the_record_and_the_forward():
     record = rec("stop", "s9", T0 + 60, session_time=60, octets_in=(1 << 40) + 5, octets_out=7,
                  isp="isp-a", cause="Idle-Timeout", flags=("bad-delay",), delay=4)

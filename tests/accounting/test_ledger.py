@@ -15,7 +15,7 @@ from vpop.store import accounting as store
 from vpop.store.accounting_models import AcctRecord, RadAcct
 from vpop.store.engine import make_sessionmaker
 from vpop.store.isp_models import AcctForward
-from vpop.store.journal import Journal, encode_entry
+from vpop.store.journal import encode_entry
 
 SETTINGS = Settings(accounting=AccountingSettings(max_batch=4))
 
@@ -23,13 +23,6 @@ SETTINGS = Settings(accounting=AccountingSettings(max_batch=4))
 @pytest.fixture
 def sessions(engine):
     return make_sessionmaker(engine)
-
-
-@pytest.fixture
-def journal(tmp_path):
-    opened = Journal(str(tmp_path / "journal.db"))
-    yield opened
-    opened.close()
 
 
 def records():

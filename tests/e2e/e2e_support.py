@@ -9,7 +9,6 @@ import random
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from vpop.radius import attributes as A
 from vpop.radius import codec
 from vpop.radius.crypto import encrypt_user_password
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
-from vpop.store.journal import journal_head
+from vpop.server.ledger import ledger_position
 
 REPO = Path(__file__).resolve().parents[2]
 RADCLIENT_DICTIONARY = REPO / "radius-dictionaries" / "radclient"
@@ -228,17 +227,6 @@ class VpopServer:
     def journal_path(self) -> Path:
         return self.home / "var" / "accounting-journal.db"
 
-    def ledger_position(self) -> tuple[int, int]:
-        """(the last entry id the journal gave out, the last the ledger has applied)."""
-        head = journal_head(str(self.journal_path))
-        if head is None:
-            return 0, 0
-        stream, last = head
-        with sqlite3.connect(self.home / "var" / "vpop.db") as db:
-            row = db.execute("SELECT applied_id FROM acct_journal WHERE stream = ?",
-                             (stream,)).fetchone()
-        return last, row[0] if row else 0
-
     def ledger_pid(self) -> int:
         """The ledger process's pid, from its first log line (waits for it)."""
         deadline = time.monotonic() + START_TIMEOUT
@@ -252,7 +240,7 @@ class VpopServer:
         """Until the ledger has applied every acknowledged record to the database."""
         deadline = time.monotonic() + timeout
         while True:
-            journaled, applied = self.ledger_position()
+            journaled, applied = ledger_position(str(self.journal_path), self.db_url)
             if applied >= journaled:
                 return
             if time.monotonic() > deadline:

@@ -9,7 +9,6 @@ import gc
 import logging
 import multiprocessing
 import os
-import pickle
 import shutil
 import signal
 import socket
@@ -37,7 +36,8 @@ from vpop.pipeline.receiver import ACCT, AUTH, COA, Receiver
 from vpop.pipeline.requestlog import RequestLog
 from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
-from vpop.server.metrics import VpopCollector, serve_metrics
+from vpop.server.metrics import (VpopCollector, publish_snapshot, read_snapshots,
+                                 serve_metrics)
 from vpop.server.forwarder import ForwarderShell
 from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
@@ -265,12 +265,10 @@ class Worker:
         """Lease counts as the ledger has applied them (journal mode; from any thread
         that may read the store, then on the event loop)."""
         with sessions() as session:
-            revision = acct_store.leases_revision(session)
-            leases = (acct_store.load_leases(session)
-                      if revision != self._lease_revision else None)
-            applied = acct_store.journal_applied(session, stream)  # before the counts:
-            levels = acct_store.lease_levels(session)  # a Start may count twice, not never
-        self._lease_revision = revision
+            # progress before the counts: a Start may count twice for a tick, never not
+            applied = acct_store.journal_applied(session, stream)
+            self._lease_revision, leases, levels = acct_store.lease_state(
+                session, self._lease_revision)
         self.loop.call_soon_threadsafe(lambda: _set_book(book, leases, levels, applied))
 
     async def _follow_ledger(self, sessions, stream: str, book: LeaseBook) -> None:
@@ -325,10 +323,8 @@ class Worker:
 
     async def _publish_stats(self) -> None:
         path = Path(self.stats_dir) / f"worker-{self.index}.pickle"
-        tmp = path.with_suffix(".tmp")
         while True:
-            tmp.write_bytes(pickle.dumps(self.snapshot()))
-            os.replace(tmp, path)
+            publish_snapshot(path, self.snapshot())
             await asyncio.sleep(STATS_INTERVAL)
 
 
@@ -363,17 +359,6 @@ def serve(settings: Settings) -> int:
         if ledger is not None:
             ledger.stop()
         shutil.rmtree(stats_dir, ignore_errors=True)
-
-
-def read_snapshots(stats_dir: str) -> list[dict]:
-    """The counters the workers and the ledger publish in the stats directory."""
-    out = []
-    for f in Path(stats_dir).glob("*.pickle"):
-        try:
-            out.append(pickle.loads(f.read_bytes()))
-        except (OSError, pickle.UnpicklingError, EOFError):
-            pass
-    return out
 
 
 def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None) -> int:

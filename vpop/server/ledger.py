@@ -6,9 +6,8 @@ ledger reads the journal in order, applies it in large batches through the same
 rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
 transaction, runs the reaper and the utilization monitor, and deletes what it has
 applied, a few thousand entries at a time. It runs at a lower priority than the
-workers: under a burst,
-acknowledgements come first and the ledger catches up afterwards (its backlog is
-the metric `vpop_accounting_journal_backlog`).
+workers: under a burst, acknowledgements come first and the ledger catches up
+afterwards (its backlog is the metric `vpop_accounting_journal_backlog`).
 """
 
 from __future__ import annotations
@@ -25,10 +24,11 @@ from pathlib import Path
 
 from vpop.config import Settings
 from vpop.logs import setup_logging
+from vpop.server.metrics import publish_snapshot
 from vpop.server.writer import AccountingWriter
 from vpop.store import accounting as store
 from vpop.store.engine import make_engine, make_sessionmaker
-from vpop.store.journal import Journal, decode_entry
+from vpop.store.journal import Journal, decode_entry, journal_head
 
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between looks at an empty journal
@@ -45,16 +45,28 @@ def journal_path(settings: Settings) -> str:
     return settings.relative(settings.accounting.journal)
 
 
-class Ledger:
-    """Applies one journal file to the database; `step` is one batch. The ledgers of
-    one process share their `writer` (its counters, leases and event clock)."""
+def ledger_position(journal_file: str, database_url: str) -> tuple[int, int]:
+    """(the last entry id the journal gave out, the last the ledger has applied), for
+    tools and tests that wait for the ledger."""
+    head = journal_head(journal_file)
+    if head is None:
+        return 0, 0
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return head[1], store.journal_applied(session, head[0])
+    finally:
+        engine.dispose()
 
-    def __init__(self, settings: Settings, journal: Journal, sessions,
-                 writer: AccountingWriter | None = None):
+
+class Ledger:
+    """Applies the journal to the database; `step` is one batch."""
+
+    def __init__(self, settings: Settings, journal: Journal, sessions):
         self.settings = settings
         self.journal = journal
-        self.writer = writer or AccountingWriter(sessions, lambda callback: callback(),
-                                                 settings=settings.accounting)
+        self.writer = AccountingWriter(sessions, lambda callback: callback(),
+                                       settings=settings.accounting)
         with sessions() as session:
             self.applied = store.journal_applied(session, journal.stream)
         self.forgotten = 0  # applied entries up to here are deleted
@@ -98,7 +110,7 @@ class Ledger:
             self.forgotten = self.applied  # every applied entry is gone
 
 
-def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
+def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
     """Apply the journal until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
     engine = make_engine(settings.database_url)
     journal = Journal(journal_path(settings))
@@ -136,11 +148,11 @@ def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
                 journal.checkpoint()
                 next_checkpoint = now + CHECKPOINT_EVERY
             if stats_path and now >= next_stats:
-                _publish(stats_path, snapshot())
+                publish_snapshot(stats_path, snapshot())
                 next_stats = now + STATS_INTERVAL
         ledger.forget(limit=None)
         if stats_path:
-            _publish(stats_path, snapshot())
+            publish_snapshot(stats_path, snapshot())
         log.info("ledger stopped: applied through entry %d, %d left", ledger.applied,
                  journal.backlog(ledger.applied))
     finally:
@@ -148,13 +160,7 @@ def run_ledger(settings: Settings, stats_path: str | None, stopping) -> None:
         engine.dispose()
 
 
-def _publish(path: str, snapshot: dict) -> None:
-    tmp = path + ".tmp"
-    Path(tmp).write_bytes(pickle.dumps(snapshot))
-    os.replace(tmp, path)
-
-
-def _ledger_main(settings: Settings, stats_path: str | None, parent: int) -> None:
+def _ledger_main(settings: Settings, stats_path: Path | None, parent: int) -> None:
     # Die with the process that started us (a SIGKILL'ed server leaves no ledger behind).
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -184,7 +190,7 @@ class LedgerProcess:
 
     def __init__(self, settings: Settings, stats_dir: str | None):
         self.settings = settings
-        self.stats_path = str(Path(stats_dir) / "ledger.pickle") if stats_dir else None
+        self.stats_path = Path(stats_dir) / "ledger.pickle" if stats_dir else None
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:

@@ -1,7 +1,11 @@
-"""Prometheus endpoint: a collector over the workers' counters."""
+"""Prometheus endpoint: a collector over the workers' and the ledger's counters, which
+other processes publish as files in a stats directory."""
 
 from __future__ import annotations
 
+import os
+import pickle
+from pathlib import Path
 from typing import Callable
 
 from prometheus_client import start_http_server
@@ -56,6 +60,24 @@ class VpopCollector:
                                 value=total["journal_backlog"])
         for name, value in self.gauges().items():
             yield GaugeMetricFamily(f"vpop_{name}", name.replace("_", " "), value=value)
+
+
+def publish_snapshot(path: Path, snapshot: dict) -> None:
+    """Write one process's counters for the collector, atomically (write, then rename)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(snapshot))
+    os.replace(tmp, path)
+
+
+def read_snapshots(stats_dir: str) -> list[dict]:
+    """The counters the workers and the ledger publish in the stats directory."""
+    out = []
+    for f in Path(stats_dir).glob("*.pickle"):
+        try:
+            out.append(pickle.loads(f.read_bytes()))
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass
+    return out
 
 
 def serve_metrics(host: str, port: int, collector: VpopCollector) -> None:

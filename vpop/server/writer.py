@@ -199,19 +199,14 @@ class AccountingWriter(GroupingThread):
     def _refresh_leases(self) -> None:
         try:
             with self.sessions() as session:
-                revision = store.leases_revision(session)
-                if revision == self._revision:
-                    levels = store.lease_levels(session) if len(self.leases) else {}
-                    self._tell_book(levels, [])
-                    return
-                self.leases = store.load_leases(session)
-                self._revision = revision
-                levels = store.lease_levels(session)
+                self._revision, leases, levels = store.lease_state(session, self._revision)
         except Exception:
             log.exception("could not read the leases; keeping %d known", len(self.leases))
             return
-        log.info("accounting: %d leases", len(self.leases))
-        self._tell_book(levels, [], leases=self.leases)
+        if leases is not None:
+            self.leases = leases
+            log.info("accounting: %d leases", len(leases))
+        self._tell_book(levels, [], leases=leases)
 
     def tick(self) -> None:
         """Let event time pass: reap stale sessions, move the utilization monitor on."""

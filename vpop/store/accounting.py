@@ -141,6 +141,14 @@ def lease_levels(session: Session) -> dict[int, int]:
         select(AcctGauge.key, AcctGauge.level).where(AcctGauge.kind == "lease"))}
 
 
+def lease_state(session: Session, known: tuple | None
+                ) -> tuple[tuple, LeaseIndex | None, dict[int, int]]:
+    """(the leases' revision, the leases if it is not `known`, sessions online per lease)."""
+    revision = leases_revision(session)
+    return (revision, load_leases(session) if revision != known else None,
+            lease_levels(session))
+
+
 def journal_applied(session: Session, stream: str) -> int:
     """The id of the last entry of journal `stream` applied; 0 before the first."""
     applied = session.scalar(select(AcctJournal.applied_id).where(AcctJournal.stream == stream))
