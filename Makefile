@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run test install test-deps clean
 
-$(BIN)/vpop: setup.cfg pyproject.toml
+$(BIN)/vpop: setup.cfg setup.py pyproject.toml vpop/radius/_wire.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

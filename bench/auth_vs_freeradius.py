@@ -99,6 +99,7 @@ class Server:
     ready_text: str | None = None  # wait for this many ...
     ready_count: int = 0  # ... occurrences in the log before probing
     cwd: Path | None = None
+    env: dict[str, str] | None = None  # added to this script's environment
     process: subprocess.Popen | None = None
     results: list[dict] = field(default_factory=list)
 
@@ -133,7 +134,8 @@ def start(server: Server) -> None:
     # A session of its own: Ctrl-C reaches this script only, which then stops it.
     server.process = subprocess.Popen(server.command, stdout=out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True,
-                                      cwd=server.cwd)
+                                      cwd=server.cwd,
+                                      env={**os.environ, **server.env} if server.env else None)
     out.close()
 
 
@@ -200,12 +202,14 @@ def vpop_command(*args: str) -> list[str]:
 
 
 def setup_vpop(root: Path, workers_list: list[int], taken: set[int],
-               request_log: bool) -> list[Server]:
+               request_log: bool, python_wire: list[int] = ()) -> list[Server]:
+    """One vpop per workers value, and one more per `python_wire` value that runs the
+    Python wire primitives (VPOP_WIRE=python) instead of the compiled ones."""
     db = root / "vpop.db"
     servers = []
-    for workers in workers_list:
+    for workers, python in [(w, False) for w in workers_list] + [(w, True) for w in python_wire]:
         base = free_ports(3, taken)
-        home = root / f"vpop-w{workers}"
+        home = root / f"vpop-w{workers}{'-python-wire' if python else ''}"
         home.mkdir()
         config = home / "vpop.toml"
         config.write_text(VPOP_CONFIG.format(host=HOST, auth=base, acct=base + 1,
@@ -218,10 +222,12 @@ def setup_vpop(root: Path, workers_list: list[int], taken: set[int],
             for args in (("db", "upgrade"), ("import", str(plan))):
                 subprocess.run(vpop_command("--config", str(config), *args), check=True,
                                stdout=subprocess.DEVNULL, cwd=home)
-        servers.append(Server(name=f"vpop {workers} worker{'s' if workers > 1 else ''}",
+        servers.append(Server(name=f"vpop {workers} worker{'s' if workers > 1 else ''}"
+                                   + (", Python wire" if python else ""),
                               command=vpop_command("--config", str(config), "serve"),
                               port=base, log=home / "vpop.log", cwd=home,
-                              ready_text="ready:", ready_count=workers))
+                              ready_text="ready:", ready_count=workers,
+                              env={"VPOP_WIRE": "python"} if python else None))
     return servers
 
 
@@ -444,6 +450,9 @@ def parse_args(argv=None):
     add_load_options(parser, workers=2, rounds=5, window=128, sockets=8, max_rate=90_000)
     parser.add_argument("--freeradius-threads", type=int, default=4,
                         help="thread pool of the reference FreeRADIUS (0: leave it out)")
+    parser.add_argument("--python-wire", type=int, nargs="*", default=[], metavar="WORKERS",
+                        help="also run vpop with these worker counts on the Python wire"
+                             " primitives (VPOP_WIRE=python), to see the compiled ones' share")
     parser.add_argument("--vpop-request-log", action="store_true",
                         help="let vpop log one line per request (off: like FreeRADIUS's"
                              " default 'auth = no')")
@@ -483,7 +492,8 @@ def main(argv=None) -> int:
     servers: list[Server] = []
     try:
         taken: set[int] = set()
-        servers += setup_vpop(root, args.workers, taken, args.vpop_request_log)
+        servers += setup_vpop(root, args.workers, taken, args.vpop_request_log,
+                              args.python_wire)
         reference = setup_freeradius(root, "FreeRADIUS default", args.freeradius_config,
                                      taken, None)
         servers.append(reference)
@@ -497,7 +507,9 @@ def main(argv=None) -> int:
             wait_ready(server)
             print(f"{server.name}: pid {server.process.pid}, {HOST}:{server.port}", flush=True)
         import vpop
-        print(f"vpop package measured: {Path(vpop.__file__).parent}", flush=True)
+        from vpop.radius import wire
+        print(f"vpop package measured: {Path(vpop.__file__).parent} (wire primitives: "
+              f"{'compiled' if wire.COMPILED else 'Python'})", flush=True)
         print(f"{os.cpu_count()} CPUs; {args.rounds} rounds of {args.duration:g} s "
               f"(+{args.warmup:g} s warm-up), window {args.window} over {args.sockets} "
               f"sockets", flush=True)

@@ -3,18 +3,21 @@
 pyrad supplies the dictionary parser and the per-type value codecs; this module
 keeps the packet framing, VSA splitting and the authenticators, because they sit
 on the hot path and must treat every malformed input as MalformedPacket, never
-as a crash.
+as a crash. The byte-level steps themselves are vpop.radius.wire's (compiled when
+built, with a Python reference).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import struct
 from dataclasses import dataclass
 
 from vpop.errors import MalformedPacket
+from vpop.radius import wire
+
+_decode, _ma_ok, _hashed_ok, _encode_reply = (
+    wire.decode, wire.message_authenticator_ok, wire.hashed_authenticator_ok, wire.encode_reply)
 
 # RFC 2865 §4 / RFC 2866 §4 / RFC 5176 §3 / RFC 5997 packet codes.
 ACCESS_REQUEST = 1
@@ -65,105 +68,20 @@ class Packet:
 
 
 def decode(data: bytes) -> Packet:
-    """Split a datagram into header and attributes; raise MalformedPacket on any fault."""
-    size = len(data)
-    if size < MIN_LENGTH:
-        raise MalformedPacket("shorter than the RADIUS header")
-    code, ident, length = HEADER.unpack_from(data)
-    if length < MIN_LENGTH or length > MAX_LENGTH:
-        raise MalformedPacket("length field out of range")
-    if length > size:
-        raise MalformedPacket("length field exceeds the datagram")
-    # RFC 2865 §3: octets beyond Length are padding and are ignored.
-    attrs: dict[Key, list[bytes]] = {}
-    ma_offset = -1
-    pos = 20
-    while pos < length:
-        if pos + 2 > length:
-            raise MalformedPacket("truncated attribute header")
-        kind = data[pos]
-        alen = data[pos + 1]
-        end = pos + alen
-        if alen < 2 or end > length:
-            raise MalformedPacket(f"attribute {kind} has a bad length")
-        value = data[pos + 2:end]
-        if kind == VENDOR_SPECIFIC and alen > 6:
-            _split_vsa(value, attrs)
-        else:
-            if kind == MESSAGE_AUTHENTICATOR:
-                if alen != 18 or ma_offset >= 0:
-                    raise MalformedPacket("bad Message-Authenticator")
-                ma_offset = pos + 2
-            values = attrs.get(kind)
-            if values is None:
-                attrs[kind] = [value]
-            else:
-                values.append(value)
-        pos = end
-    raw = data if length == size else data[:length]
-    return Packet(code, ident, data[4:20], attrs, raw, ma_offset)
+    """Split a datagram into header and attributes; raise MalformedPacket on any fault.
 
-
-def _split_vsa(value: bytes, attrs: dict[Key, list[bytes]]) -> None:
-    """RFC 2865 §5.26 sub-attributes; a vendor that does not follow it is kept whole."""
-    vendor = int.from_bytes(value[:4], "big")
-    pos, end = 4, len(value)
-    found: list[tuple[Key, bytes]] = []
-    while pos < end:
-        if pos + 2 > end:
-            break
-        vlen = value[pos + 1]
-        if vlen < 2 or pos + vlen > end:
-            break
-        found.append(((vendor, value[pos]), value[pos + 2:pos + vlen]))
-        pos += vlen
-    else:
-        for key, sub in found:
-            attrs.setdefault(key, []).append(sub)
-        return
-    attrs.setdefault(VENDOR_SPECIFIC, []).append(value)
-
-
-# --- authenticators -------------------------------------------------------------------
-
-_HMAC_BLOCK = 64
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
-_primed: dict[bytes, tuple] = {}
-
-
-def hmac_md5(key: bytes, message: bytes) -> bytes:
-    """HMAC-MD5 (RFC 2104), from MD5 states primed once per key.
-
-    A client's shared secret keys every packet it sends and every reply, and
-    priming the two pads costs as much as the MAC itself; hmac.digest() would
-    also look the digest up by name on each call.
+    RFC 2865 §3: octets beyond Length are padding and are ignored; VSAs are split
+    into (vendor, type) keys per §5.26 when they follow its layout.
     """
-    pads = _primed.get(key)
-    if pads is None:
-        pads = _prime(key)
-    inner = pads[0].copy()
-    inner.update(message)
-    outer = pads[1].copy()
-    outer.update(inner.digest())
-    return outer.digest()
+    return Packet(*_decode(data))
 
 
-def _prime(key: bytes) -> tuple:
-    block = hashlib.md5(key).digest() if len(key) > _HMAC_BLOCK else key
-    block = block.ljust(_HMAC_BLOCK, b"\0")
-    pads = (hashlib.md5(block.translate(_IPAD)), hashlib.md5(block.translate(_OPAD)))
-    if len(_primed) >= 4096:  # secrets are few; a bound keeps a mistake from growing it
-        _primed.clear()
-    _primed[key] = pads
-    return pads
+hmac_md5 = wire.hmac_md5  # HMAC-MD5 (RFC 2104)
 
 
 def request_authenticator_ok(packet: Packet, secret: bytes) -> bool:
     """RFC 2866 §3 / RFC 5176 §2.3: hashed request authenticators."""
-    raw = packet.raw
-    expected = hashlib.md5(raw[:4] + ZERO16 + raw[20:] + secret).digest()
-    return hmac.compare_digest(expected, packet.authenticator)
+    return _hashed_ok(packet.raw, ZERO16, secret)
 
 
 def message_authenticator_ok(packet: Packet, secret: bytes,
@@ -176,15 +94,13 @@ def message_authenticator_ok(packet: Packet, secret: bytes,
     off = packet.ma_offset
     if off < 0:
         return False
-    raw = packet.raw
     if request_authenticator is not None:
         auth = request_authenticator
     elif packet.code in HASHED_REQUESTS:
         auth = ZERO16
     else:
         auth = packet.authenticator
-    signed = b"".join((raw[:4], auth, raw[20:off], ZERO16, raw[off + 16:]))
-    return hmac.compare_digest(hmac_md5(secret, signed), raw[off:off + 16])
+    return _ma_ok(packet.raw, off, auth, secret)
 
 
 class RandomBytes:
@@ -221,21 +137,13 @@ def encode_reply(code: int, ident: int, request_authenticator: bytes, attrs: byt
                  secret: bytes, *, message_authenticator: bool = True,
                  to_status_server: bool = False) -> bytes:
     """A response packet, Message-Authenticator first, signed per RFC 2865 §3 and 3579."""
-    if message_authenticator:
-        body = MA_PLACEHOLDER + attrs
-        header = HEADER.pack(code, ident, 20 + len(body))
-        # ma_vector(), inline: this runs for every reply
-        vector = ZERO16 if code == ACCOUNTING_RESPONSE and not to_status_server \
-            else request_authenticator
-        mac = hmac_md5(secret, header + vector + body)
-        body = body[:2] + mac + body[18:]
+    if not message_authenticator:
+        vector = None
+    elif code == ACCOUNTING_RESPONSE and not to_status_server:  # ma_vector(), inline
+        vector = ZERO16
     else:
-        body = attrs
-        header = HEADER.pack(code, ident, 20 + len(body))
-    if 20 + len(body) > MAX_LENGTH:
-        raise ValueError("reply exceeds 4096 octets")
-    response = hashlib.md5(header + request_authenticator + body + secret).digest()
-    return header + response + body
+        vector = request_authenticator
+    return _encode_reply(code, ident, request_authenticator, attrs, secret, vector)
 
 
 def encode_request(code: int, ident: int, attrs: bytes, secret: bytes, *,
@@ -255,7 +163,7 @@ def encode_request(code: int, ident: int, attrs: bytes, secret: bytes, *,
         mac = hmac_md5(secret, header + auth + body)
         body = body[:2] + mac + body[18:]
     if hashed:
-        auth = hashlib.md5(header + ZERO16 + body + secret).digest()
+        auth = wire.md5(header + ZERO16 + body + secret)
     return header + auth + body
 
 
@@ -269,9 +177,7 @@ def reply_ok(data: bytes, request_authenticator: bytes, secret: bytes, *,
 def response_ok(packet: Packet, request_authenticator: bytes, secret: bytes, *,
                 to_status_server: bool = False) -> bool:
     """reply_ok() for a response already decoded."""
-    raw = packet.raw
-    expected = hashlib.md5(raw[:4] + request_authenticator + raw[20:] + secret).digest()
-    if not hmac.compare_digest(expected, packet.authenticator):
+    if not _hashed_ok(packet.raw, request_authenticator, secret):
         return False
     if packet.ma_offset >= 0:
         return message_authenticator_ok(packet, secret, ma_vector(

@@ -4,6 +4,7 @@ Three RADIUS schemes share one MD5 chain (c(i) = p(i) xor MD5(S + c(i-1))):
 User-Password (RFC 2865 §5.2), MS-CHAP-MPPE-Keys (RFC 2548 §2.4.1, "the same
 method defined for the User-Password") and the salted scheme of Tunnel-Password
 (RFC 2868 §3.5) and MS-MPPE-Send-Key/-Recv-Key (RFC 2548 §2.4.2, §2.4.3).
+The chain itself is vpop.radius.wire.md5_chain; this module frames and checks.
 
 In an Access-Accept the authenticator to pass is the Request Authenticator of
 the Access-Request being answered (RFC 2548 §2.4.2, RFC 2868 §3.5).
@@ -11,9 +12,8 @@ the Access-Request being answered (RFC 2548 §2.4.2, RFC 2868 §3.5).
 
 from __future__ import annotations
 
-import hashlib
-
 from vpop.errors import MalformedPacket
+from vpop.radius.wire import md5_chain
 
 BLOCK = 16
 AUTHENTICATOR_LENGTH = 16
@@ -36,33 +36,12 @@ def _pad(data: bytes) -> bytes:
     return data.ljust(blocks * BLOCK, b"\x00")
 
 
-def _md5_chain(data: bytes, secret: bytes, first: bytes, *, decrypt: bool) -> bytes:
-    """b(1) = MD5(S + first), b(i) = MD5(S + c(i-1)); out(i) = in(i) xor b(i).
-
-    ``data`` is a multiple of 16 octets; c(i) is the ciphertext block, which is
-    the output when encrypting and the input when decrypting.
-    """
-    if len(data) == BLOCK:  # the common case, a password of up to 16 octets: no loop
-        key = hashlib.md5(secret + first).digest()
-        return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(BLOCK, "big")
-    out = bytearray()
-    previous = first
-    for start in range(0, len(data), BLOCK):
-        block = data[start:start + BLOCK]
-        key = hashlib.md5(secret + previous).digest()
-        # XOR of two 16-octet blocks as integers: one C call instead of 16 Python steps
-        mixed = (int.from_bytes(block, "big") ^ int.from_bytes(key, "big")).to_bytes(BLOCK, "big")
-        out += mixed
-        previous = block if decrypt else mixed
-    return bytes(out)
-
-
 def encrypt_user_password(password: bytes, secret: bytes, authenticator: bytes) -> bytes:
     """Hide a User-Password (RFC 2865 §5.2): pad with NULs to 16n octets, chain MD5."""
     _check_authenticator(authenticator)
     if len(password) > MAX_USER_PASSWORD:
         raise ValueError(f"User-Password longer than {MAX_USER_PASSWORD} octets")
-    return _md5_chain(_pad(password), secret, authenticator, decrypt=False)
+    return md5_chain(_pad(password), secret, authenticator, False)
 
 
 def decrypt_user_password(data: bytes, secret: bytes, authenticator: bytes) -> bytes:
@@ -71,7 +50,7 @@ def decrypt_user_password(data: bytes, secret: bytes, authenticator: bytes) -> b
     if not data or len(data) % BLOCK or len(data) > MAX_USER_PASSWORD:
         raise MalformedPacket(f"User-Password of {len(data)} octets is not 16n, "
                               f"at most {MAX_USER_PASSWORD}")
-    return _md5_chain(data, secret, authenticator, decrypt=True).rstrip(b"\x00")
+    return md5_chain(data, secret, authenticator, True).rstrip(b"\x00")
 
 
 def encrypt_mschap_mppe_keys(keys: bytes, secret: bytes, authenticator: bytes) -> bytes:
@@ -79,7 +58,7 @@ def encrypt_mschap_mppe_keys(keys: bytes, secret: bytes, authenticator: bytes) -
     _check_authenticator(authenticator)
     if len(keys) != MSCHAP_MPPE_KEYS_LENGTH:
         raise ValueError(f"MS-CHAP-MPPE-Keys must be {MSCHAP_MPPE_KEYS_LENGTH} octets")
-    return _md5_chain(keys, secret, authenticator, decrypt=False)
+    return md5_chain(keys, secret, authenticator, False)
 
 
 def decrypt_mschap_mppe_keys(data: bytes, secret: bytes, authenticator: bytes) -> bytes:
@@ -88,7 +67,7 @@ def decrypt_mschap_mppe_keys(data: bytes, secret: bytes, authenticator: bytes) -
     if len(data) != MSCHAP_MPPE_KEYS_LENGTH:
         raise MalformedPacket(f"MS-CHAP-MPPE-Keys of {len(data)} octets, "
                               f"expected {MSCHAP_MPPE_KEYS_LENGTH}")
-    return _md5_chain(data, secret, authenticator, decrypt=True)
+    return md5_chain(data, secret, authenticator, True)
 
 
 def encrypt_salted(value: bytes, secret: bytes, authenticator: bytes, salt: bytes) -> bytes:
@@ -104,7 +83,7 @@ def encrypt_salted(value: bytes, secret: bytes, authenticator: bytes, salt: byte
     if len(value) > MAX_SALTED_VALUE:
         raise ValueError(f"salted value longer than {MAX_SALTED_VALUE} octets")
     plain = _pad(bytes((len(value),)) + value)
-    return salt + _md5_chain(plain, secret, authenticator + salt, decrypt=False)
+    return salt + md5_chain(plain, secret, authenticator + salt, False)
 
 
 def decrypt_salted(data: bytes, secret: bytes, authenticator: bytes) -> bytes:
@@ -117,7 +96,7 @@ def decrypt_salted(data: bytes, secret: bytes, authenticator: bytes) -> bytes:
     cipher = data[SALT_LENGTH:]
     if len(data) < SALT_LENGTH + BLOCK or len(cipher) % BLOCK:
         raise MalformedPacket(f"salted value of {len(data)} octets is not 2 + 16n")
-    plain = _md5_chain(cipher, secret, authenticator + data[:SALT_LENGTH], decrypt=True)
+    plain = md5_chain(cipher, secret, authenticator + data[:SALT_LENGTH], True)
     length = plain[0]
     # RFC 2548 §2.4.2: the padding is 0 to 15 octets after the length octet and value.
     if not 0 <= len(plain) - 1 - length < BLOCK:
