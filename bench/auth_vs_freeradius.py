@@ -59,6 +59,11 @@ workers = {workers}
 [database]
 url = "sqlite:///{db}"
 
+# No accounting is measured here: direct mode, so no ledger process polls an idle
+# journal while the other servers are measured.
+[accounting]
+journal = ""
+
 [logging]
 level = "info"
 requests = {requests}
