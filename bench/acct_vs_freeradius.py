@@ -103,7 +103,8 @@ class Databases:
 # --- vpop -------------------------------------------------------------------------------
 
 def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *,
-               journal: bool = True, journal_dir: Path | None = None) -> Server:
+               journal: bool = True, journal_dir: Path | None = None,
+               ledger_niceness: int | None = None) -> Server:
     """`journal_dir`: the journal there instead of beside the config (a diagnosis: another
     file system than the database's)."""
     home = root / name.replace(" ", "-")
@@ -114,7 +115,9 @@ def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *
                     else home / "accounting-journal.db")
     config.write_text(VPOP_CONFIG.format(host=HOST, auth=base, acct=base + 1, coa=base + 2,
                                          workers=workers, url=url)
-                      + f'\n[accounting]\njournal = "{journal_file if journal else ""}"\n')
+                      + f'\n[accounting]\njournal = "{journal_file if journal else ""}"\n'
+                      + (f"ledger_niceness = {ledger_niceness}\n"
+                         if ledger_niceness is not None else ""))
     plan = home / "plan.toml"
     plan.write_text(auth_bench.VPOP_PLAN)
     env = {k: v for k, v in os.environ.items() if k not in ("VPOP_CONFIG", "VPOP_DATABASE_URL")}
@@ -272,6 +275,8 @@ def parse_args(argv=None):
     parser.add_argument("--journal-dir", type=Path,
                         help="put vpop's journals in this directory (e.g. on another file "
                              "system than the databases, to see what the journal's fsync costs)")
+    parser.add_argument("--ledger-niceness", type=int, metavar="N",
+                        help="vpop's [accounting] ledger_niceness (default: the config's)")
     parser.add_argument("--direct", action="store_true",
                         help="also run vpop on SQLite without the accounting journal")
     parser.add_argument("--results", type=Path, help="also write every run's JSON here")
@@ -300,14 +305,16 @@ def main(argv=None) -> int:
             if "vpop-sqlite" in wanted:
                 servers.append(setup_vpop(root, f"vpop SQLite{suffix}",
                                           f"sqlite:///{root / f'vpop-w{workers}.db'}",
-                                          workers, taken, journal_dir=args.journal_dir))
+                                          workers, taken, journal_dir=args.journal_dir,
+                                          ledger_niceness=args.ledger_niceness))
             if args.direct:
                 servers.append(setup_vpop(root, f"vpop SQLite direct{suffix}",
                                           f"sqlite:///{root / f'vpop-direct-w{workers}.db'}",
                                           workers, taken, journal=False))
             if "vpop-postgresql" in wanted:
                 url = databases.create(f"vpop_bench_{tag}_w{workers}")
-                servers.append(setup_vpop(root, f"vpop PostgreSQL{suffix}", url, workers, taken))
+                servers.append(setup_vpop(root, f"vpop PostgreSQL{suffix}", url, workers, taken,
+                                          ledger_niceness=args.ledger_niceness))
         references = {}
         if "freeradius-detail" in wanted:
             detail = setup_freeradius(root, "FreeRADIUS detail", args.freeradius_config, taken,
