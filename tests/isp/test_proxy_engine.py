@@ -72,6 +72,32 @@ def test_request_is_rewritten_for_the_upstream_leg():
     assert states[0] == b"from-an-earlier-proxy" and len(states) == 2
 
 
+def test_the_upstream_leg_passes_other_attributes_as_they_came():
+    # A VSA with two sub-attributes and two EAP-Messages: unchanged, in their order.
+    vsa = bytes((26, 16)) + (9).to_bytes(4, "big") + bytes((1, 5)) + b"abc" + bytes((2, 5)) + b"xyz"
+    eap = codec.attribute(79, b"first") + codec.attribute(79, b"second")
+    packet = nas_request(extra=vsa + eap, password=None)
+    (send,) = engine().forward(job(packet), now=0.0)
+    assert vsa + eap in send.data
+    sent = codec.decode(send.data)
+    assert sent.attrs[79] == [b"first", b"second"]
+    assert sent.first(A.USER_NAME) == b"alice"
+    assert sent.attrs[A.PROXY_STATE][0] == b"from-an-earlier-proxy"
+
+
+def test_a_reply_without_hidden_values_passes_as_it_came():
+    packet = nas_request()
+    proxy = engine()
+    (send,) = proxy.forward(job(packet), now=0.0)
+    vsa = bytes((26, 16)) + (9).to_bytes(4, "big") + bytes((1, 5)) + b"abc" + bytes((2, 5)) + b"xyz"
+    attrs = codec.attribute(A.SESSION_TIMEOUT, (60).to_bytes(4, "big")) + vsa
+    (finished,) = proxy.on_reply(upstream_reply(send, attrs=attrs), send.addr, 0.01, send.sock)
+    out = downstream_attributes(finished.reply, secret=UP_SECRET,
+                                authenticator=finished.authenticator, nas_secret=NAS_SECRET,
+                                nas_authenticator=packet.authenticator, salt=lambda: b"\x90\x03")
+    assert out == attrs  # no Message-Authenticator, no Proxy-State, the rest unchanged
+
+
 def test_reply_is_matched_checked_and_keys_rehidden_for_the_nas():
     packet = nas_request()
     proxy = engine()

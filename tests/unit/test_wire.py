@@ -191,3 +191,26 @@ def test_md5_chain_agrees_and_inverts():
         assert wire_py.md5_chain(hidden, secret, first, True) == data
     with pytest.raises(ValueError):
         _wire.md5_chain(bytes(15), b"s", bytes(16), True)
+
+
+def test_attributes_without_agrees_and_keeps_the_rest_byte_for_byte():
+    rng = random.Random(5080)
+    for _ in range(2000):
+        data = _packet(rng)
+        raw = wire_py.decode(data)[4]
+        skip = wire.type_set(*rng.sample(range(256), rng.randrange(0, 6)) + [80])
+        kept = _wire.attributes_without(raw, skip)
+        assert kept == wire_py.attributes_without(raw, skip)
+        # the same as walking the attributes by hand
+        expected, pos = b"", 20
+        while pos < len(raw):
+            if not skip[raw[pos]]:
+                expected += raw[pos:pos + raw[pos + 1]]
+            pos += raw[pos + 1]
+        assert kept == expected
+    # a damaged tail is cut where the attributes stop making sense, never overrun
+    header = bytes((1, 0, 0, 0)) + bytes(16)
+    assert _wire.attributes_without(header + bytes((1, 3, 65, 2, 0)), wire.type_set()) == \
+        bytes((1, 3, 65))
+    assert wire_py.attributes_without(header + bytes((1, 3, 65, 2, 9)), wire.type_set()) == \
+        bytes((1, 3, 65))

@@ -3,8 +3,9 @@
 Hidden attributes are tied to a shared secret and a Request Authenticator, so they
 are recovered and hidden again on each leg: User-Password toward the ISP; salted
 keys (MS-MPPE-*, Tunnel-Password) and MS-CHAP-MPPE-Keys back toward the NAS.
-CHAP, MS-CHAP and EAP pass unchanged; a CHAP challenge that was carried in the
-NAS's authenticator is made explicit, since the upstream request has its own.
+Everything else passes as it came, byte for byte: CHAP, MS-CHAP, EAP and vendor
+attributes. A CHAP challenge that was carried in the NAS's authenticator is made
+explicit, since the upstream request has its own.
 """
 
 from __future__ import annotations
@@ -12,16 +13,25 @@ from __future__ import annotations
 from typing import Callable
 
 from vpop.radius import attributes as A
-from vpop.radius.codec import Packet, attribute, vendor_attribute
+from vpop.radius.codec import VENDOR_SPECIFIC, Packet, attribute, vendor_attribute
 from vpop.radius.crypto import (decrypt_mschap_mppe_keys, decrypt_salted,
                                 decrypt_user_password, encrypt_mschap_mppe_keys,
                                 encrypt_salted, encrypt_user_password)
+from vpop.radius.wire import attributes_without, type_set
 
 TUNNEL_PASSWORD = 69
 MS_CHAP_MPPE_KEYS = (A.MICROSOFT, 12)
 SALTED = frozenset({TUNNEL_PASSWORD, (A.MICROSOFT, 16), (A.MICROSOFT, 17)})
-SKIP_UPSTREAM = frozenset({A.MESSAGE_AUTHENTICATOR})
-SKIP_DOWNSTREAM = frozenset({A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE})
+REHIDDEN = SALTED | {MS_CHAP_MPPE_KEYS}
+# Types not passed on as they came: re-added below (Proxy-State, User-Name, User-Password)
+# or by the encoder (Message-Authenticator).
+_UPSTREAM = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, A.USER_PASSWORD)
+_UPSTREAM_RENAMED = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, A.USER_PASSWORD,
+                             A.USER_NAME)
+_DOWNSTREAM = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE)
+# A reply with hidden values: Tunnel-Password and every Vendor-Specific are re-encoded.
+_DOWNSTREAM_REHIDDEN = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, TUNNEL_PASSWORD,
+                                VENDOR_SPECIFIC)
 
 
 def _wire(key, value: bytes) -> bytes:
@@ -33,23 +43,27 @@ def _wire(key, value: bytes) -> bytes:
 def upstream_attributes(packet: Packet, *, nas_secret: bytes, secret: bytes,
                         authenticator: bytes, user_name: bytes | None,
                         proxy_state: bytes) -> bytes:
-    """The NAS's attributes re-encoded for the ISP's server, with our Proxy-State last."""
-    out = []
-    for key, values in packet.attrs.items():
-        if key in SKIP_UPSTREAM or key == A.PROXY_STATE:  # Proxy-State: re-added below
-            continue
-        if key == A.USER_NAME and user_name is not None:
-            values = (user_name,)
-        elif key == A.USER_PASSWORD:
-            values = [encrypt_user_password(
-                decrypt_user_password(v, nas_secret, packet.authenticator), secret,
-                authenticator) for v in values]
-        for value in values:  # a plain loop: a generator per attribute costs more here
-            out.append(_wire(key, value))
-    if A.CHAP_PASSWORD in packet.attrs and A.CHAP_CHALLENGE not in packet.attrs:
+    """The NAS's attributes for the ISP's server, with our Proxy-State last.
+
+    They pass as they came (VSAs included, byte for byte), except a rewritten
+    User-Name, the User-Password hidden again for this leg, and the Proxy-States,
+    which follow in their order. RFC 2865 §5: only the order of attributes of the
+    same type matters, and it is kept.
+    """
+    attrs = packet.attrs
+    renamed = user_name is not None and A.USER_NAME in attrs
+    out = [attributes_without(packet.raw, _UPSTREAM_RENAMED if renamed else _UPSTREAM)]
+    if renamed:
+        out.append(attribute(A.USER_NAME, user_name))
+    for value in attrs.get(A.USER_PASSWORD, ()):
+        out.append(attribute(A.USER_PASSWORD, encrypt_user_password(
+            decrypt_user_password(value, nas_secret, packet.authenticator), secret,
+            authenticator)))
+    if A.CHAP_PASSWORD in attrs and A.CHAP_CHALLENGE not in attrs:
         # RFC 2865 §5.40: the challenge was the Request Authenticator; keep it.
         out.append(attribute(A.CHAP_CHALLENGE, packet.authenticator))
-    out.extend(attribute(A.PROXY_STATE, v) for v in packet.attrs.get(A.PROXY_STATE, ()))
+    for value in attrs.get(A.PROXY_STATE, ()):
+        out.append(attribute(A.PROXY_STATE, value))
     out.append(attribute(A.PROXY_STATE, proxy_state))
     return b"".join(out)
 
@@ -60,11 +74,17 @@ def downstream_attributes(reply: Packet, *, secret: bytes, authenticator: bytes,
     """The ISP's reply attributes re-encoded for the NAS.
 
     Proxy-State and Message-Authenticator are left out: the reply to the NAS gets
-    the NAS's own Proxy-States and a fresh Message-Authenticator.
+    the NAS's own Proxy-States and a fresh Message-Authenticator. The rest passes as
+    it came, unless it carries a hidden value (Tunnel-Password, MS-MPPE keys): then
+    Tunnel-Password and the Vendor-Specific attributes are re-encoded, the hidden
+    values opened with the ISP's secret and hidden again with the NAS's.
     """
-    out = []
-    for key, values in reply.attrs.items():
-        if key in SKIP_DOWNSTREAM:
+    attrs = reply.attrs
+    if not any(key in attrs for key in REHIDDEN):
+        return attributes_without(reply.raw, _DOWNSTREAM)
+    out = [attributes_without(reply.raw, _DOWNSTREAM_REHIDDEN)]
+    for key, values in attrs.items():
+        if key != TUNNEL_PASSWORD and key != VENDOR_SPECIFIC and not isinstance(key, tuple):
             continue
         for value in values:
             if key in SALTED:

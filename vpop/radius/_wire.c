@@ -464,6 +464,45 @@ done:
     return result;
 }
 
+/* attributes_without(raw, skip): the attributes of a decoded packet (raw up to its
+ * Length) as they came, less those whose type has a non-zero octet in `skip` (256
+ * octets, one per type): what a proxy passes on unchanged. */
+static PyObject *w_attributes_without(PyObject *self, PyObject *args)
+{
+    Py_buffer raw, skip;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*:attributes_without", &raw, &skip))
+        return NULL;
+    if (skip.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "skip must have 256 octets, one per type");
+        goto done;
+    }
+    const unsigned char *p = raw.buf, *drop = skip.buf;
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t pos = 20; pos + 2 <= raw.len && p[pos + 1] >= 2; pos += p[pos + 1]) {
+        if (pos + p[pos + 1] > raw.len)
+            break;
+        if (!drop[p[pos]])
+            kept += p[pos + 1];
+    }
+    result = PyBytes_FromStringAndSize(NULL, kept);
+    if (result == NULL)
+        goto done;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    for (Py_ssize_t pos = 20; pos + 2 <= raw.len && p[pos + 1] >= 2; pos += p[pos + 1]) {
+        if (pos + p[pos + 1] > raw.len)
+            break;
+        if (!drop[p[pos]]) {
+            memcpy(out, p + pos, p[pos + 1]);
+            out += p[pos + 1];
+        }
+    }
+done:
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&skip);
+    return result;
+}
+
 static PyObject *raise_malformed(const char *reason)
 {
     PyErr_SetString(malformed, reason);
@@ -610,6 +649,8 @@ static PyMethodDef methods[] = {
      "(code, ident, request_authenticator, attrs, secret, ma_vector or None) -> bytes."},
     {"md5_chain", w_md5_chain, METH_VARARGS,
      "(data, secret, first, decrypt) -> bytes: the RFC 2865 §5.2 MD5 chain."},
+    {"attributes_without", w_attributes_without, METH_VARARGS,
+     "(raw, skip) -> the packet's attributes as they came, less the types marked in skip."},
     {"decode", w_decode, METH_O,
      "datagram -> (code, ident, authenticator, attrs, raw, ma_offset)."},
     {NULL, NULL, 0, NULL},

@@ -27,3 +27,12 @@ hashed_authenticator_ok = _impl.hashed_authenticator_ok
 encode_reply = _impl.encode_reply
 md5_chain = _impl.md5_chain
 decode = _impl.decode
+attributes_without = _impl.attributes_without
+
+
+def type_set(*types: int) -> bytes:
+    """The `skip` table of attributes_without(): one octet per attribute type."""
+    table = bytearray(256)
+    for kind in types:
+        table[kind] = 1
+    return bytes(table)

@@ -117,6 +117,22 @@ def md5_chain(data: bytes, secret: bytes, first: bytes, decrypt: bool) -> bytes:
     return bytes(out)
 
 
+def attributes_without(raw: bytes, skip: bytes) -> bytes:
+    """The attributes of a decoded packet (`raw`, up to its Length) as they came, less
+    those whose type has a non-zero octet in `skip` (256 octets, one per type): what a
+    proxy passes on unchanged."""
+    if len(skip) != 256:
+        raise ValueError("skip must have 256 octets, one per type")
+    out = []
+    pos, end = 20, len(raw)
+    while pos + 2 <= end and raw[pos + 1] >= 2 and pos + raw[pos + 1] <= end:
+        size = raw[pos + 1]
+        if not skip[raw[pos]]:
+            out.append(raw[pos:pos + size])
+        pos += size
+    return b"".join(out)
+
+
 def decode(data: bytes) -> tuple:
     """(code, ident, authenticator, attrs, raw, ma_offset): a datagram split into
     header and attributes (codec.Packet's fields); MalformedPacket on any fault."""
