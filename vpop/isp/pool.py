@@ -65,19 +65,33 @@ class Pools:
                     self.health[server.name] = old
                 else:
                     self.health[server.name] = ServerHealth(server=server)
+        # Each ISP's servers by priority, then as listed: the order every choice walks.
+        self._ranked = {isp.name: _by_priority(self.health, isp) for isp in isps}
 
     # --- choice -----------------------------------------------------------------------
 
     def choose(self, isp: Isp, *, key: str = "", exclude: AbstractSet[str] = frozenset(),
                rng: random.Random) -> UpstreamServer | None:
-        """The server for the next attempt, by the ISP's balance mode."""
-        candidates = [self.health[s.name] for s in isp.servers if s.name not in exclude]
+        """The server for the next attempt, by the ISP's balance mode: among the alive
+        servers not excluded (the zombies when none is), of the best priority."""
+        ranked = self._ranked.get(isp.name)
+        if ranked is None:  # an ISP this pool set does not know (e.g. removed by a reload)
+            ranked = _by_priority(self.health, isp)
+        if isp.balance == "failover":  # the first of the best priority, in listed order
+            zombie = None
+            for health in ranked:
+                if health.server.name in exclude:
+                    continue
+                if health.status == ALIVE:
+                    return health.server
+                if zombie is None and health.status == ZOMBIE:
+                    zombie = health
+            return zombie.server if zombie is not None else None
+        candidates = [h for h in ranked if h.server.name not in exclude]
         usable = [h for h in candidates if h.status == ALIVE] or \
             [h for h in candidates if h.status == ZOMBIE]
         if not usable:
             return None
-        if isp.balance == "failover":  # the first in order of the best priority
-            return min(usable, key=_priority).server
         best = min(h.server.priority for h in usable)
         tier = [h.server for h in usable if h.server.priority == best]
         if len(tier) == 1:
@@ -145,6 +159,11 @@ class Pools:
         health.transitions.append(event)
         del health.transitions[:-20]
         return event
+
+
+def _by_priority(health: dict[str, ServerHealth], isp: Isp) -> tuple[ServerHealth, ...]:
+    return tuple(sorted((health[s.name] for s in isp.servers if s.name in health),
+                        key=_priority))
 
 
 def _priority(health) -> int:
