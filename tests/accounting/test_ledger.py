@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from acct_support import T0, life
 from vpop.accounting.settings import AccountingSettings
 from vpop.config import Settings
-from vpop.server.ledger import Ledger
+from vpop.server.ledger import INFLOW_WINDOW, Inflow, Ledger, deferring
 from vpop.store import accounting as store
 from vpop.store.accounting_models import AcctRecord, RadAcct
 from vpop.store.engine import make_sessionmaker
@@ -92,3 +92,26 @@ def test_forwarded_records_are_queued_for_their_isp(sessions, journal):
     with sessions() as session:
         queued = session.execute(select(AcctForward.isp, AcctForward.session_key)).all()
     assert [tuple(row) for row in queued] == [("isp-a", "k1")]
+
+
+@pytest.mark.parametrize("inflow,backlog,waits", [
+    (0.0, 0, False),             # nothing arriving: apply
+    (3_000.0, 10_000, False),    # slower than the ledger applies: keep up
+    (4_000.0, 10_000, False),    # at the rate: apply
+    (4_001.0, 10_000, True),     # faster: leave the CPU to the workers
+    (20_000.0, 499_999, True),
+    (20_000.0, 500_000, False),  # the backlog's bound reached: apply anyway
+])
+def test_the_ledger_waits_only_while_records_arrive_faster_than_it_applies(inflow, backlog,
+                                                                          waits):
+    settings = AccountingSettings(ledger_defer_rate=4_000, ledger_defer_backlog=500_000)
+    assert deferring(inflow, backlog, settings) is waits
+    assert deferring(inflow, backlog, AccountingSettings(ledger_defer_rate=0)) is False
+
+
+def test_inflow_is_measured_over_whole_windows():
+    inflow = Inflow(head=100, now=10.0)
+    assert inflow.observe(150, 10.0 + INFLOW_WINDOW / 2) == 0.0  # window not over yet
+    assert inflow.observe(100 + 2_000, 10.0 + INFLOW_WINDOW) == pytest.approx(
+        2_000 / INFLOW_WINDOW)
+    assert inflow.observe(2_100, 10.0 + 2 * INFLOW_WINDOW) == 0.0  # quiet again

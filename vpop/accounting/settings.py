@@ -24,6 +24,12 @@ class AccountingSettings:
     # How much the ledger process yields the CPU to the workers (nice(2), 0-19): under
     # load, acknowledgements come first and the ledger catches up when load falls.
     ledger_niceness: int = 10
+    # While records reach the journal faster than this (records/s), the ledger does not
+    # apply them: it could not keep up anyway, and the CPU it takes slows the workers
+    # that acknowledge them. It catches up once the burst is over, or as soon as its
+    # backlog reaches ledger_defer_backlog. 0: the ledger never waits.
+    ledger_defer_rate: int = 4000
+    ledger_defer_backlog: int = 500_000
 
     def stale_after(self) -> int | None:
         """Seconds of silence after which a session is stale; None: never."""
@@ -44,4 +50,8 @@ class AccountingSettings:
             found.append(("max_batch", "must be at least 1"))
         if not 0 <= self.ledger_niceness <= 19:
             found.append(("ledger_niceness", "must be from 0 to 19"))
+        if self.ledger_defer_rate < 0:
+            found.append(("ledger_defer_rate", "must not be negative (0: the ledger never waits)"))
+        if self.ledger_defer_backlog < 0:
+            found.append(("ledger_defer_backlog", "must not be negative"))
         return found

@@ -6,8 +6,9 @@ ledger reads the journal in order, applies it in large batches through the same
 rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
 transaction, runs the reaper and the utilization monitor, and deletes what it has
 applied, a few thousand entries at a time. It runs at a lower priority than the
-workers: under a burst, acknowledgements come first and the ledger catches up
-afterwards (its backlog is the metric `vpop_accounting_journal_backlog`).
+workers, and while records arrive faster than it could apply them it waits (up to a
+bound on its backlog): under a burst, acknowledgements come first and the ledger
+catches up afterwards (its backlog is the metric `vpop_accounting_journal_backlog`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from vpop.accounting.settings import AccountingSettings
 from vpop.config import Settings
 from vpop.logs import setup_logging
 from vpop.server.metrics import publish_snapshot
@@ -37,6 +39,7 @@ FORGET_EVERY = 0.5  # seconds between deletions of applied entries ...
 FORGET_CHUNK = 5000  # ... of at most this many, so that no worker waits long for them
 CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints
 STATS_INTERVAL = 1.0
+INFLOW_WINDOW = 0.5  # seconds over which the journal's growth is measured
 DRAIN_TIMEOUT = 60.0  # on SIGTERM: apply what is journaled, for at most this long
 PR_SET_PDEATHSIG = 1
 
@@ -110,6 +113,28 @@ class Ledger:
             self.forgotten = self.applied  # every applied entry is gone
 
 
+def deferring(inflow: float, backlog: int, settings: AccountingSettings) -> bool:
+    """Whether the ledger waits rather than applies: while records arrive faster (per
+    second) than `ledger_defer_rate`, faster than it could apply them anyway, it leaves
+    the CPU to the workers acknowledging them, until its backlog reaches
+    `ledger_defer_backlog`."""
+    return (0 < settings.ledger_defer_rate < inflow
+            and backlog < settings.ledger_defer_backlog)
+
+
+class Inflow:
+    """How fast entries reach the journal: measured over windows of INFLOW_WINDOW s."""
+
+    def __init__(self, head: int, now: float):
+        self.head, self.at, self.rate = head, now, 0.0
+
+    def observe(self, head: int, now: float) -> float:
+        if now - self.at >= INFLOW_WINDOW:
+            self.rate = (head - self.head) / (now - self.at)
+            self.head, self.at = head, now
+        return self.rate
+
+
 def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
     """Apply the journal until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
     engine = make_engine(settings.database_url)
@@ -127,8 +152,13 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
         tick = settings.accounting.tick
         next_tick = next_forget = next_checkpoint = next_stats = time.monotonic()
         drain_until = None
+        inflow = Inflow(journal.last_id(), time.monotonic())
         while True:
-            moved = ledger.step()
+            head = journal.last_id()
+            rate = inflow.observe(head, time.monotonic())
+            wait = drain_until is None and not stopping() and deferring(
+                rate, head - ledger.applied, settings.accounting)
+            moved = 0 if wait else ledger.step()
             now = time.monotonic()
             if drain_until is None and stopping():
                 drain_until = now + DRAIN_TIMEOUT

@@ -152,6 +152,11 @@ class Journal:
         return self.db.execute("SELECT id, body FROM entry WHERE id > ? ORDER BY id LIMIT ?",
                                (applied, limit)).fetchall()
 
+    def last_id(self) -> int:
+        """The id of the last entry given out (0 before the first)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+        return row[0] if row else 0
+
     def backlog(self, applied: int) -> int:
         return self.db.execute("SELECT count(*) FROM entry WHERE id > ?", (applied,)).fetchone()[0]
 
