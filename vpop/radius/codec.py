@@ -10,11 +10,13 @@ built, with a Python reference).
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 
-from vpop.errors import MalformedPacket
 from vpop.radius import wire
+# The framing constants live with the wire primitives; Message-Authenticator goes first
+# (MA_PLACEHOLDER: RFC 3579 §3.2 and the BlastRADIUS guidance).
+from vpop.radius.wire_py import (HEADER, MA_PLACEHOLDER, MAX_LENGTH,  # noqa: F401
+                                 MESSAGE_AUTHENTICATOR, MIN_LENGTH, VENDOR_SPECIFIC, ZERO16)
 
 _decode, _ma_ok, _hashed_ok, _encode_reply = (
     wire.decode, wire.message_authenticator_ok, wire.hashed_authenticator_ok, wire.encode_reply)
@@ -34,15 +36,7 @@ COA_REQUEST = 43
 COA_ACK = 44
 COA_NAK = 45
 
-VENDOR_SPECIFIC = 26
-MESSAGE_AUTHENTICATOR = 80
 PROXY_STATE = 33
-
-HEADER = struct.Struct("!BBH")
-MIN_LENGTH, MAX_LENGTH = 20, 4096
-ZERO16 = bytes(16)
-# RFC 3579 §3.2 and the BlastRADIUS guidance: Message-Authenticator goes first.
-MA_PLACEHOLDER = bytes((MESSAGE_AUTHENTICATOR, 18)) + ZERO16
 
 # Requests whose authenticator is a hash over the packet, not a random nonce.
 HASHED_REQUESTS = frozenset({ACCOUNTING_REQUEST, DISCONNECT_REQUEST, COA_REQUEST})

@@ -14,10 +14,11 @@ import struct
 
 from vpop.errors import MalformedPacket
 
-HEADER = struct.Struct("!BBH")
+HEADER = struct.Struct("!BBH")  # RFC 2865 §3: Code, Identifier, Length
 MIN_LENGTH, MAX_LENGTH = 20, 4096
 VENDOR_SPECIFIC, MESSAGE_AUTHENTICATOR = 26, 80
 ZERO16 = bytes(16)
+# RFC 3579 §3.2 and the BlastRADIUS guidance: Message-Authenticator goes first.
 MA_PLACEHOLDER = bytes((MESSAGE_AUTHENTICATOR, 18)) + ZERO16
 
 
