@@ -69,6 +69,10 @@ def decode_entry(body: bytes) -> tuple[AcctRecord, dict | None]:
     return record, forward
 
 
+# The last id AUTOINCREMENT gave out, whether or not its entry has been deleted since.
+_LAST_ID = "SELECT seq FROM sqlite_sequence WHERE name = 'entry'"
+
+
 def journal_head(path: str) -> tuple[str, int] | None:
     """(stream name, the last entry id given out) of a journal file, read only; None
     when there is none yet (for tools and tests that wait for the ledger)."""
@@ -76,7 +80,7 @@ def journal_head(path: str) -> tuple[str, int] | None:
         return None
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         stream = db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
-        last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+        last = db.execute(_LAST_ID).fetchone()
     return (stream[0], last[0] if last else 0) if stream else None
 
 
@@ -154,7 +158,7 @@ class Journal:
 
     def last_id(self) -> int:
         """The id of the last entry given out (0 before the first)."""
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'").fetchone()
+        row = self.db.execute(_LAST_ID).fetchone()
         return row[0] if row else 0
 
     def backlog(self, applied: int) -> int:
