@@ -232,11 +232,14 @@ class Tally:
 
 def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
              start_at: float, on_start=None, on_end=None,
-             count: int | None = None) -> tuple[Tally, array.array]:
+             count: int | None = None,
+             arrivals: array.array | None = None) -> tuple[Tally, array.array]:
     """Drive the window until the measured interval ends; return the tally and latencies.
 
     The interval starts `plan.warmup` seconds after `start_at` and lasts
-    `plan.duration`, or until `count` requests have been answered or lost.
+    `plan.duration`, or until `count` requests have been answered or lost. With
+    `arrivals`, each reply's arrival time (since the interval began) is appended to it,
+    in the order of the latencies.
     """
     secret = plan.secret
     timeout = plan.timeout
@@ -316,6 +319,8 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
             tally = Tally(wrapped=tally.wrapped)
             latencies = array.array("d")
             lat = latencies.append
+            if arrivals is not None:
+                del arrivals[:]
             cpu0 = own_cpu()
             t_start = now
             if count is not None:
@@ -361,6 +366,8 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
                 else:
                     tally.other += 1
                 lat(received - sent_at)
+                if arrivals is not None:
+                    arrivals.append(received - t_start)
             if sending:
                 tally.sent += fill(i, time.monotonic())
         if now >= next_scan:
@@ -444,6 +451,13 @@ def run_processes(plan: Plan, procs: int, total: int, server: ProcessCpu):
 
 # --- command line -----------------------------------------------------------------------
 
+def write_trace(path: str, arrivals: array.array, latencies: array.array) -> None:
+    with open(path, "w") as out:
+        out.write("arrival_s,latency_ms\n")
+        for at, latency in zip(arrivals, latencies):
+            out.write(f"{at:.6f},{latency * 1000:.3f}\n")
+
+
 def percentile(sorted_values, q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -493,6 +507,9 @@ def parse_args(argv=None):
     parser.add_argument("--server-pid", type=int, nargs="+", action="extend", default=[],
                         metavar="PID", help="server processes to measure (with descendants)")
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write every reply's arrival time (s) and latency (ms) as CSV,"
+                             " to see when the slow ones came (one process only)")
     args = parser.parse_args(argv)
     if args.duration is None and args.count is None:
         args.duration = 10.0
@@ -504,6 +521,8 @@ def parse_args(argv=None):
         parser.error(f"--count must be in (0, {MAX_COUNT}]")
     if not 0 <= args.warmup <= 60:
         parser.error("--warmup must be in [0, 60]")
+    if args.trace and args.procs != 1:
+        parser.error("--trace needs --procs 1")
     if args.procs < 1 or args.sockets < args.procs:
         parser.error("need --procs >= 1 and --sockets >= --procs")
     if not args.sockets <= args.window <= args.sockets * (IDS - 1):
@@ -537,9 +556,12 @@ def main(argv=None) -> int:
         def done():
             nonlocal server_cpu
             server_cpu = server.seconds()
+        arrivals = array.array("d") if args.trace else None
         tally, latencies = run_load(plan, pool, args.window, args.sockets,
                                     time.monotonic() + 0.05, on_start=server.start,
-                                    on_end=done, count=args.count)
+                                    on_end=done, count=args.count, arrivals=arrivals)
+        if args.trace:
+            write_trace(args.trace, arrivals, latencies)
     else:
         say(f"{args.procs} processes; load on {host}:{port}, window {args.window} over "
             f"{args.sockets} sockets")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from e2e_support import GRACE, STOP_TIMEOUT, children_of, process_state
+from e2e_support import GRACE, STOP_TIMEOUT, Link, children_of, process_state
 from vpop.radius import codec
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +55,41 @@ def test_accounting_from_every_worker_is_applied(server, nas):
         (count,), = db.execute("SELECT count(*) FROM radacct WHERE acct_session_id LIKE ?",
                                (f"w-{tag:08x}-%",))
     assert count == ROUNDS
+
+
+def worker_counts(server) -> dict[str, float]:
+    return {dict(labels)["worker"]: value for (name, labels), value in server.metrics().items()
+            if name == "vpop_worker_requests_total"}
+
+
+def test_one_nas_port_s_accounting_uses_every_worker(server, nas):
+    """SO_REUSEPORT would hash one source port to one worker; accounting is spread by
+    Request Authenticator instead, and a retransmission still gets the cached answer."""
+    time.sleep(1.5)  # the workers publish their counters once a second
+    before = worker_counts(server)
+    tag = random.randrange(1 << 32)
+    sent = 64
+    with Link(server.acct()) as link:  # one source port, as a NAS behind one socket
+        for n in range(sent):
+            request = nas.accounting([("Acct-Status-Type", "Start"), ("User-Name", "alice"),
+                                      ("Acct-Session-Id", f"one-port-{tag:08x}-{n}"),
+                                      ("NAS-IP-Address", "192.0.2.91")])
+            for _ in range(2 if n % 8 == 0 else 1):  # every eighth one sent again
+                link.send(request.data)
+                reply = link.receive()
+                assert reply is not None, f"record {n} not answered"
+                assert nas.check(request, reply).code == codec.ACCOUNTING_RESPONSE
+    expected = sum(before.values()) + sent
+    deadline = time.monotonic() + 10
+    while sum((after := worker_counts(server)).values()) < expected \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    grown = {w: after[w] - before.get(w, 0) for w in after}
+    assert sorted(grown) == ["0", "1"]
+    # 64 fair coin tosses: 32 +- 4; 8 is six standard deviations off.
+    assert all(n >= 8 for n in grown.values()), grown
+    assert sum(grown.values()) == sent  # the repeats came from the duplicate cache
+    assert server.metric("vpop_duplicates_total") >= sent // 8
 
 
 def test_sighup_reaches_every_worker(server, nas):

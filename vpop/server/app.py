@@ -42,7 +42,7 @@ from vpop.server.forwarder import ForwarderShell
 from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.proxy import ProxyShell
-from vpop.server.udp import Listener, open_socket
+from vpop.server.udp import Listener, open_socket, spread_by_request
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
@@ -140,7 +140,13 @@ class Worker:
         socks = []
         for host in s.listen:
             for kind, port in ((AUTH, s.auth_port), (ACCT, s.acct_port), (COA, s.coa_port)):
-                socks.append((kind, open_socket(host, port, s.recv_buffer, self.reuse_port)))
+                sock = open_socket(host, port, s.recv_buffer, self.reuse_port)
+                if kind == ACCT and self.reuse_port and s.workers > 1:
+                    # Accounting keeps no state in a worker but the duplicate cache, so one
+                    # NAS's records may use every worker. Access stays by source port: a
+                    # proxied EAP conversation's rounds need the worker that knows its server.
+                    spread_by_request(sock, s.workers)
+                socks.append((kind, sock))
         return socks
 
     def run(self, socks=None) -> None:
@@ -314,7 +320,7 @@ class Worker:
                             "timeouts": h.timeouts, "bad_replies": h.bad_replies}
                      for name, h in self.proxy.engine.pools.health.items()}
         return {**self.receiver.stats.snapshot(), "upstreams": upstreams,
-                "accounting": self.writer.snapshot()}
+                "accounting": self.writer.snapshot(), "worker": self.index}
 
     async def _flush_request_log(self) -> None:
         while True:

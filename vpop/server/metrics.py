@@ -21,12 +21,19 @@ class VpopCollector:
         self.gauges = gauges
 
     def collect(self):
-        total = Stats.merge(self.snapshots())
+        snapshots = self.snapshots()
+        total = Stats.merge(snapshots)
         requests = CounterMetricFamily("vpop_requests", "RADIUS requests answered",
                                        labels=["client", "code", "outcome"])
         for (client, code, outcome), n in sorted(total["requests"].items()):
             requests.add_metric([client, code, outcome], n)
         yield requests
+        # How evenly the kernel spreads the ports' datagrams over the worker processes.
+        by_worker = CounterMetricFamily("vpop_worker_requests", "RADIUS requests answered, "
+                                        "by worker process", labels=["worker"])
+        for snap in sorted((s for s in snapshots if "worker" in s), key=lambda s: s["worker"]):
+            by_worker.add_metric([str(snap["worker"])], sum(snap["requests"].values()))
+        yield by_worker
         drops = CounterMetricFamily("vpop_dropped", "Datagrams dropped, by reason",
                                     labels=["reason"])
         for reason, n in sorted(total["drops"].items()):
