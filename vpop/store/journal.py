@@ -11,8 +11,8 @@ what it applied, so every journaled record is applied exactly once, across crash
 The journal is a SQLite file of its own (WAL, synchronous=FULL), beside whatever
 database holds the accounting: its writers never wait for the ledger's transactions.
 All workers append to the same file, so its ids follow the order in which records
-were stored, whichever worker took them (a session's Start and Stop may reach two
-workers). Write transactions take an flock on `<journal>.lock` first: a waiting
+were stored, whichever worker took them (accounting is spread over the workers by
+Request Authenticator, so a session's Start and Stop usually reach two). Write transactions take an flock on `<journal>.lock` first: a waiting
 writer is woken the moment the lock is free, where SQLite's own busy handler would
 sleep 1, 2, 5, 10 ... ms. The workers leave WAL checkpoints to the ledger, which also
 deletes applied entries in small chunks, so it never holds a writer up for long.
