@@ -11,6 +11,7 @@ import pytest
 from acct_support import NAS, T0, rec
 from vpop.accounting.leases import LeaseBook, LeaseIndex, LeaseTerms
 from vpop.server.journal import JournalWriter
+from vpop.server.writer import Ack
 from vpop.store.journal import (Journal, JournalError, decode_entry, encode_entry,
                                 journal_head)
 
@@ -97,6 +98,31 @@ def test_the_journal_writer_answers_after_the_append_and_holds_lease_places(jour
     book.applied(1)
     assert book.in_use(7, T0) == 0
     assert writer.snapshot() == {"journaled": 3}
+
+
+def test_the_answer_leaves_from_the_writer_s_thread_once_durable_before_the_bookkeeping(
+        journal, tmp_path):
+    events = []
+    finished = threading.Event()
+    other = Journal(journal.path)  # another connection: sees only what is committed
+
+    def send():
+        committed = [decode_entry(body)[0].session_id for _, body in other.read_after(0, 10)]
+        events.append(("send", threading.current_thread().name, committed))
+
+    def done(ok):
+        events.append(("done", threading.current_thread().name, ok))
+        finished.set()
+
+    def notify(callback):  # the event loop, here a thread of its own
+        threading.Thread(target=callback, name="loop").start()
+    writer = JournalWriter(journal, notify, max_batch=10)
+    writer.submit(rec("start", "s1"), Ack(send, done))
+    writer.start()
+    assert finished.wait(30)
+    writer.stop()
+    other.close()
+    assert events == [("send", "accounting-journal", ["s1"]), ("done", "loop", True)]
 
 
 def test_two_writers_share_one_journal_in_commit_order(tmp_path):

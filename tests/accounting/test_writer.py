@@ -11,7 +11,7 @@ from acct_support import T0, add_lease, life, rec
 from vpop.accounting.leases import LeaseBook
 from vpop.accounting.settings import AccountingSettings
 from vpop.server import writer as writer_module
-from vpop.server.writer import AccountingWriter
+from vpop.server.writer import Ack, AccountingWriter
 from vpop.store.engine import make_sessionmaker
 
 WAIT = 30.0
@@ -95,6 +95,28 @@ def test_a_record_that_cannot_be_stored_is_not_acknowledged_alone(sessions, monk
         assert writer.failures == 1
     finally:
         writer.stop()
+
+
+def test_only_stored_records_are_answered_from_the_writer_s_thread(sessions, monkeypatch):
+    real = writer_module.store.apply_batch
+
+    def refuses_poison(session, records, **kw):
+        if any(r.session_id == "poison" for r in records):
+            raise ValueError("cannot store this one")
+        return real(session, records, **kw)
+    monkeypatch.setattr(writer_module.store, "apply_batch", refuses_poison)
+    sent, done = [], threading.Event()
+    writer = AccountingWriter(sessions, Loop(), settings=AccountingSettings(tick=60))
+    acks = [Ack(lambda n=n: sent.append((n, threading.current_thread() is writer.thread)),
+                lambda ok, n=n: n == 2 and done.set()) for n in range(3)]
+    writer.submit_group([(rec("start", name, T0), ack, None)
+                         for name, ack in zip(("a", "poison", "b"), acks)])
+    writer.start()
+    try:
+        assert done.wait(WAIT)
+    finally:
+        writer.stop()
+    assert sent == [(0, True), (2, True)]  # the record not stored goes unanswered
 
 
 def test_the_tick_reaps_sessions_gone_silent_in_event_time(sessions):

@@ -14,7 +14,7 @@ import logging
 from typing import Callable
 
 from vpop.accounting.leases import LeaseBook
-from vpop.server.writer import GroupingThread
+from vpop.server.writer import GroupingThread, answer_stored
 from vpop.store.journal import Journal, encode_entry
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class JournalWriter(GroupingThread):
         self.batches += 1
         if ok:
             self.counts["journaled"] += len(batch)
+        if ok:
+            answer_stored(batch, [True] * len(batch))
         starts = self._starts(batch, last) if ok and self.book is not None else []
 
         def finish() -> None:

@@ -9,6 +9,7 @@ import socket
 from concurrent.futures import Executor
 
 from vpop.pipeline.receiver import Defer, Drop, Forward, Persist, Receiver, Send
+from vpop.server.writer import Ack
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +129,13 @@ class Listener:
             if persist:
                 self.writer.submit_group(persist)
 
-    def _stored(self, action: Persist, addr):
+    def _stored(self, action: Persist, addr) -> Ack:
+        """The answer goes out from the writer's thread once stored (sendto is safe
+        from any thread); the bookkeeping runs here, on the event loop."""
         def stored(ok: bool) -> None:
             self.in_flight -= 1
             action.done(ok)
-            if ok:
-                self._send(action.reply, addr)
-        return stored
+        return Ack(lambda: self._send(action.reply, addr), stored)
 
     def _send(self, data: bytes, addr) -> None:
         try:

@@ -30,6 +30,31 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
+class Ack:
+    """What follows a record's commit: `send` its Accounting-Response at once, from the
+    storing thread, then `done` on the event loop (duplicate cache, counters, log).
+
+    The answer then does not wait for the event loop to come round to the callback,
+    which under load took 1 ms (median) to over 30 ms. A retransmission that arrives
+    between the two finds the request still in progress and is dropped; the answer is
+    already on its way.
+    """
+    __slots__ = ("send", "done")
+
+    def __init__(self, send: Callable[[], None], done: Callable[[bool], None]):
+        self.send, self.done = send, done
+
+    def __call__(self, ok: bool) -> None:
+        self.done(ok)
+
+
+def answer_stored(batch: list, results: list[bool]) -> None:
+    """From the storing thread, right after the commit: the answers of what is stored."""
+    for (_, done, _), ok in zip(batch, results):
+        if ok and type(done) is Ack:
+            done.send()
+
+
 class GroupingThread:
     """The hand-off from the event loop to one thread that stores records in groups:
     (record, done, forward) items queued, taken as many as are waiting."""
@@ -115,6 +140,7 @@ class AccountingWriter(GroupingThread):
             if batch:
                 results = self.commit(batch)
                 self.batches += 1
+                answer_stored(batch, results)
                 self.notify(lambda b=batch, r=results:
                             [done(ok) for (_, done, _), ok in zip(b, r)])
             if time.monotonic() >= next_tick:
