@@ -79,7 +79,8 @@ def test_records_are_committed_in_groups_and_lease_usage_reaches_the_book(sessio
         writer.stop()
 
 
-def test_a_record_that_cannot_be_stored_is_not_acknowledged_alone(sessions, monkeypatch):
+def refuse_poison(monkeypatch) -> None:
+    """The store refuses any batch with a record of session "poison"."""
     real = writer_module.store.apply_batch
 
     def refuses_poison(session, records, **kw):
@@ -87,6 +88,10 @@ def test_a_record_that_cannot_be_stored_is_not_acknowledged_alone(sessions, monk
             raise ValueError("cannot store this one")
         return real(session, records, **kw)
     monkeypatch.setattr(writer_module.store, "apply_batch", refuses_poison)
+
+
+def test_a_record_that_cannot_be_stored_is_not_acknowledged_alone(sessions, monkeypatch):
+    refuse_poison(monkeypatch)
     writer = AccountingWriter(sessions, Loop(), settings=AccountingSettings(tick=60))
     writer.start()
     try:
@@ -98,13 +103,7 @@ def test_a_record_that_cannot_be_stored_is_not_acknowledged_alone(sessions, monk
 
 
 def test_only_stored_records_are_answered_from_the_writer_s_thread(sessions, monkeypatch):
-    real = writer_module.store.apply_batch
-
-    def refuses_poison(session, records, **kw):
-        if any(r.session_id == "poison" for r in records):
-            raise ValueError("cannot store this one")
-        return real(session, records, **kw)
-    monkeypatch.setattr(writer_module.store, "apply_batch", refuses_poison)
+    refuse_poison(monkeypatch)
     sent, done = [], threading.Event()
     writer = AccountingWriter(sessions, Loop(), settings=AccountingSettings(tick=60))
     acks = [Ack(lambda n=n: sent.append((n, threading.current_thread() is writer.thread)),
