@@ -270,6 +270,21 @@ def test_accounting_is_acknowledged_only_after_it_is_stored(receiver):
     assert receiver.datagram(data, NAS, ACCT) == Send(again.reply)
 
 
+def test_a_retransmission_is_answered_once_its_record_is_marked_stored(receiver):
+    attrs = DICT.encode_pairs([("Acct-Status-Type", "Start"), ("Acct-Session-Id", "abd"),
+                               ("User-Name", "alice")])
+    data = codec.encode_request(codec.ACCOUNTING_REQUEST, 1, attrs, SECRET)
+    action = receiver.datagram(data, NAS, ACCT)
+    assert receiver.datagram(data, NAS, ACCT) == Drop("duplicate in progress")
+    # The storing thread marks it just before it sends the reply, ahead of the
+    # event loop's bookkeeping (action.done).
+    action.awaiting.stored = True
+    assert receiver.datagram(data, NAS, ACCT) == Send(action.reply)
+    action.done(True)
+    assert receiver.datagram(data, NAS, ACCT) == Send(action.reply)
+    assert receiver.stats.duplicates == 3
+
+
 def test_accounting_with_a_bad_authenticator_is_dropped(receiver):
     attrs = DICT.encode_pairs([("Acct-Status-Type", "Start"), ("Acct-Session-Id", "abc")])
     data = codec.encode_request(codec.ACCOUNTING_REQUEST, 1, attrs, b"other",

@@ -25,7 +25,7 @@ from vpop.pipeline.stats import Stats
 from vpop.radius import codec
 from vpop.radius import attributes as A
 from vpop.radius.clients import ClientTable, MessageAuthenticatorPolicy, NasClient
-from vpop.radius.dedup import IN_PROGRESS, DuplicateCache, key as dedup_key
+from vpop.radius.dedup import IN_PROGRESS, Awaiting, DuplicateCache, key as dedup_key
 
 events = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class Persist:
     reply: bytes
     done: Callable[[bool], None]
     forward: dict | None = None  # also owed to a proxy-mode ISP (vpop/isp/acct_forward.py)
+    awaiting: Awaiting | None = None  # its duplicate-cache entry: mark stored, then send
 
 
 class Receiver:
@@ -104,6 +105,8 @@ class Receiver:
         cached = self.dedup.get(key)
         if cached is not None:
             self.stats.duplicates += 1
+            if type(cached) is Awaiting:
+                cached = cached.reply if cached.stored else IN_PROGRESS
             return Send(cached) if cached is not IN_PROGRESS else Drop("duplicate in progress")
         try:
             packet = codec.decode(data)
@@ -221,9 +224,10 @@ class Receiver:
         if record is None:
             return self._finish(key, packet, client, started, reply,
                                 codec.ACCOUNTING_RESPONSE, username, "ignored")
-        self.dedup.begin(key, started)
+        awaiting = Awaiting(reply)
+        self.dedup.begin(key, started, awaiting)
         return Persist(record, reply, done,
-                       accounting_owed(packet, record, self.deps, self.wallclock()))
+                       accounting_owed(packet, record, self.deps, self.wallclock()), awaiting)
 
     # --- helpers --------------------------------------------------------------------
 

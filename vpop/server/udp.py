@@ -135,7 +135,12 @@ class Listener:
         def stored(ok: bool) -> None:
             self.in_flight -= 1
             action.done(ok)
-        return Ack(lambda: self._send(action.reply, addr), stored)
+
+        def send() -> None:
+            if action.awaiting is not None:
+                action.awaiting.stored = True  # a retransmission now gets the reply
+            self._send(action.reply, addr)
+        return Ack(send, stored)
 
     def _send(self, data: bytes, addr) -> None:
         try:

@@ -35,9 +35,8 @@ class Ack:
     storing thread, then `done` on the event loop (duplicate cache, counters, log).
 
     The answer then does not wait for the event loop to come round to the callback,
-    which under load took 1 ms (median) to over 30 ms. A retransmission that arrives
-    between the two finds the request still in progress and is dropped; the answer is
-    already on its way.
+    which under load took 1 ms (median) to over 30 ms. A retransmission arriving between
+    the two is answered from the duplicate cache's Awaiting entry, which `send` marks.
     """
     __slots__ = ("send", "done")
 
