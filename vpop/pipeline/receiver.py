@@ -75,8 +75,8 @@ class Persist:
     record: Any
     reply: bytes
     done: Callable[[bool], None]
+    awaiting: Awaiting  # its duplicate-cache entry: marked stored, then the reply sent
     forward: dict | None = None  # also owed to a proxy-mode ISP (vpop/isp/acct_forward.py)
-    awaiting: Awaiting | None = None  # its duplicate-cache entry: mark stored, then send
 
 
 class Receiver:
@@ -226,8 +226,8 @@ class Receiver:
                                 codec.ACCOUNTING_RESPONSE, username, "ignored")
         awaiting = Awaiting(reply)
         self.dedup.begin(key, started, awaiting)
-        return Persist(record, reply, done,
-                       accounting_owed(packet, record, self.deps, self.wallclock()), awaiting)
+        return Persist(record, reply, done, awaiting,
+                       accounting_owed(packet, record, self.deps, self.wallclock()))
 
     # --- helpers --------------------------------------------------------------------
 

@@ -117,8 +117,9 @@ def settle_heap() -> None:
     collection no longer walks them (with a large subscriber base that walk is a
     latency spike). Every collection stops the event loop, so each must be short:
     young ones after every YOUNG_COLLECTION container allocations (under load a pass
-    over 50,000 young objects took 15 ms, one over 2,000 takes 0.1-0.4), and full ones, which walk the
-    duplicate cache (20-25 ms), only every FULL_COLLECTION_INTERVAL (collect_cycles).
+    over 50,000 young objects took 15 ms, one over 2,000 takes 0.1-0.4), and full
+    ones, which walk the duplicate cache (20-25 ms), only every
+    FULL_COLLECTION_INTERVAL (collect_cycles).
     """
     gc.collect()
     gc.freeze()

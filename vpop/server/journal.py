@@ -47,7 +47,6 @@ class JournalWriter(GroupingThread):
         self.batches += 1
         if ok:
             self.counts["journaled"] += len(batch)
-        if ok:
             answer_stored(batch, [True] * len(batch))
         starts = self._starts(batch, last) if ok and self.book is not None else []
 

@@ -137,8 +137,7 @@ class Listener:
             action.done(ok)
 
         def send() -> None:
-            if action.awaiting is not None:
-                action.awaiting.stored = True  # a retransmission now gets the reply
+            action.awaiting.stored = True  # a retransmission now gets the reply
             self._send(action.reply, addr)
         return Ack(send, stored)
 
