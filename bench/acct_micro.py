@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     schema.upgrade(url)
     engine = make_engine(url)
     settings = Settings(accounting=AccountingSettings(max_batch=args.batch))
-    ledger = Ledger(settings, journal, make_sessionmaker(engine))
+    ledger = Ledger(settings, [journal], make_sessionmaker(engine))
     profiler = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
     if profiler:

@@ -15,7 +15,7 @@ from vpop.store import accounting as store
 from vpop.store.accounting_models import AcctRecord, RadAcct
 from vpop.store.engine import make_sessionmaker
 from vpop.store.isp_models import AcctForward
-from vpop.store.journal import encode_entry
+from vpop.store.journal import Journal, encode_entry
 
 SETTINGS = Settings(accounting=AccountingSettings(max_batch=4))
 
@@ -45,7 +45,7 @@ def drain(ledger: Ledger) -> list[int]:
 
 def test_the_journal_is_applied_in_batches_with_its_progress(sessions, journal):
     last = journal.append([encode_entry(r, None) for r in records()])
-    ledger = Ledger(SETTINGS, journal, sessions)
+    ledger = Ledger(SETTINGS, [journal], sessions)
     assert drain(ledger) == [4, 3]
     assert history(sessions) == sorted(
         [("a", "start"), ("a", "interim"), ("a", "interim"), ("a", "stop"),
@@ -57,14 +57,14 @@ def test_the_journal_is_applied_in_batches_with_its_progress(sessions, journal):
     ledger.forget()
     assert journal.backlog(0) == 0
     # A ledger started later begins where the database says, not at the start.
-    assert Ledger(SETTINGS, journal, sessions).applied == 7
+    assert Ledger(SETTINGS, [journal], sessions).applied == {journal.stream: 7}
 
 
 def test_entries_read_again_are_not_applied_again(sessions, journal):
     journal.append([encode_entry(r, None) for r in records()])
-    drain(Ledger(SETTINGS, journal, sessions))
-    stale = Ledger(SETTINGS, journal, sessions)
-    stale.applied = 0  # as a second ledger that read the journal before the first committed
+    drain(Ledger(SETTINGS, [journal], sessions))
+    stale = Ledger(SETTINGS, [journal], sessions)
+    stale.applied[journal.stream] = 0  # as a ledger that read before the first committed
     assert drain(stale) == [4, 3]
     assert len(history(sessions)) == 7
     assert stale.writer.counts["stored"] == 0
@@ -75,7 +75,7 @@ def test_an_unreadable_entry_is_set_aside_and_the_rest_applied(sessions, journal
     journal.append([encode_entry(r, None) for r in first])
     journal.append([b"not an entry"])
     last = journal.append([encode_entry(r, None) for r in second])
-    drain(Ledger(SETTINGS, journal, sessions))
+    drain(Ledger(SETTINGS, [journal], sessions))
     assert [status for _, status in history(sessions)] == ["interim", "start", "stop"]
     (entry, reason), = journal.db.execute("SELECT id, reason FROM set_aside").fetchall()
     assert entry == 3 and reason.startswith("unreadable")
@@ -83,12 +83,38 @@ def test_an_unreadable_entry_is_set_aside_and_the_rest_applied(sessions, journal
         assert store.journal_applied(session, journal.stream) == last
 
 
+def test_the_workers_journals_are_applied_in_the_order_their_records_were_stored(
+        sessions, tmp_path):
+    first, second = (Journal(str(tmp_path / name)) for name in ("j.db", "j-1.db"))
+    try:
+        start, interim, stop = life("a", T0, T0 + 600)
+        # The Start reached worker 1, the Interim and the Stop worker 0, in this order.
+        second.append([encode_entry(start, None)])
+        first.append([encode_entry(interim, None)])
+        first.append([encode_entry(stop, None)])
+        ledger = Ledger(SETTINGS, [first, second], sessions)
+        assert drain(ledger) == [3]
+        with sessions() as session:
+            flags = session.execute(select(AcctRecord.status, AcctRecord.flags)
+                                    .order_by(AcctRecord.id)).all()
+            assert [tuple(row) for row in flags] == [("start", ""), ("interim", ""),
+                                                     ("stop", "")]  # no "no-start"
+            assert store.journal_applied(session, first.stream) == 2
+            assert store.journal_applied(session, second.stream) == 1
+        assert ledger.applied == {first.stream: 2, second.stream: 1}
+        ledger.forget()
+        assert ledger.backlog() == 0 and ledger.last_id() == 3
+    finally:
+        first.close()
+        second.close()
+
+
 def test_forwarded_records_are_queued_for_their_isp(sessions, journal):
     forward = {"isp": "isp-a", "session_key": "k1", "attrs": b"\x2c\x04ab", "delay": 0,
                "received": float(T0)}
     journal.append([encode_entry(r, forward if r.status == "start" else None)
                     for r in life("f", T0, T0 + 300)])
-    drain(Ledger(SETTINGS, journal, sessions))
+    drain(Ledger(SETTINGS, [journal], sessions))
     with sessions() as session:
         queued = session.execute(select(AcctForward.isp, AcctForward.session_key)).all()
     assert [tuple(row) for row in queued] == [("isp-a", "k1")]

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from e2e_support import DICTIONARY, SECRET, VpopServer
 from vpop.radius import codec
 from vpop.store.engine import make_engine
-from vpop.store.journal import Journal, decode_entry
+from vpop.store.journal import Journal, decode_entry, journal_files
 
 pytestmark = pytest.mark.e2e
 
@@ -105,12 +105,14 @@ class Stream:
 
 
 def journaled(server) -> set[tuple[str, str, int]]:
-    """What the journal file holds (applied or not), as the database's rows read."""
-    journal = Journal(str(server.journal_path))
-    try:
-        entries = [decode_entry(body)[0] for _, body in journal.entries()]
-    finally:
-        journal.close()
+    """What the journal files hold (applied or not), as the database's rows read."""
+    entries = []
+    for path in journal_files(str(server.journal_path)):
+        journal = Journal(path)
+        try:
+            entries += [decode_entry(body)[0] for _, body in journal.entries()]
+        finally:
+            journal.close()
     return {(r.session_id, r.status, r.session_time) for r in entries}
 
 

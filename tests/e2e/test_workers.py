@@ -57,6 +57,41 @@ def test_accounting_from_every_worker_is_applied(server, nas):
     assert count == ROUNDS
 
 
+def test_a_session_s_records_are_applied_in_order_across_the_workers_journals(server, nas):
+    """Each worker journals in a file of its own; a session's Start, Interim and Stop
+    reach the workers in turn and the ledger applies them in the order they came."""
+    tag = random.randrange(1 << 32)
+    sessions = [f"o-{tag:08x}-{n}" for n in range(16)]
+    with Link(server.acct()) as link:  # one source port: spread by Request Authenticator
+        for status, seconds in (("Start", 0), ("Interim-Update", 60), ("Stop", 120)):
+            for sid in sessions:
+                request = nas.accounting([("Acct-Status-Type", status),
+                                          ("Acct-Session-Id", sid), ("User-Name", "alice"),
+                                          ("Acct-Session-Time", seconds),
+                                          ("NAS-IP-Address", "192.0.2.92")])
+                link.send(request.data)
+                reply = link.receive()
+                assert reply is not None and nas.check(request, reply).code == \
+                    codec.ACCOUNTING_RESPONSE
+    server.wait_for_ledger()
+    for index in range(WORKERS):  # both files took some of them
+        path = server.journal_path if index == 0 else server.journal_path.with_name(
+            f"{server.journal_path.stem}-{index}{server.journal_path.suffix}")
+        with sqlite3.connect(path) as db:
+            (given,), = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entry'")
+        assert given > 0, path
+    with sqlite3.connect(server.home / "var" / "vpop.db") as db:
+        rows = db.execute(
+            "SELECT r.acct_session_id, r.status, h.status, h.flags FROM acct_record h "
+            "JOIN radacct r ON r.id = h.radacct_id WHERE r.acct_session_id LIKE ? "
+            "ORDER BY h.id", (f"o-{tag:08x}-%",)).fetchall()
+    assert len(rows) == 3 * len(sessions)
+    for sid in sessions:
+        mine = [(status, flags) for s, state, status, flags in rows if s == sid]
+        assert mine == [("start", ""), ("interim", ""), ("stop", "")], (sid, mine)
+    assert {state for _, state, _, _ in rows} == {"closed"}
+
+
 def worker_counts(server) -> dict[str, float]:
     return {dict(labels)["worker"]: value for (name, labels), value in server.metrics().items()
             if name == "vpop_worker_requests_total"}

@@ -47,7 +47,7 @@ from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
 from vpop.store import qos as qos_store
-from vpop.store.journal import Journal, JournalError
+from vpop.store.journal import Journal, JournalError, worker_journal
 from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_subscribers
 
@@ -188,7 +188,7 @@ class Worker:
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
-        journal = (Journal(journal_path(settings), checkpoints=False)
+        journal = (Journal(worker_journal(journal_path(settings), self.index), checkpoints=False)
                    if settings.accounting.journal else None)
         if journal is not None:  # acknowledged once journaled; the ledger applies it
             self.writer = writer = JournalWriter(journal, loop.call_soon_threadsafe,

@@ -1,7 +1,8 @@
 """The ledger: a process of its own that applies the accounting journal to the database.
 
-Workers acknowledge accounting once it is in the journal (vpop/store/journal.py). The
-ledger reads the journal in order, applies it in large batches through the same
+Workers acknowledge accounting once it is in the journal (vpop/store/journal.py), each
+worker in a file of its own. The ledger reads the files in the order the records were
+stored (merged by their stamps), applies them in large batches through the same
 `AccountingWriter.commit` that direct mode uses (sessions, history, routing records,
 rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
 transaction, runs the reaper and the utilization monitor, and deletes what it has
@@ -27,10 +28,11 @@ from vpop.accounting.settings import AccountingSettings
 from vpop.config import Settings
 from vpop.logs import setup_logging
 from vpop.server.metrics import publish_snapshot
-from vpop.server.writer import AccountingWriter
+from vpop.server.writer import AccountingWriter, JournalBatch
 from vpop.store import accounting as store
 from vpop.store.engine import make_engine, make_sessionmaker
-from vpop.store.journal import Journal, decode_entry, journal_head
+from vpop.store.journal import (Journal, causal_cut, decode_entry, journal_files,
+                                journal_head)
 
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between looks at an empty journal
@@ -45,72 +47,103 @@ PR_SET_PDEATHSIG = 1
 
 
 def journal_path(settings: Settings) -> str:
+    """The configured journal file: worker 0's; the others' are beside it."""
     return settings.relative(settings.accounting.journal)
 
 
 def ledger_position(journal_file: str, database_url: str) -> tuple[int, int]:
-    """(the last entry id the journal gave out, the last the ledger has applied), for
-    tools and tests that wait for the ledger."""
-    head = journal_head(journal_file)
-    if head is None:
+    """(entries the journals gave out, entries the ledger has applied), over the files
+    of every worker, for tools and tests that wait for the ledger."""
+    heads = [head for path in journal_files(journal_file)
+             if (head := journal_head(path)) is not None]
+    if not heads:
         return 0, 0
     engine = make_engine(database_url)
     try:
         with make_sessionmaker(engine)() as session:
-            return head[1], store.journal_applied(session, head[0])
+            return (sum(last for _, last in heads),
+                    sum(store.journal_applied(session, stream) for stream, _ in heads))
     finally:
         engine.dispose()
 
 
 class Ledger:
-    """Applies the journal to the database; `step` is one batch."""
+    """Applies the journals, one per worker, to the database; `step` is one batch."""
 
-    def __init__(self, settings: Settings, journal: Journal, sessions):
+    def __init__(self, settings: Settings, journals: list[Journal], sessions):
         self.settings = settings
-        self.journal = journal
+        self.journals = journals
         self.writer = AccountingWriter(sessions, lambda callback: callback(),
                                        settings=settings.accounting)
         with sessions() as session:
-            self.applied = store.journal_applied(session, journal.stream)
-        self.forgotten = 0  # applied entries up to here are deleted
+            # stream name -> the last entry id applied
+            self.applied = {j.stream: store.journal_applied(session, j.stream)
+                            for j in journals}
+        self.forgotten = dict.fromkeys(self.applied, 0)  # applied entries up to here deleted
 
     def step(self) -> int:
         """Apply the next batch; how many entries it moved past (0: none, or the
         database is unavailable and the batch waits)."""
-        rows = self.journal.read_after(self.applied, self.settings.accounting.max_batch)
-        if not rows:
+        limit = self.settings.accounting.max_batch
+        now = time.time_ns()  # before any read: see causal_cut
+        reads = [j.read_after(self.applied[j.stream], limit) for j in self.journals]
+        cut = causal_cut(reads, limit, now)
+        merged = sorted((stamp, n, entry, body) for n, rows in enumerate(cut)
+                        for entry, stamp, body in rows)
+        if not merged:
             return 0
-        items, kept, unreadable = [], [], []
-        for entry, body in rows:
+        items, kept, unreadable = [], [], {}
+        for _, n, entry, body in merged:
             try:
                 record, forward = decode_entry(body)
             except Exception as exc:
-                unreadable.append((entry, body, f"unreadable: {exc}"))
+                unreadable.setdefault(n, []).append((entry, body, f"unreadable: {exc}"))
                 continue
             items.append((record, None, forward))
-            kept.append((entry, body))
-        if unreadable:  # kept aside before progress passes them
-            self.journal.set_aside(unreadable)
-            log.error("accounting journal: %d unreadable entries set aside", len(unreadable))
-        last = rows[-1][0]
-        ids = [entry for entry, _ in kept] + [last]  # the last: progress past unreadable ones
-        results = self.writer.commit(items, journal=(self.journal.stream, ids))
+            kept.append((n, entry, body))
+        for n, entries in unreadable.items():  # kept aside before progress passes them
+            self.journals[n].set_aside(entries)
+            log.error("accounting journal %s: %d unreadable entries set aside",
+                      self.journals[n].path, len(entries))
+        # progress: each file's last row, past unreadable ones too
+        through = {self.journals[n].stream: rows[-1][0] for n, rows in enumerate(cut) if rows}
+        positions = [(self.journals[n].stream, entry) for n, entry, _ in kept]
+        results = self.writer.commit(items, journal=JournalBatch(positions, through))
         if self.writer.database_down:
             return 0
-        failed = [(entry, body, "not applied: see the log")
-                  for (entry, body), ok in zip(kept, results) if not ok]
-        if failed:
-            self.journal.set_aside(failed)
-        self.applied = last
-        return len(rows)
+        failed: dict[int, list] = {}
+        for (n, entry, body), ok in zip(kept, results):
+            if not ok:
+                failed.setdefault(n, []).append((entry, body, "not applied: see the log"))
+        for n, entries in failed.items():
+            self.journals[n].set_aside(entries)
+        self.applied.update(through)
+        return len(merged)
 
     def forget(self, limit: int | None = FORGET_CHUNK) -> None:
-        """Delete what is applied, the oldest `limit` entries of it (None: all)."""
-        if self.applied <= self.forgotten:
-            return
-        deleted = self.journal.forget_through(self.applied, limit=limit)
-        if limit is None or deleted < limit:
-            self.forgotten = self.applied  # every applied entry is gone
+        """Delete what is applied, the oldest `limit` entries of each file (None: all)."""
+        for journal in self.journals:
+            applied = self.applied[journal.stream]
+            if applied <= self.forgotten[journal.stream]:
+                continue
+            deleted = journal.forget_through(applied, limit=limit)
+            if limit is None or deleted < limit:
+                self.forgotten[journal.stream] = applied  # every applied entry is gone
+
+    def last_id(self) -> int:
+        """Entries given out, over every file."""
+        return sum(journal.last_id() for journal in self.journals)
+
+    def backlog(self) -> int:
+        return sum(j.backlog(self.applied[j.stream]) for j in self.journals)
+
+    def behind(self) -> int:
+        """Entries given out and not applied yet (an upper bound on the backlog)."""
+        return sum(j.last_id() - self.applied[j.stream] for j in self.journals)
+
+    def checkpoint(self) -> None:
+        for journal in self.journals:
+            journal.checkpoint()
 
 
 def deferring(inflow: float, backlog: int, settings: AccountingSettings) -> bool:
@@ -135,29 +168,41 @@ class Inflow:
         return self.rate
 
 
+def open_journals(settings: Settings) -> list[Journal]:
+    """The journal files of every worker (and any an earlier run left beside them)."""
+    journals: list[Journal] = []
+    try:
+        for path in journal_files(journal_path(settings), settings.server.workers):
+            journals.append(Journal(path))
+    except BaseException:
+        for journal in journals:
+            journal.close()
+        raise
+    return journals
+
+
 def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
     """Apply the journal until `stopping()`; then what is left, within DRAIN_TIMEOUT."""
     engine = make_engine(settings.database_url)
-    journal = Journal(journal_path(settings))
+    journals = open_journals(settings)
     try:
-        ledger = Ledger(settings, journal, make_sessionmaker(engine))
+        ledger = Ledger(settings, journals, make_sessionmaker(engine))
         writer = ledger.writer
         writer.tick()  # reads the leases
-        log.info("ledger (pid %d): journal %s, applied through entry %d", os.getpid(),
-                 journal.path, ledger.applied)
+        log.info("ledger (pid %d): journals %s, applied through entries %s", os.getpid(),
+                 ", ".join(j.path for j in journals),
+                 ", ".join(str(ledger.applied[j.stream]) for j in journals))
 
         def snapshot() -> dict:
-            return {"accounting": writer.snapshot(),
-                    "journal_backlog": journal.backlog(ledger.applied)}
+            return {"accounting": writer.snapshot(), "journal_backlog": ledger.backlog()}
         tick = settings.accounting.tick
         next_tick = next_forget = next_checkpoint = next_stats = time.monotonic()
         drain_until = None
-        inflow = Inflow(journal.last_id(), time.monotonic())
+        inflow = Inflow(ledger.last_id(), time.monotonic())
         while True:
-            head = journal.last_id()
-            rate = inflow.observe(head, time.monotonic())
+            rate = inflow.observe(ledger.last_id(), time.monotonic())
             wait = drain_until is None and not stopping() and deferring(
-                rate, head - ledger.applied, settings.accounting)
+                rate, ledger.behind(), settings.accounting)
             moved = 0 if wait else ledger.step()
             now = time.monotonic()
             if drain_until is None and stopping():
@@ -175,7 +220,7 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
                 ledger.forget()
                 next_forget = now + FORGET_EVERY
             if now >= next_checkpoint:
-                journal.checkpoint()
+                ledger.checkpoint()
                 next_checkpoint = now + CHECKPOINT_EVERY
             if stats_path and now >= next_stats:
                 publish_snapshot(stats_path, snapshot())
@@ -183,10 +228,11 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
         ledger.forget(limit=None)
         if stats_path:
             publish_snapshot(stats_path, snapshot())
-        log.info("ledger stopped: applied through entry %d, %d left", ledger.applied,
-                 journal.backlog(ledger.applied))
+        log.info("ledger stopped: applied through entries %s, %d left",
+                 ", ".join(str(ledger.applied[j.stream]) for j in journals), ledger.backlog())
     finally:
-        journal.close()
+        for journal in journals:
+            journal.close()
         engine.dispose()
 
 

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,18 @@ from vpop.store import acct_forward
 
 log = logging.getLogger(__name__)
 _STOP = object()
+
+
+class JournalBatch(NamedTuple):
+    """Where a batch the ledger applies comes from: each item's (stream, entry id), and
+    how far each stream gets with it (its last entry read, past unreadable ones)."""
+    positions: list[tuple[str, int]]
+    through: dict[str, int]
+
+    def single(self, n: int) -> "JournalBatch":
+        """Item n alone, moving its stream to it (when a batch is retried one by one)."""
+        stream, entry = self.positions[n]
+        return JournalBatch([(stream, entry)], {stream: entry})
 
 
 class Ack:
@@ -146,12 +158,12 @@ class AccountingWriter(GroupingThread):
                 self.tick()
                 next_tick = time.monotonic() + self.settings.tick
 
-    def commit(self, batch: list, journal: tuple[str, list[int]] | None = None) -> list[bool]:
+    def commit(self, batch: list, journal: JournalBatch | None = None) -> list[bool]:
         """Store (record, done, forward) items in one transaction; whether each is in.
 
-        `journal`: the items are entries of that journal stream, with these ids (the
-        ledger's case); entries the stream has already applied are skipped, and how
-        far it got is committed with them, so each is applied exactly once.
+        `journal`: the items are journal entries (the ledger's case); entries their
+        stream has already applied are skipped, and how far each stream got is
+        committed with them, so each is applied exactly once.
         """
         self.database_down = False
         try:
@@ -171,7 +183,7 @@ class AccountingWriter(GroupingThread):
             log.exception("accounting batch of %d failed; retrying one by one", len(batch))
         results = []
         for n, item in enumerate(batch):  # isolate the record that cannot be stored
-            one = (journal[0], [journal[1][n]]) if journal else None
+            one = journal.single(n) if journal else None
             try:
                 with self.sessions.begin() as session:
                     applied = self._apply(session, [item], one)
@@ -183,13 +195,15 @@ class AccountingWriter(GroupingThread):
                 results.append(False)
         return results
 
-    def _apply(self, session: Session, batch: list, journal: tuple[str, list[int]] | None):
+    def _apply(self, session: Session, batch: list, journal: JournalBatch | None):
         store.lock(session)
         if journal is not None:
-            stream, ids = journal
-            applied = store.journal_applied(session, stream)
-            batch = [item for item, entry in zip(batch, ids) if entry > applied]
-            store.set_journal_applied(session, stream, max(applied, ids[-1]))
+            applied = {stream: store.journal_applied(session, stream)
+                       for stream in journal.through}
+            batch = [item for item, (stream, entry) in zip(batch, journal.positions)
+                     if entry > applied[stream]]
+            for stream, last in journal.through.items():
+                store.set_journal_applied(session, stream, max(applied[stream], last))
         records = [record for record, _, _ in batch]
         result = (store.apply_batch(session, records, leases=self.leases,
                                     settle=self.settings.interim_interval, locked=True)

@@ -10,24 +10,30 @@ what it applied, so every journaled record is applied exactly once, across crash
 
 The journal is a SQLite file of its own (WAL, synchronous=FULL), beside whatever
 database holds the accounting: its writers never wait for the ledger's transactions.
-All workers append to the same file, so its ids follow the order in which records
-were stored, whichever worker took them (accounting is spread over the workers by
-Request Authenticator, so a session's Start and Stop usually reach two). Write transactions take an flock on `<journal>.lock` first: a waiting
-writer is woken the moment the lock is free, where SQLite's own busy handler would
-sleep 1, 2, 5, 10 ... ms. The workers leave WAL checkpoints to the ledger, which also
-deletes applied entries in small chunks, so it never holds a writer up for long.
-Ids come from AUTOINCREMENT, so they are never reused after the applied rows are
-deleted; a journal file that is replaced gets a new `stream` name, and the ledger
-starts that stream from the beginning.
+Each worker appends to a file of its own (`worker_journal`), so no worker's commit
+waits for another's. Every entry carries the wall-clock time it was stored at (ns),
+and the ledger merges the files by it (see `causal_cut`): accounting is spread over
+the workers by Request Authenticator, so a session's Start and Stop usually reach two.
+Write transactions take an flock on `<file>.lock` first, which the worker and the
+ledger (deleting applied entries) share: a waiting writer is woken the moment the lock
+is free, where SQLite's own busy handler would sleep 1, 2, 5, 10 ... ms. The workers
+leave WAL checkpoints to the ledger, which also deletes applied entries in small
+chunks, so it never holds a writer up for long. Ids come from AUTOINCREMENT, so they
+are never reused after the applied rows are deleted; each file has its own `stream`
+name (and a file that is replaced a new one), and the ledger keeps its progress per
+stream.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import glob
 import os
 import pickle
+import re
 import sqlite3
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import fields
@@ -40,7 +46,9 @@ from vpop.errors import VpopError
 FORMAT = 1  # of an entry's body; a journal written by another format is refused
 _FIELDS = tuple(f.name for f in fields(AcctRecord) if f.name != "routing")
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS entry (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL)",
+    # stamp: when the entry was stored (ns since the epoch), the order across files
+    "CREATE TABLE IF NOT EXISTS entry (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " body BLOB NOT NULL, stamp INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # Entries the ledger could not apply, kept for an operator to look at.
     "CREATE TABLE IF NOT EXISTS set_aside (id INTEGER PRIMARY KEY, body BLOB NOT NULL,"
@@ -69,6 +77,52 @@ def decode_entry(body: bytes) -> tuple[AcctRecord, dict | None]:
     return record, forward
 
 
+def worker_journal(path: str, index: int) -> str:
+    """The journal file of worker `index`: the configured file for worker 0, beside it
+    `<stem>-<index><suffix>` for the others."""
+    if index == 0:
+        return path
+    stem, suffix = os.path.splitext(path)
+    return f"{stem}-{index}{suffix}"
+
+
+def journal_files(path: str, workers: int = 1) -> list[str]:
+    """The journal files of `workers` workers, and any others beside them that an
+    earlier run with more workers left (their entries are still to be applied)."""
+    stem, suffix = os.path.splitext(path)
+    pattern = re.compile(re.escape(os.path.basename(stem)) + r"-([1-9][0-9]*)"
+                         + re.escape(suffix) + "$")
+    found = {int(m.group(1)) for name in glob.glob(glob.escape(stem) + "-*" + glob.escape(suffix))
+             if (m := pattern.match(os.path.basename(name)))}
+    return [worker_journal(path, index) for index in sorted(found | set(range(workers)))]
+
+
+Row = tuple  # (id, stamp, body) of an entry
+
+
+def causal_cut(reads: list[list[Row]], limit: int, now: int) -> list[list[Row]]:
+    """Of what was read from each file (at most `limit` rows each, after `now` was
+    taken), the rows the ledger may apply now, a prefix of each file's.
+
+    Only rows stamped before `now`: a NAS sends a session's next record only once
+    the previous is answered, so whatever a row stored before `now` follows was
+    committed before it, so before any file was read, and is among the rows read.
+    And where a file had more rows than `limit`, no row stamped after the last read
+    from it: those may follow its unread ones.
+    """
+    horizon = now
+    for rows in reads:
+        if len(rows) >= limit:
+            horizon = min(horizon, rows[-1][1] + 1)
+    cut = []
+    for rows in reads:
+        n = 0
+        while n < len(rows) and rows[n][1] < horizon:
+            n += 1
+        cut.append(rows[:n])
+    return cut
+
+
 # The last id AUTOINCREMENT gave out, whether or not its entry has been deleted since.
 _LAST_ID = "SELECT seq FROM sqlite_sequence WHERE name = 'entry'"
 
@@ -90,7 +144,7 @@ _ROWS = 250  # rows per INSERT statement
 
 @functools.lru_cache(maxsize=None)
 def _insert(rows: int) -> str:
-    return "INSERT INTO entry (body) VALUES " + ", ".join(["(?)"] * rows)
+    return "INSERT INTO entry (body, stamp) VALUES " + ", ".join(["(?, ?)"] * rows)
 
 
 class Journal:
@@ -118,6 +172,10 @@ class Journal:
             with self._writing():
                 for statement in _SCHEMA:
                     self.db.execute(statement)
+                columns = {row[1] for row in self.db.execute("PRAGMA table_info(entry)")}
+                if "stamp" not in columns:  # a journal from before stamps: its entries first
+                    self.db.execute("ALTER TABLE entry ADD COLUMN stamp INTEGER NOT NULL "
+                                    "DEFAULT 0")
                 row = self.db.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
                 if row is None:
                     row = (str(uuid.uuid4()),)
@@ -144,17 +202,19 @@ class Journal:
 
     def append(self, bodies: list[bytes]) -> int:
         """Store entries in one durable transaction; the id of the last (ids are consecutive)."""
+        stamp = time.time_ns()  # after every record in the batch was received
         with self._writing() as db:
             # Multi-row INSERTs: one step of SQLite per 250 rows, where executemany takes
             # one per row (and the GIL back after each, from the event loop's thread).
             for start in range(0, len(bodies), _ROWS):
                 chunk = bodies[start:start + _ROWS]
-                db.execute(_insert(len(chunk)), chunk)
+                db.execute(_insert(len(chunk)), [v for body in chunk for v in (body, stamp)])
             return db.execute("SELECT last_insert_rowid()").fetchone()[0]
 
-    def read_after(self, applied: int, limit: int) -> list[tuple[int, bytes]]:
-        return self.db.execute("SELECT id, body FROM entry WHERE id > ? ORDER BY id LIMIT ?",
-                               (applied, limit)).fetchall()
+    def read_after(self, applied: int, limit: int) -> list[Row]:
+        """(id, stamp, body) of the next `limit` entries after `applied`."""
+        return self.db.execute("SELECT id, stamp, body FROM entry WHERE id > ? ORDER BY id "
+                               "LIMIT ?", (applied, limit)).fetchall()
 
     def last_id(self) -> int:
         """The id of the last entry given out (0 before the first)."""
