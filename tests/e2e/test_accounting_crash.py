@@ -4,6 +4,7 @@ A stream of accounting goes to `vpop serve`; the server is killed with SIGKILL i
 middle of it (its ledger process dies with it), started again on the same database, and
 then:
 
+* none of its processes (workers, ledger) is left running;
 * every record it acknowledged is in the database: at once without the accounting
   journal; with it (the ledger held with SIGSTOP, so nothing was applied), in the
   journal at the crash, and in the database once the restarted server's ledger has
@@ -25,7 +26,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from e2e_support import DICTIONARY, SECRET, VpopServer
+from e2e_support import (DICTIONARY, SECRET, STOP_TIMEOUT, VpopServer, children_of,
+                          process_state)
 from vpop.radius import codec
 from vpop.store.engine import make_engine
 from vpop.store.journal import Journal, decode_entry, journal_files
@@ -127,6 +129,16 @@ def stored(server) -> list[tuple[str, str, int]]:
         engine.dispose()
 
 
+def wait_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while left := [pid for pid in pids if process_state(pid) is not None]:
+        if time.monotonic() > deadline:
+            for pid in left:  # not to leave them answering beside the next test's server
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"processes {left} outlived the killed server")
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def servers(tmp_path):
     started: list[VpopServer] = []
@@ -136,14 +148,18 @@ def servers(tmp_path):
             server.stop()
 
 
-@pytest.mark.parametrize("journal", [True, False], ids=["journal", "direct"])
+@pytest.mark.parametrize("journal,workers", [(True, 1), (False, 1), (True, 2)],
+                         ids=["journal", "direct", "journal-2-workers"])
 def test_sigkill_loses_no_acknowledged_record_and_retransmissions_make_no_duplicates(
-        tmp_path, servers, journal):
-    first = VpopServer.create(tmp_path / "vpop", metrics=False, journal=journal)
+        tmp_path, servers, journal, workers):
+    first = VpopServer.create(tmp_path / "vpop", metrics=False, journal=journal,
+                              workers=workers)
     servers.append(first)
     first.start()
     if journal:  # held still: every acknowledged record is in the journal only
         os.kill(first.ledger_pid(), signal.SIGSTOP)
+    children = children_of(first.pid)
+    assert len(children) == (workers if workers > 1 else 0) + journal
     all_records = records()
     stream = Stream(first.acct())
     stream.run(range(len(all_records)), all_records, delay=0, stop_after=KILL_AFTER)
@@ -151,6 +167,7 @@ def test_sigkill_loses_no_acknowledged_record_and_retransmissions_make_no_duplic
     first.process.send_signal(signal.SIGKILL)  # mid-stream: requests are in flight
     assert first.stop() == -signal.SIGKILL
     stream.close()
+    wait_gone(children)  # its workers and ledger die with it
     assert in_flight > 0, "the stream had nothing in flight when the server was killed"
 
     keys = [(sid, status, t) for sid, status, t, _ in all_records]

@@ -41,6 +41,7 @@ from vpop.server.metrics import (VpopCollector, publish_snapshot, read_snapshots
 from vpop.server.forwarder import ForwarderShell
 from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
+from vpop.server.lifetime import die_with_parent
 from vpop.server.proxy import ProxyShell
 from vpop.server.udp import Listener, open_socket, spread_by_request
 from vpop.server.writer import AccountingWriter
@@ -390,7 +391,8 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None)
     held = probe.open_sockets()
 
     def spawn(index: int):
-        process = ctx.Process(target=_worker_main, args=(settings, index, stats_dir, held),
+        process = ctx.Process(target=_worker_main,
+                              args=(settings, index, stats_dir, held, os.getpid()),
                               name=f"vpop-worker-{index}")
         process.start()
         return process
@@ -427,7 +429,10 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None)
     return 0
 
 
-def _worker_main(settings: Settings, index: int, stats_dir: str, inherited) -> None:
+def _worker_main(settings: Settings, index: int, stats_dir: str, inherited,
+                 supervisor: int) -> None:
+    if not die_with_parent(supervisor):
+        return
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     # The supervisor's port check: left open here, it would stay in the port's

@@ -14,7 +14,6 @@ catches up afterwards (its backlog is the metric `vpop_accounting_journal_backlo
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pickle
@@ -27,6 +26,7 @@ from pathlib import Path
 from vpop.accounting.settings import AccountingSettings
 from vpop.config import Settings
 from vpop.logs import setup_logging
+from vpop.server.lifetime import die_with_parent
 from vpop.server.metrics import publish_snapshot
 from vpop.server.writer import AccountingWriter, JournalBatch
 from vpop.store import accounting as store
@@ -43,7 +43,6 @@ CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints
 STATS_INTERVAL = 1.0
 INFLOW_WINDOW = 0.5  # seconds over which the journal's growth is measured
 DRAIN_TIMEOUT = 60.0  # on SIGTERM: apply what is journaled, for at most this long
-PR_SET_PDEATHSIG = 1
 
 
 def journal_path(settings: Settings) -> str:
@@ -237,12 +236,7 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
 
 
 def _ledger_main(settings: Settings, stats_path: Path | None, parent: int) -> None:
-    # Die with the process that started us (a SIGKILL'ed server leaves no ledger behind).
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
+    if not die_with_parent(parent):
         return
     setup_logging(settings)
     stop = []
