@@ -13,7 +13,7 @@ from acct_support import NAS, T0, rec
 from vpop.accounting.leases import LeaseBook, LeaseIndex, LeaseTerms
 from vpop.server.journal import JournalWriter
 from vpop.server.writer import Ack
-from vpop.store.journal import (Journal, JournalError, causal_cut, decode_entry,
+from vpop.store.journal import (CLOCK_STEP, Journal, JournalError, causal_cut, decode_entry,
                                 encode_entry, journal_files, journal_head, worker_journal)
 
 FORWARD = {"isp": "isp-a", "session_key": "k", "attrs": b"\x01\x05abc", "delay": 3,
@@ -198,6 +198,9 @@ def rows(*stamps, first=1):
     ([rows(10, 30, 30), rows(15, 30, 31)], 3, 100, [3, 2]),  # a batch shares its stamp
     ([rows(50, 60), rows(10, 20)], 2, 100, [0, 2]),  # the lagging file goes first
     ([rows(), rows()], 5, 100, [0, 0]),
+    # Stamped long after `now`: before the clock was set back; not held for hours.
+    ([rows(10, 100 + CLOCK_STEP + 1, 50)], 5, 100, [3]),
+    ([rows(10, 100 + CLOCK_STEP)], 5, 100, [1]),
 ])
 def test_the_cut_applies_only_what_no_unread_entry_can_precede(reads, limit, now, expected):
     cut = causal_cut(reads, limit, now)

@@ -108,7 +108,8 @@ def causal_cut(reads: list[list[Row]], limit: int, now: int) -> list[list[Row]]:
     the previous is answered, so whatever a row stored before `now` follows was
     committed before it, so before any file was read, and is among the rows read.
     And where a file had more rows than `limit`, no row stamped after the last read
-    from it: those may follow its unread ones.
+    from it: those may follow its unread ones. Rows stamped more than CLOCK_STEP
+    after `now` go too (the wall clock was set back since they were stored).
     """
     horizon = now
     for rows in reads:
@@ -117,10 +118,15 @@ def causal_cut(reads: list[list[Row]], limit: int, now: int) -> list[list[Row]]:
     cut = []
     for rows in reads:
         n = 0
-        while n < len(rows) and rows[n][1] < horizon:
+        while n < len(rows) and (rows[n][1] < horizon or rows[n][1] > now + CLOCK_STEP):
             n += 1
         cut.append(rows[:n])
     return cut
+
+
+# A row stamped this long (ns) after `now` was stored before the wall clock was set
+# back: applied at once rather than held until the clock catches up with it.
+CLOCK_STEP = 2_000_000_000
 
 
 # The last id AUTOINCREMENT gave out, whether or not its entry has been deleted since.
