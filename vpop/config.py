@@ -30,7 +30,7 @@ class ServerSettings:
     workers: int = 1
     recv_buffer: int = 8 * 1024 * 1024
     dedup_window: float = 30.0  # RFC 5080 §2.2.2: keep replies for retransmissions
-    max_batch: int = 64  # datagrams read per wake-up before yielding to the loop
+    max_batch: int = 256  # datagrams read per wake-up before yielding to the loop
 
 
 @dataclass(**_FROZEN)

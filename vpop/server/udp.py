@@ -79,7 +79,7 @@ class Listener:
     """One bound socket. Reads in batches: one wake-up drains many datagrams."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: str,
-                 receiver: Receiver, writer, executor: Executor, max_batch: int = 64,
+                 receiver: Receiver, writer, executor: Executor, max_batch: int = 256,
                  proxy=None):
         self.loop, self.sock, self.port = loop, sock, port
         self.receiver, self.writer, self.executor = receiver, writer, executor
