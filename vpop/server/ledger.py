@@ -91,33 +91,36 @@ class Ledger:
                         for entry, stamp, body in rows)
         if not merged:
             return 0
-        items, kept, unreadable = [], [], {}
+        items, kept, unreadable = [], [], []
         for _, n, entry, body in merged:
             try:
                 record, forward = decode_entry(body)
             except Exception as exc:
-                unreadable.setdefault(n, []).append((entry, body, f"unreadable: {exc}"))
+                unreadable.append((n, entry, body, f"unreadable: {exc}"))
                 continue
             items.append((record, None, forward))
             kept.append((n, entry, body))
-        for n, entries in unreadable.items():  # kept aside before progress passes them
-            self.journals[n].set_aside(entries)
-            log.error("accounting journal %s: %d unreadable entries set aside",
-                      self.journals[n].path, len(entries))
+        if unreadable:  # kept aside before progress passes them
+            self._set_aside(unreadable)
+            log.error("accounting journal: %d unreadable entries set aside", len(unreadable))
         # progress: each file's last row, past unreadable ones too
         through = {self.journals[n].stream: rows[-1][0] for n, rows in enumerate(cut) if rows}
         positions = [(self.journals[n].stream, entry) for n, entry, _ in kept]
         results = self.writer.commit(items, journal=JournalBatch(positions, through))
         if self.writer.database_down:
             return 0
-        failed: dict[int, list] = {}
-        for (n, entry, body), ok in zip(kept, results):
-            if not ok:
-                failed.setdefault(n, []).append((entry, body, "not applied: see the log"))
-        for n, entries in failed.items():
-            self.journals[n].set_aside(entries)
+        self._set_aside([(n, entry, body, "not applied: see the log")
+                         for (n, entry, body), ok in zip(kept, results) if not ok])
         self.applied.update(through)
         return len(merged)
+
+    def _set_aside(self, entries: list[tuple[int, int, bytes, str]]) -> None:
+        """(file index, entry id, body, reason): into each file's set_aside table."""
+        by_file: dict[int, list] = {}
+        for n, entry, body, reason in entries:
+            by_file.setdefault(n, []).append((entry, body, reason))
+        for n, rows in by_file.items():
+            self.journals[n].set_aside(rows)
 
     def forget(self, limit: int | None = FORGET_CHUNK) -> None:
         """Delete what is applied, the oldest `limit` entries of each file (None: all)."""
@@ -133,12 +136,15 @@ class Ledger:
         """Entries given out, over every file."""
         return sum(journal.last_id() for journal in self.journals)
 
+    def applied_count(self) -> int:
+        """Entries applied, over every file (ids start at 1 and are consecutive)."""
+        return sum(self.applied.values())
+
+    def progress(self) -> str:
+        return ", ".join(f"{j.path} through {self.applied[j.stream]}" for j in self.journals)
+
     def backlog(self) -> int:
         return sum(j.backlog(self.applied[j.stream]) for j in self.journals)
-
-    def behind(self) -> int:
-        """Entries given out and not applied yet (an upper bound on the backlog)."""
-        return sum(j.last_id() - self.applied[j.stream] for j in self.journals)
 
     def checkpoint(self) -> None:
         for journal in self.journals:
@@ -188,9 +194,7 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
         ledger = Ledger(settings, journals, make_sessionmaker(engine))
         writer = ledger.writer
         writer.tick()  # reads the leases
-        log.info("ledger (pid %d): journals %s, applied through entries %s", os.getpid(),
-                 ", ".join(j.path for j in journals),
-                 ", ".join(str(ledger.applied[j.stream]) for j in journals))
+        log.info("ledger (pid %d): journals applied: %s", os.getpid(), ledger.progress())
 
         def snapshot() -> dict:
             return {"accounting": writer.snapshot(), "journal_backlog": ledger.backlog()}
@@ -199,9 +203,10 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
         drain_until = None
         inflow = Inflow(ledger.last_id(), time.monotonic())
         while True:
-            rate = inflow.observe(ledger.last_id(), time.monotonic())
+            head = ledger.last_id()
+            rate = inflow.observe(head, time.monotonic())
             wait = drain_until is None and not stopping() and deferring(
-                rate, ledger.behind(), settings.accounting)
+                rate, head - ledger.applied_count(), settings.accounting)
             moved = 0 if wait else ledger.step()
             now = time.monotonic()
             if drain_until is None and stopping():
@@ -227,8 +232,7 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
         ledger.forget(limit=None)
         if stats_path:
             publish_snapshot(stats_path, snapshot())
-        log.info("ledger stopped: applied through entries %s, %d left",
-                 ", ".join(str(ledger.applied[j.stream]) for j in journals), ledger.backlog())
+        log.info("ledger stopped: applied %s; %d left", ledger.progress(), ledger.backlog())
     finally:
         for journal in journals:
             journal.close()

@@ -92,12 +92,15 @@ def journal_files(path: str, workers: int = 1) -> list[str]:
     stem, suffix = os.path.splitext(path)
     pattern = re.compile(re.escape(os.path.basename(stem)) + r"-([1-9][0-9]*)"
                          + re.escape(suffix) + "$")
-    found = {int(m.group(1)) for name in glob.glob(glob.escape(stem) + "-*" + glob.escape(suffix))
-             if (m := pattern.match(os.path.basename(name)))}
+    beside = glob.glob(glob.escape(stem) + "-*" + glob.escape(suffix))
+    found = {int(m.group(1)) for name in beside if (m := pattern.match(os.path.basename(name)))}
     return [worker_journal(path, index) for index in sorted(found | set(range(workers)))]
 
 
 Row = tuple  # (id, stamp, body) of an entry
+# A row stamped this long (ns) after `now` was stored before the wall clock was set
+# back: applied at once rather than held until the clock catches up with it.
+CLOCK_STEP = 2_000_000_000
 
 
 def causal_cut(reads: list[list[Row]], limit: int, now: int) -> list[list[Row]]:
@@ -122,11 +125,6 @@ def causal_cut(reads: list[list[Row]], limit: int, now: int) -> list[list[Row]]:
             n += 1
         cut.append(rows[:n])
     return cut
-
-
-# A row stamped this long (ns) after `now` was stored before the wall clock was set
-# back: applied at once rather than held until the clock catches up with it.
-CLOCK_STEP = 2_000_000_000
 
 
 # The last id AUTOINCREMENT gave out, whether or not its entry has been deleted since.
