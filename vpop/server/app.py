@@ -43,7 +43,7 @@ from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.lifetime import die_with_parent
 from vpop.server.proxy import ProxyShell
-from vpop.server.udp import Listener, open_socket, spread_by_request
+from vpop.server.udp import Listener, open_socket
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
@@ -139,11 +139,13 @@ class Worker:
     """One process's listeners, accounting writer and reload/shutdown handling."""
 
     def __init__(self, settings: Settings, *, index: int = 0, stats_dir: str | None = None,
-                 reuse_port: bool = False, ledger: LedgerProcess | None = None):
+                 reuse_port: bool = False, ledger: LedgerProcess | None = None,
+                 accounting: dict[str, socket.socket] | None = None):
         self.settings = settings
         self.index = index
         self.stats_dir = stats_dir
         self.reuse_port = reuse_port
+        self.accounting = accounting or {}  # host -> the accounting socket all workers read
         self.ledger = ledger  # single-process mode: this worker keeps the ledger running
         self.listeners: list[Listener] = []
         self.stopping: asyncio.Event | None = None
@@ -151,17 +153,16 @@ class Worker:
         self._lease_revision: tuple | None = None
 
     def open_sockets(self) -> list[tuple[str, socket.socket]]:
+        """(kind, socket) for every port and address; the accounting ones are those
+        handed in, where the supervisor shares them among its workers."""
         s = self.settings.server
         socks = []
         for host in s.listen:
             for kind, port in ((AUTH, s.auth_port), (ACCT, s.acct_port), (COA, s.coa_port)):
-                sock = open_socket(host, port, s.recv_buffer, self.reuse_port)
-                if kind == ACCT and self.reuse_port and s.workers > 1:
-                    # Accounting keeps no state in a worker but the duplicate cache, so one
-                    # NAS's records may use every worker. Access stays by source port: a
-                    # proxied EAP conversation's rounds need the worker that knows its server.
-                    spread_by_request(sock, s.workers)
-                socks.append((kind, sock))
+                if kind == ACCT and host in self.accounting:
+                    socks.append((kind, self.accounting[host]))
+                    continue
+                socks.append((kind, open_socket(host, port, s.recv_buffer, self.reuse_port)))
         return socks
 
     def run(self, socks=None) -> None:
@@ -386,13 +387,14 @@ def serve(settings: Settings) -> int:
 
 def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None) -> int:
     ctx = multiprocessing.get_context("fork")
+    accounting = open_accounting_sockets(settings)
     # Bind once here so a port in use fails before any worker starts.
-    probe = Worker(settings, reuse_port=True)
-    held = probe.open_sockets()
+    probe = Worker(settings, reuse_port=True, accounting=accounting)
+    held = [(kind, sock) for kind, sock in probe.open_sockets() if kind != ACCT]
 
     def spawn(index: int):
         process = ctx.Process(target=_worker_main,
-                              args=(settings, index, stats_dir, held, os.getpid()),
+                              args=(settings, index, stats_dir, held, os.getpid(), accounting),
                               name=f"vpop-worker-{index}")
         process.start()
         return process
@@ -426,11 +428,36 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None)
             ledger.check()
     for p in workers:
         p.join(DRAIN_TIMEOUT + 5)
+    for sock in accounting.values():
+        sock.close()
     return 0
 
 
+def open_accounting_sockets(settings: Settings) -> dict[str, socket.socket]:
+    """The accounting port's sockets, one per address, that every worker reads.
+
+    One socket, one queue: whichever worker is free takes the next records, so a worker
+    that is busy or paused holds none back, and one NAS's records (one source port)
+    use every worker. SO_REUSEPORT would give each worker a socket of its own and a
+    fixed share of the datagrams. A retransmission may then reach another worker than
+    its original, whose duplicate cache does not know it: it is journaled again and
+    the ledger, which recognises a record by its content, stores it once (as after a
+    restart). The supervisor keeps them open, so a restarted worker inherits them.
+    """
+    s = settings.server
+    opened: dict[str, socket.socket] = {}
+    try:
+        for host in s.listen:
+            opened[host] = open_socket(host, s.acct_port, s.recv_buffer, reuse_port=False)
+    except OSError:
+        for sock in opened.values():
+            sock.close()
+        raise
+    return opened
+
+
 def _worker_main(settings: Settings, index: int, stats_dir: str, inherited,
-                 supervisor: int) -> None:
+                 supervisor: int, accounting: dict[str, socket.socket]) -> None:
     if not die_with_parent(supervisor):
         return
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -439,4 +466,5 @@ def _worker_main(settings: Settings, index: int, stats_dir: str, inherited,
     # SO_REUSEPORT group and take a share of the datagrams that nobody reads.
     for _, sock in inherited:
         sock.close()
-    Worker(settings, index=index, stats_dir=stats_dir, reuse_port=True).run()
+    Worker(settings, index=index, stats_dir=stats_dir, reuse_port=True,
+           accounting=accounting).run()

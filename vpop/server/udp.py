@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import socket
 from concurrent.futures import Executor
@@ -12,46 +11,6 @@ from vpop.pipeline.receiver import Defer, Drop, Forward, Persist, Receiver, Send
 from vpop.server.writer import Ack
 
 log = logging.getLogger(__name__)
-
-# Linux's value on x86, arm and most others; the socket module does not name it.
-SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)
-# Classic BPF opcodes (linux/filter.h).
-_LD_W_ABS, _ALU_MOD_K, _RET_A = 0x20, 0x94, 0x16
-
-
-class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
-                ("k", ctypes.c_uint32)]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
-
-
-def spread_program(workers: int) -> list[tuple[int, int, int, int]]:
-    """The socket of the SO_REUSEPORT group that takes a datagram: the first four octets
-    of the Request Authenticator, modulo the number of workers.
-
-    The kernel runs it on the UDP payload. A retransmission repeats its authenticator,
-    so it reaches the worker whose duplicate cache holds the answer; distinct requests,
-    even from one source port, spread evenly, since authenticators are random (Access)
-    or MD5 digests (Accounting). A datagram too short to load from gets 0.
-    """
-    return [(_LD_W_ABS, 0, 0, 4), (_ALU_MOD_K, 0, 0, workers), (_RET_A, 0, 0, 0)]
-
-
-def spread_by_request(sock: socket.socket, workers: int) -> bool:
-    """Attach spread_program to the socket's SO_REUSEPORT group (it then applies to every
-    socket of the group); False where the kernel refuses, and the source hash stays."""
-    program = (_SockFilter * 3)(*[_SockFilter(*op) for op in spread_program(workers)])
-    fprog = _SockFprog(len(program), program)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
-    except OSError as exc:
-        log.warning("accounting stays spread by source port: SO_ATTACH_REUSEPORT_CBPF: %s",
-                    exc)
-        return False
-    return True
 
 
 def open_socket(host: str, port: int, recv_buffer: int, reuse_port: bool) -> socket.socket:
