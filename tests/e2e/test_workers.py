@@ -85,9 +85,9 @@ def test_a_session_s_records_are_applied_in_order_across_the_workers_journals(se
     tag = random.randrange(1 << 32)
     sessions = [f"o-{tag:08x}-{n}" for n in range(16)]
     with Link(server.acct()) as link:  # one source port
-        for status, seconds, taker in (("Start", 0, first), ("Interim-Update", 60, second),
-                                       ("Stop", 120, first)):
-            with paused(second if taker == first else first):
+        for status, seconds, idle in (("Start", 0, second), ("Interim-Update", 60, first),
+                                      ("Stop", 120, second)):
+            with paused(idle):
                 for sid in sessions:
                     ask_on(link, nas, nas.accounting([
                         ("Acct-Status-Type", status), ("Acct-Session-Id", sid),

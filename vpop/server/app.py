@@ -437,12 +437,12 @@ def open_accounting_sockets(settings: Settings) -> dict[str, socket.socket]:
     """The accounting port's sockets, one per address, that every worker reads.
 
     One socket, one queue: whichever worker is free takes the next records, so a worker
-    that is busy or paused holds none back, and one NAS's records (one source port)
-    use every worker. SO_REUSEPORT would give each worker a socket of its own and a
-    fixed share of the datagrams. A retransmission may then reach another worker than
-    its original, whose duplicate cache does not know it: it is journaled again and
-    the ledger, which recognises a record by its content, stores it once (as after a
-    restart). The supervisor keeps them open, so a restarted worker inherits them.
+    that is busy or paused holds none back (SO_REUSEPORT would give each a fixed share),
+    and one NAS's records (one source port) use every worker. A retransmission may
+    reach another worker than its original, whose duplicate cache does not know it: it
+    is journaled again, and the ledger, which recognises a record by its content,
+    stores it once (as after a restart). The supervisor keeps these sockets open, so a
+    restarted worker inherits them.
     """
     s = settings.server
     opened: dict[str, socket.socket] = {}
