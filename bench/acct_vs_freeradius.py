@@ -18,7 +18,13 @@ Needs: freeradius, and for the SQL instance the freeradius-postgresql package
 
     python bench/acct_vs_freeradius.py --rounds 3 --duration 10 --window 256
 
-Prints each run, then the medians and the ratios to FreeRADIUS. The CPU time shown is
+With --rate N every server gets the same N records/s on a fixed schedule (open loop)
+rather than a full window, so latencies compare at equal load:
+
+    python bench/acct_vs_freeradius.py --rounds 3 --window 1000 --rate 20000 --workers 2
+
+Prints each run, then the medians and the ratios to FreeRADIUS (of the rate and of
+the p99). The CPU time shown is
 the server's own processes; PostgreSQL's backends are not in it.
 """
 
@@ -201,8 +207,9 @@ def setup_freeradius(root: Path, name: str, source: Path, taken: set[int], *,
 # --- the benchmark ----------------------------------------------------------------------------
 
 def run_load(server: Server, args) -> dict:
+    paced = ("--rate", str(args.rate)) if args.rate else ()
     command = generator_command("acct_loadgen.py", server.acct_port, server.process.pid, args,
-                                "--spread", str(args.spread))
+                                "--spread", str(args.spread), *paced)
     return run_generator(command, server.name, args.duration + args.warmup + 300)
 
 
@@ -226,6 +233,8 @@ def table(servers: list[Server], references: dict[str, Server]) -> str:
     head = ["server", "records/s", "p50 ms", "p99 ms", "server CPU s", "server us/rec",
             "other CPU s", "applied/s", "catch-up s"]
     head += [f"vs {label}" for label in references]
+    head += [f"p99 vs {label}" for label in references]
+    p99s = {s.name: median(r["p99_ms"] for r in s.results) for s in servers}
     rows = []
     for s in servers:
         row = [s.name, f"{rates[s.name]:,.0f}",
@@ -237,6 +246,8 @@ def table(servers: list[Server], references: dict[str, Server]) -> str:
                _median_of(s.results, "applied_per_s", "{:,.0f}"),
                _median_of(s.results, "catch_up_s", "{:.1f}")]
         row += [f"{rates[s.name] / rates[ref.name]:.2f}" if rates[ref.name] else "-"
+                for ref in references.values()]
+        row += [f"{p99s[s.name] / p99s[ref.name]:.2f}" if p99s[ref.name] else "-"
                 for ref in references.values()]
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
@@ -259,6 +270,10 @@ def parse_args(argv=None):
                                 max_rate=40_000, unit="records")
     parser.add_argument("--spread", type=int, default=1024,
                         help="sessions per block: a session's records are this many apart")
+    parser.add_argument("--rate", type=float, metavar="N",
+                        help="offer N records/s on a fixed schedule (open loop, as NASes "
+                             "send), the same to every server, instead of a new record as "
+                             "each is answered; --window then bounds what is outstanding")
     parser.add_argument("--max-other", type=float, default=0.06,
                         help="share of the machine other processes may take during a run "
                              "before it is run again")
@@ -284,6 +299,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.freeradius_config is None:
         parser.error("no FreeRADIUS configuration found; pass --freeradius-config")
+    if args.rate is not None and not 0 < args.rate <= args.max_rate:
+        parser.error("--rate must be in (0, --max-rate]")
     if args.spread < args.window:
         parser.error("--spread must be at least --window: a session's records in order")
     return args
@@ -356,6 +373,7 @@ def main(argv=None) -> int:
                       f" rec/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms"
                       f"  server {result['server_cpu_s']:5.2f} s  other "
                       f"{result.get('other_cpu_s') or 0:5.2f} s  timeouts {result['timeouts']}"
+                      + (f"  late {result['held']}" if args.rate else "") +
                       f"  bad {result['bad']}" + (
                           f"  ledger: caught up {result['catch_up_s']:.1f} s after the load, "
                           f"{result['applied_per_s']:,.0f} rec/s applied"

@@ -9,6 +9,12 @@ kept outstanding over several connected UDP sockets (distinct source ports);
 each socket cycles its 256 Identifiers first in, first out, as a NAS does.
 Every reply is checked (Response Authenticator and Message-Authenticator).
 
+With --rate N the requests go out on a fixed schedule instead (open loop, as NASes
+send: they do not wait for one answer before the next session event), and each
+latency counts from the request's scheduled moment, so a server that falls behind
+cannot hide it by slowing the generator down. The window then only bounds what is
+outstanding.
+
 The CPU seconds of the server (the given PIDs and all their descendants, from
 /proc/<pid>/stat) and of the generator itself (getrusage) are measured over the
 same interval as the request rate.
@@ -46,6 +52,8 @@ MAX_COUNT = 10_000_000
 MAX_POOL = 3_000_000  # packets (~100 bytes each); beyond it the pool is reused
 STATUS_CYCLE = (A.ACCT_START, A.ACCT_INTERIM, A.ACCT_STOP)
 TIMEOUT_SCAN = 0.05  # seconds between scans for lost requests
+PACE_TICK = 0.0002  # with a rate: the longest wait for replies before the next sends
+PACE_LATE = 0.001  # with a rate: a send this far behind its schedule counts as held
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +71,9 @@ class Plan:
     warmup: float
     duration: float | None  # None: run until `count` requests are answered
     count: int | None
+    # Requests/s sent on a fixed schedule, whatever the replies (open loop, as NASes
+    # send); None: a new request as each reply comes (closed loop, the window full).
+    rate: float | None = None
 
 
 # --- packet pool ------------------------------------------------------------------------
@@ -225,6 +236,7 @@ class Tally:
     bad: int = 0
     timeouts: int = 0
     stray: int = 0  # a reply for no outstanding request (late, after a timeout)
+    held: int = 0  # with a rate: sends more than PACE_LATE behind the schedule
     wrapped: int = 0  # packets sent a second time because the pool ran out
     cpu: float = 0.0
     elapsed: float = 0.0
@@ -240,6 +252,11 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
     `plan.duration`, or until `count` requests have been answered or lost. With
     `arrivals`, each reply's arrival time (since the interval began) is appended to it,
     in the order of the latencies.
+
+    With `plan.rate`, request k goes out at start + k / rate over the sockets in turn,
+    and its latency counts from that moment, not from when it could be sent: a server
+    that falls behind is not excused by the generator waiting for it (the window still
+    bounds what is outstanding; `held` counts the sends that went late).
     """
     secret = plan.secret
     timeout = plan.timeout
@@ -275,11 +292,11 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
     end = warm_end + plan.duration if plan.duration is not None else warm_end + MAX_DURATION
     cpu0 = 0.0
 
-    def fill(i: int, now: float) -> int:
+    def fill(i: int, now: float, most: int = IDS) -> int:
         nonlocal budget
         out, free, limit, sock = outs[i], frees[i], limits[i], socks[i]
         sent = 0
-        while len(out) < limit and free and budget != 0:
+        while sent < most and len(out) < limit and free and budget != 0:
             ident = free.popleft()
             cur = cursors[ident]
             packet = pool[ident][cur]
@@ -307,10 +324,13 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
     t_start = time.monotonic()
     next_scan = t_start + TIMEOUT_SCAN
     events: list = []
-    primed = False
+    rate = plan.rate
+    primed = rate is not None  # paced: no first window, the schedule sends
+    paced, turn, late = 0, 0, False  # requests sent on the schedule; next socket; behind
+    wait = PACE_TICK if rate is not None else TIMEOUT_SCAN
     while True:
         if primed:
-            events = poller.poll(TIMEOUT_SCAN)
+            events = poller.poll(0 if late else wait)
         now = time.monotonic()
         if not measuring and now >= warm_end:
             measuring = True
@@ -368,8 +388,24 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
                 lat(received - sent_at)
                 if arrivals is not None:
                     arrivals.append(received - t_start)
-            if sending:
+            if sending and rate is None:
                 tally.sent += fill(i, time.monotonic())
+        if rate is not None:
+            due = int((now - start_at) * rate)
+            late = False
+            while paced < due and budget != 0:
+                scheduled = start_at + paced / rate
+                for step in range(n_sockets):  # the next socket with room
+                    if fill((turn + step) % n_sockets, scheduled, 1):
+                        turn = (turn + step + 1) % n_sockets
+                        break
+                else:
+                    late = True  # the window is full: the rest goes as replies free it
+                    break
+                paced += 1
+                tally.sent += 1
+                if now - scheduled > PACE_LATE:
+                    tally.held += 1
         if now >= next_scan:
             next_scan = now + TIMEOUT_SCAN
             # Requests with no reply are lost; their identifiers rest for one more
@@ -383,7 +419,7 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
             while quarantine and quarantine[0][0] <= now:
                 _, i, ident = quarantine.popleft()
                 frees[i].append(ident)
-            for i in range(n_sockets):
+            for i in range(n_sockets if rate is None else 0):
                 tally.sent += fill(i, now)
         if now >= end:  # count mode hit the time limit
             break
@@ -496,7 +532,12 @@ def parse_args(argv=None):
     group.add_argument("--count", type=int, help="requests to send, then stop")
     parser.add_argument("--warmup", type=float, default=None,
                         help="seconds of load before measuring (default 1, 0 with --count)")
-    parser.add_argument("--window", type=int, default=128, help="requests outstanding")
+    parser.add_argument("--window", type=int, default=128,
+                        help="requests outstanding (with --rate: at most)")
+    parser.add_argument("--rate", type=float, default=None, metavar="N",
+                        help="send N requests/s on a fixed schedule, whatever the replies"
+                             " (open loop, as NASes send); default: a new request as each"
+                             " reply comes, the window always full")
     parser.add_argument("--sockets", type=int, default=4, help="UDP source ports")
     parser.add_argument("--procs", type=int, default=1, help="generator processes")
     parser.add_argument("--timeout", type=float, default=2.0,
@@ -521,6 +562,8 @@ def parse_args(argv=None):
         parser.error(f"--count must be in (0, {MAX_COUNT}]")
     if not 0 <= args.warmup <= 60:
         parser.error("--warmup must be in [0, 60]")
+    if args.rate is not None and not 0 < args.rate <= args.max_rate:
+        parser.error("--rate must be in (0, --max-rate]")
     if args.trace and args.procs != 1:
         parser.error("--trace needs --procs 1")
     if args.procs < 1 or args.sockets < args.procs:
@@ -537,7 +580,8 @@ def main(argv=None) -> int:
                 user=args.user, password=args.password.encode(),
                 nas_ip=ipaddress.IPv4Address(args.nas_ip).packed, window=args.window,
                 sockets=args.sockets, timeout=args.timeout, warmup=args.warmup,
-                duration=args.duration, count=args.count)
+                duration=args.duration, count=args.count,
+                rate=None if args.rate is None else args.rate / args.procs)
     if args.count is not None:
         total = args.count + int(args.warmup * args.max_rate) + args.window
     else:
@@ -575,6 +619,7 @@ def main(argv=None) -> int:
         "kind": plan.kind, "target": f"{host}:{port}", "window": args.window,
         "sockets": args.sockets, "procs": args.procs, "seconds": round(tally.elapsed, 3),
         "requests_per_s": round(rate, 1), "answered": answered, "sent": tally.sent,
+        "offered_per_s": args.rate, "held": tally.held,
         "accepts": tally.accepts, "rejects": tally.rejects, "other": tally.other,
         "bad": tally.bad, "timeouts": tally.timeouts, "stray": tally.stray,
         "repeated": tally.wrapped, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
@@ -593,7 +638,9 @@ def main(argv=None) -> int:
     say(f"{rate:,.0f} requests/s over {tally.elapsed:.2f} s: {tally.accepts} accepted, "
         f"{tally.rejects} rejected, {tally.other} other, {tally.bad} bad, "
         f"{tally.timeouts} timed out, {tally.stray} stray")
-    say(f"latency p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    say(f"latency p50 {p50:.3f} ms, p99 {p99:.3f} ms" + (
+        "" if args.rate is None else f" at {args.rate:,.0f} requests/s offered, {tally.held}"
+        f" sent more than {PACE_LATE * 1000:g} ms late"))
     say(f"CPU: other processes {result['other_cpu_s']:.2f} s, generator {tally.cpu:.2f} s"
         + ("" if server_cpu is None else f", server {server_cpu:.2f} s "
            f"({result['server_us_per_request']} us/request, {result['server_rss_mb']} MiB"
