@@ -373,7 +373,7 @@ def main(argv=None) -> int:
                       f" rec/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms"
                       f"  server {result['server_cpu_s']:5.2f} s  other "
                       f"{result.get('other_cpu_s') or 0:5.2f} s  timeouts {result['timeouts']}"
-                      + (f"  late {result['held']}" if args.rate else "") +
+                      + (f"  late {result['late']}" if args.rate else "") +
                       f"  bad {result['bad']}" + (
                           f"  ledger: caught up {result['catch_up_s']:.1f} s after the load, "
                           f"{result['applied_per_s']:,.0f} rec/s applied"

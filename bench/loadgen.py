@@ -53,7 +53,7 @@ MAX_POOL = 3_000_000  # packets (~100 bytes each); beyond it the pool is reused
 STATUS_CYCLE = (A.ACCT_START, A.ACCT_INTERIM, A.ACCT_STOP)
 TIMEOUT_SCAN = 0.05  # seconds between scans for lost requests
 PACE_TICK = 0.0002  # with a rate: the longest wait for replies before the next sends
-PACE_LATE = 0.001  # with a rate: a send this far behind its schedule counts as held
+PACE_LATE = 0.001  # with a rate: a send this far behind its schedule counts as late
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,7 +236,7 @@ class Tally:
     bad: int = 0
     timeouts: int = 0
     stray: int = 0  # a reply for no outstanding request (late, after a timeout)
-    held: int = 0  # with a rate: sends more than PACE_LATE behind the schedule
+    late: int = 0  # with a rate: sends more than PACE_LATE behind the schedule
     wrapped: int = 0  # packets sent a second time because the pool ran out
     cpu: float = 0.0
     elapsed: float = 0.0
@@ -256,7 +256,7 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
     With `plan.rate`, request k goes out at start + k / rate over the sockets in turn,
     and its latency counts from that moment, not from when it could be sent: a server
     that falls behind is not excused by the generator waiting for it (the window still
-    bounds what is outstanding; `held` counts the sends that went late).
+    bounds what is outstanding; `late` counts the sends that went late).
     """
     secret = plan.secret
     timeout = plan.timeout
@@ -326,11 +326,11 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
     events: list = []
     rate = plan.rate
     primed = rate is not None  # paced: no first window, the schedule sends
-    paced, turn, late = 0, 0, False  # requests sent on the schedule; next socket; behind
+    paced, turn, window_full = 0, 0, False  # sent on the schedule; next socket; behind
     wait = PACE_TICK if rate is not None else TIMEOUT_SCAN
     while True:
         if primed:
-            events = poller.poll(0 if late else wait)
+            events = poller.poll(0 if window_full else wait)
         now = time.monotonic()
         if not measuring and now >= warm_end:
             measuring = True
@@ -392,7 +392,7 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
                 tally.sent += fill(i, time.monotonic())
         if rate is not None:
             due = int((now - start_at) * rate)
-            late = False
+            window_full = False
             while paced < due and budget != 0:
                 scheduled = start_at + paced / rate
                 for step in range(n_sockets):  # the next socket with room
@@ -400,12 +400,12 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
                         turn = (turn + step + 1) % n_sockets
                         break
                 else:
-                    late = True  # the window is full: the rest goes as replies free it
+                    window_full = True  # the rest goes as replies free identifiers
                     break
                 paced += 1
                 tally.sent += 1
                 if now - scheduled > PACE_LATE:
-                    tally.held += 1
+                    tally.late += 1
         if now >= next_scan:
             next_scan = now + TIMEOUT_SCAN
             # Requests with no reply are lost; their identifiers rest for one more
@@ -419,8 +419,9 @@ def run_load(plan: Plan, pool: list[list[bytes]], window: int, n_sockets: int,
             while quarantine and quarantine[0][0] <= now:
                 _, i, ident = quarantine.popleft()
                 frees[i].append(ident)
-            for i in range(n_sockets if rate is None else 0):
-                tally.sent += fill(i, now)
+            if rate is None:
+                for i in range(n_sockets):
+                    tally.sent += fill(i, now)
         if now >= end:  # count mode hit the time limit
             break
     tally.elapsed = time.monotonic() - t_start
@@ -619,7 +620,7 @@ def main(argv=None) -> int:
         "kind": plan.kind, "target": f"{host}:{port}", "window": args.window,
         "sockets": args.sockets, "procs": args.procs, "seconds": round(tally.elapsed, 3),
         "requests_per_s": round(rate, 1), "answered": answered, "sent": tally.sent,
-        "offered_per_s": args.rate, "held": tally.held,
+        "offered_per_s": args.rate, "late": tally.late,
         "accepts": tally.accepts, "rejects": tally.rejects, "other": tally.other,
         "bad": tally.bad, "timeouts": tally.timeouts, "stray": tally.stray,
         "repeated": tally.wrapped, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
@@ -639,7 +640,7 @@ def main(argv=None) -> int:
         f"{tally.rejects} rejected, {tally.other} other, {tally.bad} bad, "
         f"{tally.timeouts} timed out, {tally.stray} stray")
     say(f"latency p50 {p50:.3f} ms, p99 {p99:.3f} ms" + (
-        "" if args.rate is None else f" at {args.rate:,.0f} requests/s offered, {tally.held}"
+        "" if args.rate is None else f" at {args.rate:,.0f} requests/s offered, {tally.late}"
         f" sent more than {PACE_LATE * 1000:g} ms late"))
     say(f"CPU: other processes {result['other_cpu_s']:.2f} s, generator {tally.cpu:.2f} s"
         + ("" if server_cpu is None else f", server {server_cpu:.2f} s "
