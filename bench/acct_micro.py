@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     engine.dispose()
 
     home = tempfile.mkdtemp(prefix="vpop-acct-micro-")
-    journal = Journal(f"{home}/journal.db")
+    journal = Journal(f"{home}/journal", writer=True)
     started = time.perf_counter()
     for start in range(0, len(records), args.batch):
         journal.append([encode_entry(r, None) for r in records[start:start + args.batch]])

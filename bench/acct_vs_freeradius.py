@@ -117,8 +117,8 @@ def setup_vpop(root: Path, name: str, url: str, workers: int, taken: set[int], *
     home.mkdir()
     base = auth_bench.free_ports(3, taken)
     config = home / "vpop.toml"
-    journal_file = (journal_dir / f"{home.name}-journal.db" if journal_dir
-                    else home / "accounting-journal.db")
+    journal_file = (journal_dir / f"{home.name}-journal" if journal_dir
+                    else home / "accounting-journal")
     config.write_text(VPOP_CONFIG.format(host=HOST, auth=base, acct=base + 1, coa=base + 2,
                                          workers=workers, url=url)
                       + f'\n[accounting]\njournal = "{journal_file if journal else ""}"\n'

@@ -9,7 +9,7 @@ from vpop.store.journal import Journal
 
 @pytest.fixture
 def journal(tmp_path):
-    """A fresh accounting journal file, closed after the test."""
-    opened = Journal(str(tmp_path / "journal.db"))
+    """A fresh accounting journal, written from this process, closed after the test."""
+    opened = Journal(str(tmp_path / "journal"), writer=True)
     yield opened
     opened.close()

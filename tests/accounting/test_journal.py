@@ -1,11 +1,11 @@
-"""The accounting journal file: entries, ids, the stream's name, a file that is not one."""
+"""The accounting journal: entries, ids, segments, durability, the stream's name, bad paths."""
 
 from __future__ import annotations
 
+import os
 import pickle
-import sqlite3
-import threading
 import time
+import zlib
 
 import pytest
 
@@ -13,6 +13,7 @@ from acct_support import NAS, T0, rec
 from vpop.accounting.leases import LeaseBook, LeaseIndex, LeaseTerms
 from vpop.server.journal import JournalWriter
 from vpop.server.writer import Ack
+from vpop.store import journal as journal_module
 from vpop.store.journal import (CLOCK_STEP, Journal, JournalError, causal_cut, decode_entry,
                                 encode_entry, journal_files, journal_head, worker_journal)
 
@@ -38,18 +39,68 @@ def test_ids_are_consecutive_per_append_and_never_reused(journal):
     assert journal.append(bodies[:3]) == 3
     assert journal.append(bodies[3:]) == 5
     assert [entry for entry, _, _ in journal.read_after(1, 10)] == [2, 3, 4, 5]
+    assert [entry for entry, _, _ in journal.read_after(1, 2)] == [2, 3]  # the limit
     assert journal.backlog(2) == 3
-    journal.forget_through(5)  # everything applied and deleted ...
-    assert journal.read_after(0, 10) == []
-    assert journal.append(bodies[:1]) == 6  # ... and the next id is still new
+    journal.close()
+    again = Journal(journal.path, writer=True)  # a restarted worker goes on from its last id
+    try:
+        assert again.append(bodies[:1]) == 6
+        assert [entry for entry, _, _ in again.read_after(0, 10)] == [1, 2, 3, 4, 5, 6]
+    finally:
+        again.close()
 
 
-def test_the_stream_name_stays_with_its_file(tmp_path):
-    first = Journal(str(tmp_path / "a.db"))
+@pytest.fixture
+def small_segments(monkeypatch):
+    """Segments of three 100-byte entries, and no spares made ahead."""
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 450)
+    monkeypatch.setattr(Journal, "_prepare_spare", lambda self: None)
+
+
+def test_applied_segments_are_recycled_and_the_ids_go_on(tmp_path, small_segments):
+    journal = Journal(str(tmp_path / "j"), writer=True)
+    try:
+        for n in range(12):
+            assert journal.append([bytes([n]) * 100]) == n + 1  # three frames a segment
+        segments = sorted(name for name in os.listdir(journal.path) if name.startswith("seg-"))
+        assert len(segments) == 4
+        assert journal.forget_through(7) == 6  # the first two segments: entries 1-6
+        assert len([n for n in os.listdir(journal.path) if n.startswith("spare-")]) == 2
+        assert [entry for entry, _, _ in journal.read_after(6, 10)] == list(range(7, 13))
+        assert journal.forget_through(12) == 3  # the last segment stays: the ids go on from it
+        assert journal.last_id() == 12
+        # The next segments are the spares, still holding their old frames: never read.
+        for n in range(12, 20):
+            assert journal.append([bytes([n]) * 100]) == n + 1
+        assert not [n for n in os.listdir(journal.path) if n.startswith("spare-")]
+        assert [(entry, body[0]) for entry, _, body in journal.read_after(9, 20)] == [
+            (n + 1, n) for n in range(9, 20)]
+        assert list(journal.entries())[0][0] == 10
+    finally:
+        journal.close()
+
+
+def test_a_zero_filled_spare_is_made_before_the_segment_is_full(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 4096)
+    journal = Journal(str(tmp_path / "j"), writer=True)
+    try:
+        journal.append([b"x" * 2100])  # past half the segment
+        journal._preparing.join(10)
+        spare, = [name for name in os.listdir(journal.path) if name.startswith("spare-")]
+        assert (tmp_path / "j" / spare).read_bytes() == bytes(4096)
+        journal.append([b"y" * 2100])  # the next segment is that spare
+        assert spare not in os.listdir(journal.path)
+        assert [body[0] for _, _, body in journal.read_after(0, 10)] == [ord("x"), ord("y")]
+    finally:
+        journal.close()
+
+
+def test_the_stream_name_stays_with_its_journal(tmp_path):
+    first = Journal(str(tmp_path / "a"), writer=True)
     name = first.stream
     first.close()
-    again = Journal(str(tmp_path / "a.db"))
-    other = Journal(str(tmp_path / "b.db"))
+    again = Journal(str(tmp_path / "a"))
+    other = Journal(str(tmp_path / "b"))
     try:
         assert again.stream == name
         assert other.stream != name  # a replaced journal starts from its first entry
@@ -58,20 +109,70 @@ def test_the_stream_name_stays_with_its_file(tmp_path):
         other.close()
 
 
-def test_a_file_that_is_not_a_journal_is_named(tmp_path):
-    path = tmp_path / "notes.txt"
-    path.write_text("not a database\n" * 100)
-    with pytest.raises(JournalError, match="notes.txt"):
+def test_a_file_where_the_journal_should_be_is_named(tmp_path):
+    path = tmp_path / "accounting-journal.db"  # e.g. the SQLite journal of an earlier vpop
+    path.write_text("not a journal\n" * 100)
+    with pytest.raises(JournalError, match="accounting-journal.db.*earlier vpop"):
         Journal(str(path))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(JournalError, match="blocker/journal"):
+        Journal(str(blocker / "journal"))
 
 
-def test_a_commit_is_durable_and_other_connections_see_it(journal):
-    journal.append([encode_entry(rec("start"), None)])
-    mode, = sqlite3.connect(journal.path).execute("PRAGMA journal_mode").fetchone()
-    assert mode == "wal"
-    assert journal.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
-    with sqlite3.connect(journal.path) as other:
-        assert other.execute("SELECT count(*) FROM entry").fetchone() == (1,)
+def test_a_journal_has_one_writer(journal):
+    with pytest.raises(JournalError, match="written by another process"):
+        Journal(journal.path, writer=True)
+    reader = Journal(journal.path)  # the ledger's side
+    reader.close()
+
+
+def frame(entry: int, body: bytes, stamp: int = 1) -> bytes:
+    head = journal_module._FRAME.pack(len(body), entry, stamp)
+    return head + body + journal_module._CRC.pack(zlib.crc32(body, zlib.crc32(head)))
+
+
+def last_segment(journal) -> str:
+    return max(os.path.join(journal.path, name) for name in os.listdir(journal.path)
+               if name.startswith("seg-"))
+
+
+def test_readers_see_only_what_the_writer_made_durable(journal):
+    journal.append([b"a", b"b"])
+    reader = Journal(journal.path)
+    try:
+        end = os.path.getsize(last_segment(journal))
+        with open(last_segment(journal), "r+b") as segment:  # written, not yet synced
+            segment.seek(end)
+            segment.write(frame(3, b"c"))
+        assert [body for _, _, body in reader.read_after(0, 10)] == [b"a", b"b"]
+        assert reader.last_id() == 2
+    finally:
+        reader.close()
+
+
+def test_a_restarted_writer_keeps_whole_frames_and_zeroes_a_torn_write(journal):
+    journal.append([b"a", b"b"])
+    path, segment_file = journal.path, last_segment(journal)
+    journal.close()
+    end = os.path.getsize(segment_file)
+    with open(segment_file, "r+b") as segment:  # a crash in the middle of a group ...
+        segment.seek(end)
+        segment.write(frame(3, b"c") + frame(4, b"dddd")[:-3] + frame(5, b"eeee"))
+    again = Journal(path, writer=True)
+    try:
+        # ... the whole frame stays, the torn one and all after it are zeroed: frame 5
+        # must not pass for the next append's fifth entry, of the same length.
+        with open(segment_file, "rb") as segment:
+            data = segment.read()
+        kept = end + len(frame(3, b"c"))
+        assert data[kept:] == bytes(len(data) - kept)
+        assert again.append([b"DDDD"]) == 4
+        assert again.append([b"EEEE"]) == 5
+        assert [body for _, _, body in again.read_after(0, 10)] == [b"a", b"b", b"c", b"DDDD",
+                                                                   b"EEEE"]
+    finally:
+        again.close()
 
 
 def test_the_journal_writer_answers_after_the_append_and_holds_lease_places(journal):
@@ -79,19 +180,10 @@ def test_the_journal_writer_answers_after_the_append_and_holds_lease_places(jour
                        policy="reject", starts=T0 - 10)
     book = LeaseBook(LeaseIndex([lease]))
     answers = []
-    finished = threading.Event()
-
-    def notify(callback):  # the event loop's part, here on the writer's thread
-        callback()
-        if len(answers) == 3:
-            finished.set()
-    writer = JournalWriter(journal, notify, max_batch=10, leases=book)
-    for record in (rec("start", "s1", isp="isp-a"), rec("start", "s2"),  # s2: local
-                   rec("interim", "s1", T0 + 300, isp="isp-a")):
-        writer.submit(record, answers.append)
-    writer.start()
-    assert finished.wait(30)
-    writer.stop()
+    writer = JournalWriter(journal, leases=book)
+    writer.submit_group([(record, answers.append, None) for record in (
+        rec("start", "s1", isp="isp-a"), rec("start", "s2"),  # s2: local
+        rec("interim", "s1", T0 + 300, isp="isp-a"))])
     assert answers == [True, True, True]
     assert [decode_entry(body)[0].session_id for _, _, body in journal.read_after(0, 10)] == [
         "s1", "s2", "s1"]
@@ -101,60 +193,41 @@ def test_the_journal_writer_answers_after_the_append_and_holds_lease_places(jour
     assert writer.snapshot() == {"journaled": 3}
 
 
-def test_the_answer_leaves_from_the_writer_s_thread_once_durable_before_the_bookkeeping(
-        journal, tmp_path):
+def test_the_answer_leaves_once_durable_before_the_bookkeeping(journal):
     events = []
-    finished = threading.Event()
-    other = Journal(journal.path)  # another connection: sees only what is committed
+    other = Journal(journal.path)  # the ledger's side: sees only what is durable
 
     def send():
-        committed = [decode_entry(body)[0].session_id for _, _, body in other.read_after(0, 10)]
-        events.append(("send", threading.current_thread().name, committed))
+        events.append(("send", [decode_entry(body)[0].session_id
+                                for _, _, body in other.read_after(0, 10)]))
 
     def done(ok):
-        events.append(("done", threading.current_thread().name, ok))
-        finished.set()
-
-    def notify(callback):  # the event loop, here a thread of its own
-        threading.Thread(target=callback, name="loop").start()
-    writer = JournalWriter(journal, notify, max_batch=10)
-    writer.submit(rec("start", "s1"), Ack(send, done))
-    writer.start()
-    assert finished.wait(30)
-    writer.stop()
+        events.append(("done", ok))
+    JournalWriter(journal).submit(rec("start", "s1"), Ack(send, done))
     other.close()
-    assert events == [("send", "accounting-journal", ["s1"]), ("done", "loop", True)]
+    assert events == [("send", ["s1"]), ("done", True)]
 
 
-def test_two_writers_share_one_journal_in_commit_order(tmp_path):
-    path = str(tmp_path / "shared.db")
-    assert journal_head(path) is None
-    first, second = Journal(path, checkpoints=False), Journal(path, checkpoints=False)
-    try:
-        assert first.stream == second.stream
-        assert first.append([b"a", b"b"]) == 2
-        assert second.append([b"c"]) == 3
-        assert first.append([b"d"]) == 4
-        assert [body for _, _, body in second.read_after(0, 10)] == [b"a", b"b", b"c", b"d"]
-        assert journal_head(path) == (first.stream, 4)
-        assert first.forget_through(4, limit=3) == 3  # the oldest three
-        assert [entry for entry, _, _ in first.read_after(0, 10)] == [4]
-    finally:
-        first.close()
-        second.close()
+def test_a_journal_that_cannot_be_written_answers_no(journal, monkeypatch):
+    def full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(journal_module.os, "fdatasync", full)
+    answers = []
+    writer = JournalWriter(journal)
+    writer.submit(rec("start", "s1"), answers.append)
+    assert answers == [False] and writer.failures == 1
 
 
-def test_each_worker_has_a_journal_file_beside_the_configured_one(tmp_path):
-    base = str(tmp_path / "acct.db")
+def test_each_worker_has_a_journal_beside_the_configured_one(tmp_path):
+    base = str(tmp_path / "acct")
     assert worker_journal(base, 0) == base
-    assert worker_journal(base, 2) == str(tmp_path / "acct-2.db")
-    assert journal_files(base, 2) == [base, str(tmp_path / "acct-1.db")]
-    # Files an earlier run with more workers left are still the ledger's to apply.
-    for name in ("acct-3.db", "acct-x.db", "acct-03.db", "acct-4.db-wal", "other-5.db"):
-        (tmp_path / name).write_bytes(b"")
-    assert journal_files(base, 2) == [base, str(tmp_path / "acct-1.db"),
-                                      str(tmp_path / "acct-3.db")]
-    assert journal_files(base) == [base, str(tmp_path / "acct-3.db")]
+    assert worker_journal(base, 2) == str(tmp_path / "acct-2")
+    assert journal_files(base, 2) == [base, str(tmp_path / "acct-1")]
+    # Journals an earlier run with more workers left are still the ledger's to apply.
+    for name in ("acct-3", "acct-x", "acct-03", "acct-4.tmp", "other-5"):
+        (tmp_path / name).mkdir()
+    assert journal_files(base, 2) == [base, str(tmp_path / "acct-1"), str(tmp_path / "acct-3")]
+    assert journal_files(base) == [base, str(tmp_path / "acct-3")]
 
 
 def test_entries_are_stamped_with_the_time_they_were_stored(journal):
@@ -163,25 +236,6 @@ def test_entries_are_stamped_with_the_time_they_were_stored(journal):
     after = time.time_ns()
     (_, first, _), (_, second, _) = journal.read_after(0, 10)
     assert before <= first == second <= after  # one batch, one stamp
-
-
-def test_a_journal_from_before_stamps_gets_the_column_and_keeps_its_entries(tmp_path):
-    path = str(tmp_path / "old.db")
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE entry (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL)")
-        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        db.execute("INSERT INTO meta VALUES ('stream', 'old-stream')")
-        db.execute("INSERT INTO entry (body) VALUES (x'01'), (x'02')")
-    journal = Journal(path)
-    try:
-        journal.append([b"\x03"])
-        rows = journal.read_after(0, 10)
-        assert journal.stream == "old-stream"
-        assert [(entry, body) for entry, _, body in rows] == [(1, b"\x01"), (2, b"\x02"),
-                                                             (3, b"\x03")]
-        assert [stamp for _, stamp, _ in rows][:2] == [0, 0]  # before anything stamped
-    finally:
-        journal.close()
 
 
 def rows(*stamps, first=1):

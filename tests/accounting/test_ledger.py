@@ -55,7 +55,7 @@ def test_the_journal_is_applied_in_batches_with_its_progress(sessions, journal):
         assert session.scalar(select(func.count()).select_from(RadAcct)
                               .where(RadAcct.status == "closed")) == 2
     ledger.forget()
-    assert journal.backlog(0) == 0
+    assert journal.backlog(ledger.applied[journal.stream]) == 0  # (segments: test_journal)
     # A ledger started later begins where the database says, not at the start.
     assert Ledger(SETTINGS, [journal], sessions).applied == {journal.stream: 7}
 
@@ -77,15 +77,15 @@ def test_an_unreadable_entry_is_set_aside_and_the_rest_applied(sessions, journal
     last = journal.append([encode_entry(r, None) for r in second])
     drain(Ledger(SETTINGS, [journal], sessions))
     assert [status for _, status in history(sessions)] == ["interim", "start", "stop"]
-    (entry, reason), = journal.db.execute("SELECT id, reason FROM set_aside").fetchall()
-    assert entry == 3 and reason.startswith("unreadable")
+    (entry, body, reason), = journal.set_aside_entries()
+    assert (entry, body) == (3, b"not an entry") and reason.startswith("unreadable")
     with sessions() as session:
         assert store.journal_applied(session, journal.stream) == last
 
 
 def test_the_workers_journals_are_applied_in_the_order_their_records_were_stored(
         sessions, tmp_path):
-    first, second = (Journal(str(tmp_path / name)) for name in ("j.db", "j-1.db"))
+    first, second = (Journal(str(tmp_path / name), writer=True) for name in ("j", "j-1"))
     try:
         start, interim, stop = life("a", T0, T0 + 600)
         # The Start reached worker 1, the Interim and the Stop worker 0, in this order.

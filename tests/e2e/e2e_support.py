@@ -204,7 +204,7 @@ class VpopServer:
                        "coa_port": coa},
             "metrics": {"listen": "127.0.0.1", "port": server.metrics_port},
             "logging": {"file": str(server.log), "level": "info"},
-            "accounting": {"journal": "var/accounting-journal.db" if journal else ""},
+            "accounting": {"journal": "var/accounting-journal" if journal else ""},
         }))
         return server
 
@@ -225,7 +225,7 @@ class VpopServer:
 
     @property
     def journal_path(self) -> Path:
-        return self.home / "var" / "accounting-journal.db"
+        return self.home / "var" / "accounting-journal"
 
     def ledger_pid(self) -> int:
         """The ledger process's pid, from its first log line (waits for it)."""

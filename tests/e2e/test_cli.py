@@ -140,10 +140,10 @@ def test_an_unusable_journal_stops_serve_with_its_path(config):
     blocker = config.parent / "not-a-directory"
     blocker.write_text("a file where the journal's directory should be\n")
     config.write_text(set_options(config.read_text(), {
-        "accounting": {"journal": "not-a-directory/accounting-journal.db"}}))
+        "accounting": {"journal": "not-a-directory/accounting-journal"}}))
     result = run_vpop(config, "serve", "--auth-port", "0", "--acct-port", "0",
                       "--coa-port", "0", "--metrics-port", "0")
     assert result.returncode == 2, result.stderr  # a config error: file and option named
     assert str(config) in result.stderr and "accounting.journal" in result.stderr
-    assert "not-a-directory/accounting-journal.db" in result.stderr
+    assert "not-a-directory/accounting-journal" in result.stderr
     assert "Traceback" not in result.stderr

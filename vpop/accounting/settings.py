@@ -17,10 +17,10 @@ class AccountingSettings:
     tick: float = 1.0
     # Records committed in one transaction at most.
     max_batch: int = 1000
-    # The journal file (relative to the config file): records are acknowledged once
+    # The journal directory (relative to the config file): records are acknowledged once
     # stored there, and the ledger process applies them to the database. Empty: no
     # journal; each worker applies records to the database before acknowledging them.
-    journal: str = "accounting-journal.db"
+    journal: str = "accounting-journal"
     # How much the ledger process yields the CPU to the workers (nice(2), 0-19): under
     # load, acknowledgements come first and the ledger catches up when load falls.
     ledger_niceness: int = 10

@@ -190,12 +190,10 @@ class Worker:
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
-        journal = (Journal(worker_journal(journal_path(settings), self.index), checkpoints=False)
+        journal = (Journal(worker_journal(journal_path(settings), self.index), writer=True)
                    if settings.accounting.journal else None)
         if journal is not None:  # acknowledged once journaled; the ledger applies it
-            self.writer = writer = JournalWriter(journal, loop.call_soon_threadsafe,
-                                                 max_batch=settings.accounting.max_batch,
-                                                 leases=book)
+            self.writer = writer = JournalWriter(journal, leases=book)
             self._follow(sessions, journal.stream, book)
         else:
             self.writer = writer = AccountingWriter(sessions, loop.call_soon_threadsafe,

@@ -37,9 +37,7 @@ from vpop.store.journal import (Journal, causal_cut, decode_entry, journal_files
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between looks at an empty journal
 RETRY = 1.0  # seconds before trying again when the database is unavailable
-FORGET_EVERY = 0.5  # seconds between deletions of applied entries ...
-FORGET_CHUNK = 5000  # ... of at most this many, so that no worker waits long for them
-CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints
+FORGET_EVERY = 0.5  # seconds between recycling the segments applied
 STATS_INTERVAL = 1.0
 INFLOW_WINDOW = 0.5  # seconds over which the journal's growth is measured
 DRAIN_TIMEOUT = 60.0  # on SIGTERM: apply what is journaled, for at most this long
@@ -115,22 +113,20 @@ class Ledger:
         return len(merged)
 
     def _set_aside(self, entries: list[tuple[int, int, bytes, str]]) -> None:
-        """(file index, entry id, body, reason): into each file's set_aside table."""
+        """(file index, entry id, body, reason): kept aside in each journal."""
         by_file: dict[int, list] = {}
         for n, entry, body, reason in entries:
             by_file.setdefault(n, []).append((entry, body, reason))
         for n, rows in by_file.items():
             self.journals[n].set_aside(rows)
 
-    def forget(self, limit: int | None = FORGET_CHUNK) -> None:
-        """Delete what is applied, the oldest `limit` entries of each file (None: all)."""
+    def forget(self) -> None:
+        """Recycle each journal's segments that are applied."""
         for journal in self.journals:
             applied = self.applied[journal.stream]
-            if applied <= self.forgotten[journal.stream]:
-                continue
-            deleted = journal.forget_through(applied, limit=limit)
-            if limit is None or deleted < limit:
-                self.forgotten[journal.stream] = applied  # every applied entry is gone
+            if applied > self.forgotten[journal.stream]:
+                journal.forget_through(applied)
+                self.forgotten[journal.stream] = applied
 
     def last_id(self) -> int:
         """Entries given out, over every file."""
@@ -145,10 +141,6 @@ class Ledger:
 
     def backlog(self) -> int:
         return sum(j.backlog(self.applied[j.stream]) for j in self.journals)
-
-    def checkpoint(self) -> None:
-        for journal in self.journals:
-            journal.checkpoint()
 
 
 def deferring(inflow: float, backlog: int, settings: AccountingSettings) -> bool:
@@ -199,7 +191,7 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
         def snapshot() -> dict:
             return {"accounting": writer.snapshot(), "journal_backlog": ledger.backlog()}
         tick = settings.accounting.tick
-        next_tick = next_forget = next_checkpoint = next_stats = time.monotonic()
+        next_tick = next_forget = next_stats = time.monotonic()
         drain_until = None
         inflow = Inflow(ledger.last_id(), time.monotonic())
         while True:
@@ -223,13 +215,10 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
             if now >= next_forget:
                 ledger.forget()
                 next_forget = now + FORGET_EVERY
-            if now >= next_checkpoint:
-                ledger.checkpoint()
-                next_checkpoint = now + CHECKPOINT_EVERY
             if stats_path and now >= next_stats:
                 publish_snapshot(stats_path, snapshot())
                 next_stats = now + STATS_INTERVAL
-        ledger.forget(limit=None)
+        ledger.forget()
         if stats_path:
             publish_snapshot(stats_path, snapshot())
         log.info("ledger stopped: applied %s; %d left", ledger.progress(), ledger.backlog())

@@ -89,8 +89,9 @@ class Listener:
                 self.writer.submit_group(persist)
 
     def _stored(self, action: Persist, addr) -> Ack:
-        """The answer goes out from the writer's thread once stored (sendto is safe
-        from any thread); the bookkeeping runs here, on the event loop."""
+        """The answer goes out once stored, from whichever thread stored it (the direct
+        writer's, or this one with the journal; sendto is safe from any thread); the
+        bookkeeping runs on the event loop."""
         def stored(ok: bool) -> None:
             self.in_flight -= 1
             action.done(ok)
