@@ -95,6 +95,14 @@ def test_a_zero_filled_spare_is_made_before_the_segment_is_full(tmp_path, monkey
         journal.close()
 
 
+def test_an_entry_larger_than_a_read_is_read_whole(journal):
+    bodies = [b"a" * 100, b"b" * 300_000, b"c"]
+    journal.append(bodies)
+    assert [body for _, _, body in journal.read_after(0, 1)] == bodies[:1]
+    assert [body for _, _, body in journal.read_after(1, 1)] == bodies[1:2]
+    assert [body for _, _, body in journal.read_after(0, 10)] == bodies
+
+
 def test_the_stream_name_stays_with_its_journal(tmp_path):
     first = Journal(str(tmp_path / "a"), writer=True)
     name = first.stream

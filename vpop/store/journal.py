@@ -377,10 +377,11 @@ class Journal:
             fd = self._reader(first, name)
             end, last = _read_mark(fd, first)
             if last >= want:
-                offset = self._resume.pop((first, want), _FRAMES_AT)
+                offset = self._resume.get((first, want), _FRAMES_AT)
                 expected = want if offset != _FRAMES_AT else first
+                chunk = min(_READ_CHUNK, max(1 << 16, limit << 10))  # records are < 5 KiB
                 while offset < end and len(rows) < limit:
-                    data = os.pread(fd, min(end - offset, _READ_CHUNK), offset)
+                    data = os.pread(fd, min(end - offset, chunk), offset)
                     moved = offset
                     for moved, entry, stamp, body in _frames(data, offset, expected):
                         expected = entry + 1
@@ -389,6 +390,11 @@ class Journal:
                             if len(rows) >= limit:
                                 break
                     if moved == offset:
+                        whole = (_FRAME.size + _FRAME.unpack_from(data)[0] + _CRC.size
+                                 if len(data) >= _FRAME.size else 0)
+                        if len(data) < whole <= end - offset:
+                            chunk = whole  # one entry larger than a chunk
+                            continue
                         raise JournalError(f"{name}: no whole entry at byte {offset} of "
                                            f"{end} durable (damaged)")
                     offset = moved
