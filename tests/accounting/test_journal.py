@@ -80,6 +80,30 @@ def test_applied_segments_are_recycled_and_the_ids_go_on(tmp_path, small_segment
         journal.close()
 
 
+def test_a_spare_taken_over_when_the_writer_stopped_is_an_empty_segment(tmp_path,
+                                                                        small_segments):
+    journal = Journal(str(tmp_path / "j"), writer=True)
+    for n in range(6):
+        journal.append([bytes([n]) * 100])
+    journal.forget_through(3)  # the first segment becomes a spare, its frames intact
+    spare, = [name for name in os.listdir(journal.path) if name.startswith("spare-")]
+    journal.close()
+    # The writer had renamed the spare into place and then stopped, before writing the
+    # segment's header: the file still holds the old segment's header and frames.
+    os.rename(os.path.join(journal.path, spare),
+              os.path.join(journal.path, journal_module._segment_name(7)))
+    reader = Journal(journal.path)
+    assert reader.last_id() == 6 and reader.read_after(6, 10) == []
+    reader.close()
+    again = Journal(journal.path, writer=True)
+    try:
+        assert again.append([b"seven"]) == 7
+        assert [(entry, body) for entry, _, body in again.read_after(5, 10)] == [
+            (6, bytes([5]) * 100), (7, b"seven")]
+    finally:
+        again.close()
+
+
 def test_a_zero_filled_spare_is_made_before_the_segment_is_full(tmp_path, monkeypatch):
     monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 4096)
     journal = Journal(str(tmp_path / "j"), writer=True)
