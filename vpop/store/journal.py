@@ -248,7 +248,7 @@ class Journal:
         self.path = path
         self._lock: int | None = None
         self._fd: int | None = None  # the writer's segment
-        self._first = self._pos = self._last = 0
+        self._pos = self._last = 0
         self._readers: dict[int, int] = {}  # first id -> descriptor
         self._resume: dict[tuple[int, int], int] = {}  # (segment, id) -> offset of its frame
         self._preparing: threading.Thread | None = None
@@ -285,15 +285,15 @@ class Journal:
             return
         first, name = segments[-1]
         fd = os.open(name, os.O_RDWR)
-        self._fd, self._first = fd, first
+        self._fd = fd
         os.fsync(fd)  # what an earlier writer left in the page cache, before we keep it
         data = _read_all(fd)
         end, last = _FRAMES_AT, first - 1
         if len(data) >= _FRAMES_AT and _HEADER.unpack_from(data) == (_MAGIC, first):
-            for end, last, _, _ in _frames(data[_FRAMES_AT:], _FRAMES_AT, first):
+            for end, last, _, _ in _frames(memoryview(data)[_FRAMES_AT:], _FRAMES_AT, first):
                 pass
         tail = len(data) - end
-        if tail > 0 and data[end:] != bytes(tail):
+        if tail > 0 and data.count(0, end) != tail:  # not all zeros after the last frame
             _write_zeros(fd, end, tail)
         os.pwrite(fd, _HEADER.pack(_MAGIC, first) + _mark_bytes(end, last), 0)
         os.fsync(fd)
@@ -321,7 +321,7 @@ class Journal:
             raise
         if self._fd is not None:
             os.close(self._fd)
-        self._fd, self._first, self._pos, self._last = fd, first_id, _FRAMES_AT, first_id - 1
+        self._fd, self._pos, self._last = fd, _FRAMES_AT, first_id - 1
 
     def append(self, bodies: list[bytes]) -> int:
         """Store entries durably, in one write and one fdatasync; the id of the last (ids
