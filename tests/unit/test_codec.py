@@ -1,5 +1,6 @@
 """The wire codec against pyrad (a second implementation) and against bad input."""
 
+import hashlib
 import hmac
 import struct
 
@@ -157,3 +158,124 @@ def test_random_bytes_draws_fresh_octets_across_its_buffer():
     assert all(len(v) == 16 for v in values)
     assert len(set(values)) == 10
     assert len(draw(100)) == 100  # more than a chunk at once
+
+
+# --- which replies carry a Message-Authenticator, and keyed with what ----------------------
+
+def _response_authenticator(reply: bytes, request_authenticator: bytes) -> bytes:
+    """RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3: MD5(Code+ID+Length+RequestAuth+Attributes+Secret)."""
+    return hashlib.md5(reply[:4] + request_authenticator + reply[20:] + SECRET).digest()
+
+
+def _attributes(reply: bytes) -> list[tuple[int, bytes]]:
+    found, pos = [], 20
+    while pos < len(reply):
+        found.append((reply[pos], reply[pos + 2:pos + reply[pos + 1]]))
+        pos += reply[pos + 1]
+    return found
+
+
+def _message_authenticator(reply: bytes, key_vector: bytes) -> bytes:
+    """RFC 3579 §3.2: HMAC-MD5 over the reply, its authenticator field replaced by
+    `key_vector` and the attribute's value zeroed; the attribute is the first one."""
+    assert reply[20:22] == bytes((codec.MESSAGE_AUTHENTICATOR, 18))
+    return hmac.digest(SECRET, reply[:4] + key_vector + reply[20:22] + bytes(16) + reply[38:],
+                       "md5")
+
+
+def _request(code, attrs=b"", ma=False):
+    return codec.decode(codec.encode_request(code, 7, attrs, SECRET, authenticator=AUTH,
+                                             message_authenticator=ma))
+
+
+def test_an_accounting_response_has_no_message_authenticator(dictionary):
+    request = _request(codec.ACCOUNTING_REQUEST, dictionary.encode_pairs(
+        [("Acct-Status-Type", "Start"), ("Acct-Session-Id", "s1")]))
+    states = codec.attribute(33, b"one") + codec.attribute(33, b"\x00two")
+    reply = codec.encode_reply(codec.ACCOUNTING_RESPONSE, request.ident,
+                               request.authenticator, states, SECRET)
+    assert reply[:2] == bytes((codec.ACCOUNTING_RESPONSE, 7))
+    assert int.from_bytes(reply[2:4], "big") == len(reply) == 20 + 5 + 6
+    assert _attributes(reply) == [(33, b"one"), (33, b"\x00two")]  # no attribute 80
+    assert reply[4:20] == _response_authenticator(reply, request.authenticator)
+    assert codec.reply_ok(reply, request.authenticator, SECRET)
+    assert not codec.reply_ok(reply, request.authenticator, b"other")
+
+
+def test_the_accounting_response_verifies_in_pyrad(pyrad_dict):
+    req = pyrad_packet.AcctPacket(id=3, secret=SECRET, dict=pyrad_dict)
+    req["Acct-Status-Type"] = "Start"
+    req["Acct-Session-Id"] = "s2"
+    raw_request = req.RequestPacket()
+    reply = codec.encode_reply(codec.ACCOUNTING_RESPONSE, 3, raw_request[4:20], b"", SECRET)
+    assert req.VerifyReply(req.CreateReply(packet=reply), reply)
+    assert reply == reply[:20]  # nothing but the header
+
+
+def test_a_status_server_reply_on_the_accounting_port_is_signed_with_its_authenticator():
+    request = _request(codec.STATUS_SERVER, ma=True)
+    reply = codec.encode_reply(codec.ACCOUNTING_RESPONSE, request.ident, request.authenticator,
+                               b"", SECRET, to_status_server=True)
+    attrs = _attributes(reply)
+    assert [kind for kind, _ in attrs] == [codec.MESSAGE_AUTHENTICATOR]
+    # RFC 5997 §3: keyed with the Status-Server's authenticator, as Access replies are
+    assert attrs[0][1] == _message_authenticator(reply, request.authenticator)
+    assert reply[4:20] == _response_authenticator(reply, request.authenticator)
+    assert codec.reply_ok(reply, request.authenticator, SECRET, to_status_server=True)
+
+
+@pytest.mark.parametrize("request_code, reply_code", [
+    (codec.COA_REQUEST, codec.COA_NAK), (codec.COA_REQUEST, codec.COA_ACK),
+    (codec.DISCONNECT_REQUEST, codec.DISCONNECT_NAK),
+    (codec.DISCONNECT_REQUEST, codec.DISCONNECT_ACK)])
+def test_a_dynamic_authorization_response_is_signed_as_rfc_5176_says(request_code, reply_code):
+    request = _request(request_code, codec.attribute(1, b"alice"), ma=True)
+    error_cause = codec.attribute(101, (405).to_bytes(4, "big"))
+    reply = codec.encode_reply(reply_code, request.ident, request.authenticator,
+                               error_cause, SECRET)
+    # RFC 5176 §2.3: the Response Authenticator over the request's (hashed) authenticator;
+    # §3.4 makes Message-Authenticator optional there, and vpop sends none.
+    assert _attributes(reply) == [(101, (405).to_bytes(4, "big"))]
+    assert reply[4:20] == _response_authenticator(reply, request.authenticator)
+    assert codec.reply_ok(reply, request.authenticator, SECRET)
+
+
+@pytest.mark.parametrize("code", [codec.ACCESS_ACCEPT, codec.ACCESS_REJECT,
+                                  codec.ACCESS_CHALLENGE])
+def test_access_replies_keep_their_message_authenticator_first(code):
+    request = _request(codec.ACCESS_REQUEST, codec.attribute(1, b"alice"), ma=True)
+    reply = codec.encode_reply(code, request.ident, request.authenticator,
+                               codec.attribute(18, b"hello"), SECRET)
+    attrs = _attributes(reply)
+    assert [kind for kind, _ in attrs] == [codec.MESSAGE_AUTHENTICATOR, 18]
+    assert attrs[0][1] == _message_authenticator(reply, request.authenticator)
+    assert reply[4:20] == _response_authenticator(reply, request.authenticator)
+
+
+def _signed_reply(code, request_authenticator, key_vector):
+    """A response carrying Message-Authenticator keyed with `key_vector`, as another
+    server might send it."""
+    body = codec.MA_PLACEHOLDER + codec.attribute(18, b"ok")
+    header = struct.pack("!BBH", code, 7, 20 + len(body))
+    mac = hmac.digest(SECRET, header + key_vector + body, "md5")
+    body = body[:2] + mac + body[18:]
+    return header + hashlib.md5(header + request_authenticator + body + SECRET).digest() + body
+
+
+@pytest.mark.parametrize("code", [codec.ACCOUNTING_RESPONSE, codec.COA_ACK,
+                                  codec.DISCONNECT_NAK])
+def test_received_responses_verify_with_the_request_authenticator_or_zeros(code):
+    # RFC 3579 §3.2 and RFC 5176 §3.4 key it with the request's authenticator (hostapd
+    # does); FreeRADIUS keys an Accounting-Response's and CoA responses' with zeros.
+    for vector in (AUTH, codec.ZERO16):
+        assert codec.reply_ok(_signed_reply(code, AUTH, vector), AUTH, SECRET)
+    assert not codec.reply_ok(_signed_reply(code, AUTH, b"\x01" * 16), AUTH, SECRET)
+
+
+def test_received_access_and_status_server_replies_verify_with_the_request_authenticator_only():
+    assert codec.reply_ok(_signed_reply(codec.ACCESS_ACCEPT, AUTH, AUTH), AUTH, SECRET)
+    assert not codec.reply_ok(_signed_reply(codec.ACCESS_ACCEPT, AUTH, codec.ZERO16), AUTH, SECRET)
+    status = _signed_reply(codec.ACCOUNTING_RESPONSE, AUTH, AUTH)
+    assert codec.reply_ok(status, AUTH, SECRET, to_status_server=True)
+    zeros = _signed_reply(codec.ACCOUNTING_RESPONSE, AUTH, codec.ZERO16)
+    assert not codec.reply_ok(zeros, AUTH, SECRET, to_status_server=True)

@@ -115,28 +115,28 @@ class RandomBytes:
         return self._buffer[pos:pos + count]
 
 
-def ma_vector(code: int, request_authenticator: bytes, *, to_status_server: bool = False) -> bytes:
-    """The authenticator a response's Message-Authenticator is keyed with.
-
-    RFC 3579 §3.2: the request's. An Accounting-Response to an Accounting-Request
-    uses sixteen zero octets, as FreeRADIUS and its radclient do; one answering a
-    Status-Server (RFC 5997) uses the request's.
-    """
-    if code == ACCOUNTING_RESPONSE and not to_status_server:
-        return ZERO16
-    return request_authenticator
+# Replies signed by their Response Authenticator alone (RFC 2866 §3, RFC 5176 §2.3).
+# NASes disagree on the key of a Message-Authenticator there (the request's
+# authenticator: hostapd 2.11, RFC 5176 §3.4; zeros: FreeRADIUS), and their requests
+# are signed, so no one gets chosen octets echoed: it would guard nothing, only risk a drop.
+UNSIGNED_REPLIES = frozenset({ACCOUNTING_RESPONSE, COA_ACK, COA_NAK,
+                              DISCONNECT_ACK, DISCONNECT_NAK})
 
 
 def encode_reply(code: int, ident: int, request_authenticator: bytes, attrs: bytes,
                  secret: bytes, *, message_authenticator: bool = True,
                  to_status_server: bool = False) -> bytes:
-    """A response packet, Message-Authenticator first, signed per RFC 2865 §3 and 3579."""
-    if not message_authenticator:
-        vector = None
-    elif code == ACCOUNTING_RESPONSE and not to_status_server:  # ma_vector(), inline
-        vector = ZERO16
-    else:
+    """A response, signed per RFC 2865 §3 (and RFC 2866 §3, RFC 5176 §2.3).
+
+    Access replies and every reply to Status-Server (RFC 5997 §3) carry a
+    Message-Authenticator first (RFC 3579 §3.2, the BlastRADIUS guidance), keyed
+    with the request's authenticator; UNSIGNED_REPLIES carry none, and neither does
+    any reply when `message_authenticator` is false.
+    """
+    if message_authenticator and (to_status_server or code not in UNSIGNED_REPLIES):
         vector = request_authenticator
+    else:
+        vector = None
     return _encode_reply(code, ident, request_authenticator, attrs, secret, vector)
 
 
@@ -170,13 +170,19 @@ def reply_ok(data: bytes, request_authenticator: bytes, secret: bytes, *,
 
 def response_ok(packet: Packet, request_authenticator: bytes, secret: bytes, *,
                 to_status_server: bool = False) -> bool:
-    """reply_ok() for a response already decoded."""
+    """reply_ok() for a response already decoded.
+
+    A Message-Authenticator is keyed with the request's authenticator (RFC 3579
+    §3.2, RFC 5176 §3.4, RFC 5997 §3); on UNSIGNED_REPLIES one keyed with zeros, as
+    FreeRADIUS signs them, is accepted too: the Response Authenticator has already
+    vouched for the packet.
+    """
     if not _hashed_ok(packet.raw, request_authenticator, secret):
         return False
-    if packet.ma_offset >= 0:
-        return message_authenticator_ok(packet, secret, ma_vector(
-            packet.code, request_authenticator, to_status_server=to_status_server))
-    return True
+    if packet.ma_offset < 0 or message_authenticator_ok(packet, secret, request_authenticator):
+        return True
+    return (packet.code in UNSIGNED_REPLIES and not to_status_server
+            and message_authenticator_ok(packet, secret, ZERO16))
 
 
 def attribute(kind: int, value: bytes) -> bytes:
