@@ -167,6 +167,8 @@ class AcctForward(Base):
 
     Written in the transaction that stores the record and marked delivered once the
     ISP's Accounting-Response arrives: the undelivered rows are exactly what is owed.
+    Each datagram is stored before it is first sent, so one in flight at a crash is
+    sent again byte for byte, from the same source port.
     """
 
     __tablename__ = "acct_forward"
@@ -184,3 +186,9 @@ class AcctForward(Base):
     # The record's identity: the ISP and its attributes, Acct-Delay-Time left out.
     content_hash: Mapped[str] = mapped_column(String(32), unique=True)
     delivered_at: Mapped[float | None] = mapped_column(Float)
+    # The last attempt: the upstream server, the Accounting-Request as sent, when it was
+    # built (its Acct-Delay-Time is as of then) and the source port it went from.
+    server: Mapped[str | None] = mapped_column(String(64))
+    datagram: Mapped[bytes | None] = mapped_column(LargeBinary)
+    built_at: Mapped[float | None] = mapped_column(Float)
+    source_port: Mapped[int | None] = mapped_column(Integer)
