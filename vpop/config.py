@@ -83,6 +83,11 @@ class IspSettings:
     probe_interval: float = 1.0
     revive_probes: int = 3
     budget: float = 5.0  # a proxied request's whole time, retries included
+    # Accounting forwarded to proxy-mode ISPs (vpop/isp/acct_forward.py): the source
+    # port (0: the one used last, kept in the database) and how long a record is
+    # resent byte for byte, so that the ISP can recognise the retransmission.
+    accounting_source_port: int = 0
+    accounting_resend_window: float = 30.0
 
 
 @dataclass(**_FROZEN)
@@ -227,6 +232,11 @@ def _validate(s: Settings, fail) -> None:
             raise fail("must be positive", "isp", key)
     if s.isp.revive_probes < 1:
         raise fail("must be at least 1", "isp", "revive_probes")
+    if not 0 <= s.isp.accounting_source_port <= 65535:
+        raise fail("must be a port number 0-65535 (0: the one used last)", "isp",
+                   "accounting_source_port")
+    if s.isp.accounting_resend_window < 0:
+        raise fail("must not be negative", "isp", "accounting_resend_window")
     for key, reason in s.accounting.problems():
         raise fail(reason, "accounting", key)
     if not 0 <= s.metrics.port <= 65535:

@@ -87,12 +87,14 @@ def at(t: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc)
 
 
-def apply(sessions, records, *, batch: int | None = None, leases=None):
+def apply(sessions, records, *, batch: int | None = None, leases=None, stale=900,
+          realm_isp=None):
     total = store.BatchResult()
     batch = batch or max(1, len(records))
     for start in range(0, len(records), batch):
         with sessions.begin() as session:
-            result = store.apply_batch(session, records[start:start + batch], leases=leases)
+            result = store.apply_batch(session, records[start:start + batch], leases=leases,
+                                       stale=stale, realm_isp=realm_isp)
         total.stored += result.stored
         total.duplicates += result.duplicates
         total.closed += result.closed
@@ -100,9 +102,9 @@ def apply(sessions, records, *, batch: int | None = None, leases=None):
     return total
 
 
-def tick(sessions, now, *, stale_before=None, leases=None):
+def tick(sessions, now, *, stale=900, leases=None):
     with sessions.begin() as session:
-        return store.tick(session, now=now, stale_before=stale_before,
+        return store.tick(session, now=now, stale=stale,
                           leases=leases if leases is not None else store.load_leases(session))
 
 

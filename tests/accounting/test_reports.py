@@ -54,12 +54,12 @@ def test_utilization_by_hour(day):
     # s1, s2 and s3: 3600 + 3600 + 900 session seconds; 3 online from 02:30 to 02:45
     assert pick(rows["02:00"], *keys) == ("isp-a-berlin", "2", "2.25", "3", "112.5", "150.0",
                                           "3600000", "0.008", "0.008", "0.08", "over_sessions")
-    # s2 stopped at 03:00 sharp: the hour began with 2 online
-    assert pick(rows["03:00"], *keys) == ("isp-a-berlin", "2", "1.0", "2", "50.0", "100.0",
+    # s2 stopped at 03:00 sharp: from the hour's first second on, 1 was online
+    assert pick(rows["03:00"], *keys) == ("isp-a-berlin", "2", "1.0", "1", "50.0", "50.0",
                                           "3600000", "0.008", "0.008", "0.08", "under_sessions")
     # s1 and s4 (20 minutes); 6,300,000 octets in the busiest 5 minutes: 0.168 Mbit/s
     assert pick(rows["04:00"], *keys) == (
-        "isp-a-berlin", "2", "1.33", "2", "66.7", "100.0", "27600000", "0.061", "0.168",
+        "isp-a-berlin", "2", "1.333333", "2", "66.7", "100.0", "27600000", "0.061", "0.168",
         "0.08", "under_sessions over_bandwidth over_volume")
     assert pick(rows["06:00"], *keys) == ("isp-a-berlin", "2", "0.0", "0", "0.0", "0.0", "0",
                                           "0.0", "0.0", "0.08", "under_sessions over_volume")
@@ -73,7 +73,7 @@ def test_utilization_events(day):
         ("over_sessions", "02:30", "02:45", 900, 3, "sessions"),
         ("under_sessions", "03:00", "04:00", 3600, 1, "sessions"),
         ("over_bandwidth", "04:00", "04:20", 1200, 168, "kbit/s"),
-        ("over_volume", "04:10", None, 24 * H - 4 * H - 600, 38_400_000, "octets"),
+        ("over_volume", "04:05", None, 24 * H - 4 * H - 300, 38_400_000, "octets"),
         ("under_sessions", "04:20", None, 24 * H - 4 * H - 1200, 0, "sessions")]
 
 
@@ -96,8 +96,8 @@ def test_sessions_by_isp(day):
     rows = csv_rows(run(cli.report_sessions, day, grain="day"))
     assert [(r["group"], r["starts"], r["stops"], r["online_peak"], r["hours"],
              r["input_octets"], r["records"], r["flagged"]) for r in rows] == [
-        ("isp-a", "4", "4", "3", "5.58", "38400000", "71", "0"),
-        ("isp-b", "1", "1", "1", "0.17", "0", "3", "0")]
+        ("isp-a", "4", "4", "3", "5.583333", "38400000", "71", "0"),
+        ("isp-b", "1", "1", "1", "0.166667", "0", "3", "0")]
 
 
 def test_sessions_by_lease_and_nas(day):

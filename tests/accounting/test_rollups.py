@@ -4,8 +4,9 @@ import pytest
 
 from acct_support import NAS, T0, rec
 from vpop.accounting import sessions as S
-from vpop.accounting.rollups import (GaugeChange, RollupBatch, bucket, month_start, next_month,
-                                     pieces, walk_gauges)
+from vpop.accounting.rollups import (GaugeChange, RollupBatch, bucket, bucket_peaks,
+                                     coarse_peaks, levels_from, month_start, net_changes,
+                                     next_month, pieces)
 
 
 def test_pieces_share_octets_by_time_and_add_up_exactly():
@@ -36,7 +37,7 @@ def test_hours_and_days_are_sums_of_their_5_minute_buckets():
     state = None
     for record in (rec("start", t=T0 + 3500, isp="isp-a"),
                    rec("stop", t=T0 + 3900, session_time=400, octets_in=400, isp="isp-a")):
-        step = S.apply(state, record, lambda r, s: 7)
+        step = S.apply(state, record, lambda r, s: S.Attribution(7))
         batch.add(step)
         state = step.after
     assert {key[2:] for key in batch.cells} == {("isp-a", 7, NAS)}
@@ -52,20 +53,28 @@ def test_hours_and_days_are_sums_of_their_5_minute_buckets():
     assert [c.delta for c in batch.gauge_changes] == [1, 1, 1, -1, -1, -1]
 
 
-def test_peaks_follow_the_changes_in_order():
-    changes = [GaugeChange("lease", "7", T0 + 10, 1), GaugeChange("lease", "7", T0 + 20, 1),
-               GaugeChange("lease", "7", T0 + 30, -1), GaugeChange("lease", "7", T0 + 400, -1)]
-    levels, peaks, lease_levels = walk_gauges({("lease", "7"): 3}, changes)
-    assert levels == {("lease", "7"): 3}
-    assert peaks[("5min", T0, "lease", "7")] == [5, 4]
-    assert peaks[("5min", T0 + 300, "lease", "7")] == [3, 3]
-    assert peaks[("hour", T0, "lease", "7")] == [5, 3]
-    assert lease_levels == [(7, T0 + 10, 4), (7, T0 + 20, 5), (7, T0 + 30, 4), (7, T0 + 400, 3)]
+def test_changes_in_one_second_are_netted_whatever_their_order():
+    changes = [GaugeChange("lease", "7", T0 + 20, -1), GaugeChange("lease", "7", T0 + 10, 1),
+               GaugeChange("lease", "7", T0 + 20, 1), GaugeChange("nas", NAS, T0 + 20, 1)]
+    assert net_changes(changes) == {("lease", "7"): {T0 + 10: 1},
+                                    ("nas", NAS): {T0 + 20: 1}}
+    assert net_changes(reversed(changes)) == net_changes(changes)
 
 
-def test_a_gauge_never_goes_below_zero():
-    levels, _, _ = walk_gauges({}, [GaugeChange("nas", NAS, T0, -1)])
-    assert levels == {("nas", NAS): 0}
+def test_peaks_are_the_most_online_at_any_second_of_the_bucket():
+    series = levels_from(3, [(T0 + 10, 1), (T0 + 20, 1), (T0 + 30, -1), (T0 + 400, -1)])
+    assert series == [(T0 + 10, 1, 4), (T0 + 20, 1, 5), (T0 + 30, -1, 4), (T0 + 400, -1, 3)]
+    fine = bucket_peaks(3, [(t, level) for t, _, level in series])
+    assert fine == {T0: (5, 4), T0 + 300: (4, 3)}  # the second bucket began with 4 online
+    assert coarse_peaks(3, sorted(fine.items()), "hour") == {T0: (5, 3)}
+
+
+def test_a_bucket_whose_first_change_is_a_drop_peaks_at_the_level_it_began_with():
+    assert bucket_peaks(6, [(T0 + 100, 5)]) == {T0: (6, 5)}
+    # ... unless the drop is at its first second: it began with 5
+    assert bucket_peaks(6, [(T0, 5)]) == {T0: (5, 5)}
+    assert coarse_peaks(6, [(T0, (5, 5))], "hour") == {T0: (5, 5)}
+    assert coarse_peaks(6, [(T0 + 300, (5, 5))], "hour") == {T0: (6, 5)}
 
 
 @pytest.mark.parametrize("grain, size", [("5min", 300), ("hour", 3600), ("day", 86_400)])

@@ -7,7 +7,7 @@ from vpop.accounting import sessions as S
 
 
 def no_lease(record, start):
-    return None
+    return S.Attribution(None)
 
 
 def run(*records, state=None):
@@ -43,15 +43,62 @@ def test_stop_before_its_start():
     assert state.status == "closed" and state.start_time == T0
     assert state.flags == (S.NO_START, S.LATE_START)
     assert steps[0].spans == (S.Span(T0, T0 + 600, 900, 0),)
-    assert steps[0].online is None and steps[0].offline is None  # never counted online
+    # online from its start to its stop, as its seconds count, though no Start came yet
+    assert (steps[0].online, steps[0].offline) == (T0, T0 + 600)
     assert (steps[0].started, steps[0].stopped) == (T0, T0 + 600)
+    # the Start agrees with the Stop's session time: nothing to move
     assert steps[1].spans == () and steps[1].started is None
 
 
 def test_interim_without_start_opens_the_session_from_its_session_time():
     state, steps = run(rec("interim", t=T0 + 300, session_time=300, octets_in=10))
     assert (state.status, state.start_time, state.flags) == ("open", T0, (S.NO_START,))
-    assert steps[0].online == T0 + 300
+    assert steps[0].online == T0  # online from its start, as its seconds count
+
+
+def test_a_late_start_that_disagrees_moves_the_start_the_time_online_and_the_first_span():
+    interim = rec("interim", t=T0 + 600, session_time=500, octets_in=10)
+    state, steps = run(interim)
+    assert state.start_time == T0 + 100
+    step = S.apply(state, rec("start", t=T0), no_lease,
+                   S.Neighbours(None, S.Mark(T0 + 600, 10, 0)))
+    assert step.after.start_time == T0 and step.flags == (S.LATE_START,)
+    assert (step.started, step.unstarted, step.online, step.unonline) == (
+        T0, T0 + 100, T0, T0 + 100)
+    assert step.spans == (S.Span(T0 + 100, T0 + 600, 10, 0, True, -1),
+                          S.Span(T0, T0 + 600, 10, 0, True))
+
+
+def test_a_late_interim_puts_its_octets_between_its_neighbours():
+    state, _ = run(rec("start", t=T0),
+                   rec("interim", t=T0 + 600, session_time=600, octets_in=600))
+    late = rec("interim", t=T0 + 300, session_time=300, octets_in=100)
+    step = S.apply(state, late, no_lease,
+                   S.Neighbours(S.Mark(T0, 0, 0), S.Mark(T0 + 600, 600, 0)))
+    assert step.flags == (S.OUT_OF_ORDER,)
+    assert step.after.input_octets == 600 and step.after.update_time == T0 + 600
+    assert step.spans == (S.Span(T0, T0 + 600, 600, 0, False, -1),
+                          S.Span(T0, T0 + 300, 100, 0, False),
+                          S.Span(T0 + 300, T0 + 600, 500, 0, False))
+    # counters that do not fit between the neighbours: flagged, nothing moves
+    odd = rec("interim", t=T0 + 300, session_time=300, octets_in=700)
+    step = S.apply(state, odd, no_lease,
+                   S.Neighbours(S.Mark(T0, 0, 0), S.Mark(T0 + 600, 600, 0)))
+    assert step.flags == (S.OUT_OF_ORDER, S.OUT_OF_RANGE) and step.spans == ()
+
+
+def test_the_records_after_a_wrap_go_on_from_the_wrapped_total():
+    state, steps = run(rec("start", t=T0),
+                       rec("interim", t=T0 + 300, session_time=300, octets_in=4_000_000_000),
+                       rec("interim", t=T0 + 600, session_time=600, octets_in=100),
+                       rec("interim", t=T0 + 900, session_time=900, octets_in=500),
+                       rec("interim", t=T0 + 1200, session_time=1200, octets_in=4_100_000_000),
+                       rec("interim", t=T0 + 1500, session_time=1500, octets_in=50))
+    assert [s.flags for s in steps] == [(), (), (S.WRAPPED,), (), (), (S.WRAPPED,)]
+    assert [s.spans[0].input_octets for s in steps[1:]] == [
+        4_000_000_000, (1 << 32) + 100 - 4_000_000_000, 400, 4_100_000_000 - 500,
+        (1 << 32) + 50 - 4_100_000_000]
+    assert state.input_octets == (2 << 32) + 50
 
 
 def test_repeated_and_reordered_interims_change_nothing():
@@ -121,12 +168,25 @@ def test_reaped_too_early_the_session_comes_back():
     reaped = S.close(state, T0 + 5000, S.BY_REAPER, "Stale-Session")
     assert (reaped.after.stop_time, reaped.spans, reaped.after.flags) == (T0, (), (S.REAPED,))
     back = S.apply(reaped.after, rec("interim", t=T0 + 6000, session_time=6000), no_lease)
-    assert (back.after.status, back.online, back.unstopped) == ("open", T0 + 6000, T0)
+    # never stale after all: online again from where the reaper took it off, throughout
+    assert (back.after.status, back.online, back.unstopped) == ("open", T0, T0)
+    assert back.spans == (S.Span(T0, T0 + 6000),)
     assert S.REOPENED in back.flags
-    # ... or comes back with its Stop: no longer online, its stop counted at the new time.
+    # ... or comes back with its Stop: online to it, its stop counted at the new time.
     stop = S.apply(reaped.after, rec("stop", t=T0 + 6000, session_time=6000), no_lease)
-    assert (stop.after.status, stop.online, stop.offline) == ("closed", None, None)
+    assert (stop.after.status, stop.online, stop.offline) == ("closed", T0, T0 + 6000)
     assert (stop.stopped, stop.unstopped) == (T0 + 6000, T0)
+
+
+def test_a_restart_within_the_threshold_of_a_reaped_session_ends_it_there():
+    state, _ = run(rec("start", t=T0), rec("interim", t=T0 + 300, session_time=300))
+    reaped = S.close(state, T0 + 2000, S.BY_REAPER, "Stale-Session")
+    step = S.unreap(reaped.after, T0 + 900, "NAS-Reboot")
+    assert (step.after.closed_by, step.after.stop_time, step.after.flags) == (
+        S.BY_NAS, T0 + 900, ())
+    assert (step.online, step.offline, step.unstopped, step.stopped) == (
+        T0 + 300, T0 + 900, T0 + 300, T0 + 900)
+    assert step.spans == (S.Span(T0 + 300, T0 + 900),)
 
 
 def test_a_very_long_span_is_clipped_and_flagged():

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from acct_support import H, NAS, T0, add_lease, apply, at, life, play_day, rec, tick
 from vpop.accounting.rollups import GRAINS
 from vpop.store.accounting_models import (AcctGauge, AcctPeak, AcctRecord, AcctRollup,
-                                          LeaseCondition, LeaseRollup, RadAcct, RoutingRecord,
+                                          LeaseRollup, RadAcct, RoutingRecord,
                                           UtilizationEvent)
 from vpop.store.engine import make_sessionmaker
 
@@ -30,7 +30,7 @@ def rows(sessions, model, *order):
 def table_state(sessions):
     return {model.__tablename__: rows(sessions, model, *model.__table__.primary_key.columns)
             for model in (RadAcct, AcctRecord, RoutingRecord, AcctRollup, AcctGauge, AcctPeak,
-                          LeaseRollup, LeaseCondition, UtilizationEvent)}
+                          LeaseRollup, UtilizationEvent)}
 
 
 def test_a_session_from_start_to_stop(sessions):
@@ -94,14 +94,16 @@ def test_accounting_on_closes_what_that_nas_had_open_before(sessions):
 
 def test_the_reaper_closes_silent_sessions_and_a_late_interim_reopens_them(sessions):
     apply(sessions, [rec("start", "quiet", T0), rec("start", "busy", T0 + 60),
-                     rec("interim", "busy", T0 + 1000, session_time=940)])
-    result = tick(sessions, T0 + 2000, stale_before=T0 + 100)
+                     rec("interim", "busy", T0 + 600, session_time=540)])
+    assert tick(sessions, T0 + 900).closed == 0  # the NAS's clock: 900 s after T0, not past
+    # The NAS's own clock passes the quiet one's last record by more than 900 s.
+    result = apply(sessions, [rec("interim", "busy", T0 + 901, session_time=841)])
     assert result.closed == 1
     quiet = rows(sessions, RadAcct, RadAcct.id)[0]
     assert (quiet["status"], quiet["closed_by"], quiet["terminate_cause"], quiet["stop_time"],
             quiet["flags"]) == ("closed", "reaper", "Stale-Session", at(T0), "reaped")
     assert rows(sessions, RoutingRecord, RoutingRecord.id)[0]["closed_by"] == "reaper"
-    apply(sessions, [rec("interim", "quiet", T0 + 2400, session_time=2400, octets_in=9)])
+    apply(sessions, [rec("interim", "quiet", T0 + 1500, session_time=1500, octets_in=9)])
     quiet = rows(sessions, RadAcct, RadAcct.id)[0]
     assert (quiet["status"], quiet["flags"]) == ("open", "reaped,reopened")
     assert rows(sessions, RoutingRecord, RoutingRecord.id) == []
@@ -161,9 +163,10 @@ EXPECTED_EVENTS = [
     # s4's 6,000,000 octets and s1's 300,000 in each 5 minutes from 04:00 to 04:20:
     # 6,300,000 * 8 / 300 s = 168 kbit/s against 80
     ("over_bandwidth", T0 + 4 * H, T0 + 4 * H + 1200, 168, 80),
-    # s1 brought 10,800,000 by 04:00; at 04:10 s4's interim makes it 23,400,000. The month
-    # ends with s1's 14,400,000 and s4's 24,000,000.
-    ("over_volume", T0 + 4 * H + 600, None, 38_400_000, 20_000_000),
+    # s1 brought 10,800,000 by 04:00, 17,100,000 by 04:05 with s4's first 6,000,000, and
+    # 23,400,000 by 04:10: the 5 minutes from 04:05 passed the volume. The month ends with
+    # s1's 14,400,000 and s4's 24,000,000.
+    ("over_volume", T0 + 4 * H + 300, None, 38_400_000, 20_000_000),
     ("under_sessions", T0 + 4 * H + 1200, None, 0, 2),  # 1, then 0 from 05:00: still going
 ]
 

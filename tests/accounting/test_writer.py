@@ -124,10 +124,14 @@ def test_the_tick_reaps_sessions_gone_silent_in_event_time(sessions):
     writer = AccountingWriter(sessions, Loop(), settings=settings, wallclock=clock)
     writer.start()
     try:
-        submit_all(writer, life("quiet", T0, T0 + 900)[:2] + [rec("start", "busy", T0 + 500)])
-        # Event time is T0 + 500 now; 'quiet' was last heard of at T0 + 300.
+        submit_all(writer, life("quiet", T0, T0 + 900)[:2]
+                   + [rec("start", "busy", T0 + 500, nas="192.0.2.2")])
+        # Event time is T0 + 500 now; 'quiet' was last heard of at T0 + 300, as was its NAS.
         assert writer.counts["reaped"] == 0
-        clock.now += 500  # event time T0 + 1000: 'quiet' silent for 700 s, 'busy' for 500 s
+        # Nothing newer: event time moves on with the wall clock to T0 + 1000. The quiet
+        # NAS has been silent for 700 s, longer than the threshold: its clock is that
+        # time, and 'quiet' is stale. The other NAS's clock is still T0 + 500: 'busy' is not.
+        clock.now += 500
         pause = threading.Event()
         for _ in range(400):
             if writer.counts["reaped"]:

@@ -158,7 +158,7 @@ def test_reports_on_what_the_server_stored(server, nas):
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = csv.DictReader(io.StringIO(result.stdout))
     assert (row["group"], row["starts"], row["stops"], row["hours"], row["input_octets"]) == (
-        "192.0.2.64", "1", "1", "0.11", str((1 << 32) + 1500))
+        "192.0.2.64", "1", "1", "0.111111", str((1 << 32) + 1500))
     table = run_vpop(server.config, "report", "utilization", "--from", "2026-03-02")
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split()[:3] == ["bucket", "isp", "lease"]

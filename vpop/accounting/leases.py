@@ -69,25 +69,37 @@ class LeaseIndex:
     def __init__(self, leases: Iterable[LeaseTerms] = ()):
         self.by_id: dict[int, LeaseTerms] = {}
         self._by_place: dict[tuple[str, str], list[LeaseTerms]] = collections.defaultdict(list)
+        self._by_nas: dict[str, list[LeaseTerms]] = collections.defaultdict(list)
         self.isps: set[str] = set()  # ISPs with any lease: the others need no NAS look-up
         for lease in leases:
             self.by_id[lease.id] = lease
             self.isps.add(lease.isp)
             for nas in lease.nas | {p.nas for p in lease.ports}:
                 self._by_place[(lease.isp, nas)].append(lease)
+                self._by_nas[nas].append(lease)
 
     def __len__(self) -> int:
         return len(self.by_id)
 
     def match(self, isp: str | None, nas: str, port: int | None, at: float) -> LeaseTerms | None:
+        """The ISP's lease covering the NAS (a port range before the whole NAS) at `at`."""
         if isp is None:
             return None
-        best, rank = None, 0
-        for lease in self._by_place.get((isp, nas), ()):
-            covers = lease.covers(nas, port)
-            if covers > rank and lease.active(at):
-                best, rank = lease, covers
-        return best
+        return _best(self._by_place.get((isp, nas), ()), nas, port, at)
+
+    def at_place(self, nas: str, port: int | None, at: float) -> LeaseTerms | None:
+        """Whoever's lease covers the NAS (a port range before the whole NAS) at `at`."""
+        return _best(self._by_nas.get(nas, ()), nas, port, at)
+
+
+def _best(leases: Iterable[LeaseTerms], nas: str, port: int | None, at: float
+          ) -> LeaseTerms | None:
+    best, rank = None, 0
+    for lease in leases:
+        covers = lease.covers(nas, port)
+        if covers > rank and lease.active(at):
+            best, rank = lease, covers
+    return best
 
 
 class LeaseBook:

@@ -42,6 +42,9 @@ BAD_TIMESTAMP = "bad-timestamp"
 BAD_DELAY = "bad-delay"
 BAD_SESSION_TIME = "bad-session-time"
 BAD_COUNTER = "bad-counter"
+# A time no NAS can have meant for this record (see the store's ledger): the record is
+# kept in the history, flagged, and out of the session and every figure.
+IMPLAUSIBLE = "implausible-time"
 MAX_COUNTER = 1 << 62  # octets beyond this (Gigawords near 2^32) cannot be real, nor stored
 
 

@@ -83,22 +83,24 @@ def _mbps(octets: int, seconds: int) -> float:
 
 def levels_through(peaks: Mapping[int, tuple[int, int]], carry: int, starts: Sequence[int]
                    ) -> dict[int, int]:
-    """Peak level per bucket: a bucket without a change keeps the level it began with."""
+    """Peak level per bucket: a bucket without a change keeps the level it began with (a
+    stored peak already counts the level its bucket began with)."""
     out, level = {}, carry
     for b in starts:
         seen = peaks.get(b)
         if seen is None:
             out[b] = level
         else:
-            out[b] = max(seen[0], level)
+            out[b] = seen[0]
             level = seen[1]
     return out
 
 
 UTILIZATION_COLUMNS = (
-    "bucket", "isp", "lease", "sessions_leased", "sessions_avg", "sessions_peak",
-    "ports_avg_pct", "ports_peak_pct", "mbps_leased", "mbps_avg", "mbps_peak", "octets",
-    "events")
+    "bucket", "isp", "lease", "sessions_leased", "session_seconds", "sessions_avg",
+    "sessions_peak", "ports_avg_pct", "ports_peak_pct", "mbps_leased", "mbps_avg", "mbps_peak",
+    "octets", "events")
+EXACT = 6  # decimals of averages: session seconds / bucket length, exact to 1e-6
 
 
 def utilization_rows(leases: Sequence[LeaseTerms], filters: Filters, *,
@@ -136,7 +138,8 @@ def utilization_rows(leases: Sequence[LeaseTerms], filters: Filters, *,
             going_on = sorted(going.get((lease.id, b), ()), key=KINDS.index)
             rows.append({
                 "bucket": iso(b), "isp": lease.isp, "lease": lease.name,
-                "sessions_leased": lease.sessions, "sessions_avg": round(average, 2),
+                "sessions_leased": lease.sessions, "session_seconds": session_seconds,
+                "sessions_avg": round(average, EXACT),
                 "sessions_peak": peak, "ports_avg_pct": _ratio(average, lease.sessions),
                 "ports_peak_pct": _ratio(peak, lease.sessions),
                 "mbps_leased": (None if lease.bandwidth_kbps is None
@@ -146,7 +149,8 @@ def utilization_rows(leases: Sequence[LeaseTerms], filters: Filters, *,
     return rows
 
 
-EVENT_COLUMNS = ("isp", "lease", "kind", "start", "end", "seconds", "peak", "limit", "unit")
+EVENT_COLUMNS = ("isp", "lease", "kind", "start", "end", "seconds", "peak", "limit", "unit",
+                 "recorded")
 
 
 def event_rows(leases: Mapping[int, LeaseTerms], events: Sequence[Mapping[str, Any]],
@@ -158,12 +162,14 @@ def event_rows(leases: Mapping[int, LeaseTerms], events: Sequence[Mapping[str, A
         rows.append({"isp": e["isp"], "lease": lease.name if lease else str(e["lease_id"]),
                      "kind": e["kind"], "start": iso(e["start"]), "end": iso(end),
                      "seconds": (end if end is not None else now) - e["start"],
-                     "peak": e["peak"], "limit": e["limit"], "unit": UNITS[e["kind"]]})
+                     "peak": e["peak"], "limit": e["limit"], "unit": UNITS[e["kind"]],
+                     "recorded": iso(e.get("recorded"))})
     return rows
 
 
-SESSION_COLUMNS = ("bucket", "group", "starts", "stops", "online_avg", "online_peak", "hours",
-                   "input_octets", "output_octets", "records", "flagged")
+SESSION_COLUMNS = ("bucket", "group", "starts", "stops", "online_avg", "online_peak",
+                   "session_seconds", "hours", "input_octets", "output_octets", "records",
+                   "flagged")
 
 
 def session_rows(filters: Filters, by: str, sums: Iterable[Sequence[Any]], *,
@@ -187,9 +193,10 @@ def session_rows(filters: Filters, by: str, sums: Iterable[Sequence[Any]], *,
         length = bucket_end(b, filters.grain) - b
         rows.append({
             "bucket": iso(b), "group": names.get(group, group if group != "" else "(local)"),
-            "starts": s[2], "stops": s[3], "online_avg": round(s[4] / length, 2),
+            "starts": s[2], "stops": s[3], "online_avg": round(s[4] / length, EXACT),
             "online_peak": levels[group][b] if group in levels and b in levels[group] else None,
-            "hours": round(s[4] / 3600, 2), "input_octets": s[5], "output_octets": s[6],
+            "session_seconds": s[4], "hours": round(s[4] / 3600, EXACT),
+            "input_octets": s[5], "output_octets": s[6],
             "records": s[7], "flagged": s[8]})
     return rows
 

@@ -11,8 +11,10 @@ A batch of session steps becomes:
   bucket's length it is the average number online), octets in and out, records,
   flagged records;
 * ``lease_octets``: octets per lease and 5-minute bucket, for the traffic rate;
-* ``gauge_changes``: sessions online per lease, ISP and NAS going up or down, in the
-  order they happened, from which the peaks of each bucket follow.
+* ``gauge_changes``: sessions online per lease, ISP and NAS going up or down, each at
+  the second it happened. The store keeps them netted per second (``GaugeSeconds``), so
+  the level at any second, and the peak of any bucket, is the same whatever order the
+  changes came in; see ``levels_from`` and ``bucket_peaks``.
 """
 
 from __future__ import annotations
@@ -100,9 +102,6 @@ class RollupBatch:
     def __init__(self) -> None:
         self.cells: dict[CellKey, list[int]] = defaultdict(lambda: [0] * len(MEASURES))
         self.lease_octets: dict[tuple[int, int], int] = defaultdict(int)  # (lease, 5min)
-        # (lease, month, time, octets) in the order they came: when the month's volume
-        # passed the lease's is known to the 5 minutes, whatever the batches were.
-        self.lease_volume: list[tuple[int, int, int, int]] = []
         self.gauge_changes: list[GaugeChange] = []
 
     def _add(self, state: SessionState, t: int, index: int, amount: int) -> None:
@@ -110,22 +109,24 @@ class RollupBatch:
         for grain in GRAINS:
             self.cells[(grain, bucket(t, grain), *cell)][index] += amount
 
-    def add(self, step: Step, *, record: bool = True) -> None:
+    def add(self, step: Step, *, record: bool = True, at: int | None = None) -> None:
+        """`record`: the step is a record's (counted in `records`, and in `flagged` when
+        it has flags), in the bucket of `at` (default: the session's newest event time)."""
         state = step.after
         if record:
-            at = state.update_time
+            at = state.update_time if at is None else at
             self._add(state, at, RECORDS, 1)
             if step.flags:
                 self._add(state, at, FLAGGED, 1)
-        if step.started is not None:
-            self._add(state, step.started, STARTS, 1)
-        if step.stopped is not None:
-            self._add(state, step.stopped, STOPS, 1)
-        if step.unstopped is not None:
-            self._add(state, step.unstopped, STOPS, -1)
+        for t, index, amount in ((step.started, STARTS, 1), (step.unstarted, STARTS, -1),
+                                 (step.stopped, STOPS, 1), (step.unstopped, STOPS, -1)):
+            if t is not None:
+                self._add(state, t, index, amount)
         cell = (state.isp or NO_ISP, state.lease_id or NO_LEASE, state.nas_address)
         for span in step.spans:
+            sign = span.sign
             for b5, seconds, octets_in, octets_out in pieces(span):
+                seconds, octets_in, octets_out = sign * seconds, sign * octets_in, sign * octets_out
                 for grain in GRAINS:
                     measures = self.cells[(grain, b5 - b5 % GRAINS[grain], *cell)]
                     measures[SECONDS] += seconds
@@ -133,39 +134,59 @@ class RollupBatch:
                     measures[OUTPUT] += octets_out
                 if state.lease_id is not None and (octets_in or octets_out):
                     self.lease_octets[(state.lease_id, b5)] += octets_in + octets_out
-                    self.lease_volume.append((state.lease_id, month_start(b5),
-                                              min(span.end, b5 + FIVE_MINUTES),
-                                              octets_in + octets_out))
-        for at, delta in ((step.online, 1), (step.offline, -1)):
-            if at is not None:
+        for t, delta in ((step.online, 1), (step.offline, -1), (step.unonline, -1)):
+            if t is not None:
                 for kind, key in gauge_keys(state):
-                    self.gauge_changes.append(GaugeChange(kind, key, at, delta))
+                    self.gauge_changes.append(GaugeChange(kind, key, t, delta))
 
 
-def walk_gauges(levels: dict[tuple[str, str], int], changes: Iterable[GaugeChange]
-                ) -> tuple[dict[tuple[str, str], int],
-                           dict[tuple[str, int, str, str], list[int]],
-                           list[tuple[int, int, int]]]:
-    """Apply the changes in order to the stored levels.
-
-    Returns the new levels, the peaks per (grain, bucket, kind, key) as [peak, last
-    level], and for the utilization monitor every lease's (lease id, time, level).
-    """
-    levels = dict(levels)
-    peaks: dict[tuple[str, int, str, str], list[int]] = {}
-    lease_levels: list[tuple[int, int, int]] = []
+def net_changes(changes: Iterable[GaugeChange]) -> dict[tuple[str, str], dict[int, int]]:
+    """Changes netted per gauge and second: what happens in one second happens at once."""
+    net: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for change in changes:
-        gauge = (change.kind, change.key)
-        level = max(0, levels.get(gauge, 0) + change.delta)
-        levels[gauge] = level
-        for grain in GRAINS:
-            key = (grain, bucket(change.at, grain), change.kind, change.key)
-            seen = peaks.get(key)
-            if seen is None:
-                peaks[key] = [level, level]
-            else:
-                seen[0] = max(seen[0], level)
-                seen[1] = level
-        if change.kind == "lease":
-            lease_levels.append((int(change.key), change.at, level))
-    return levels, peaks, lease_levels
+        net[(change.kind, change.key)][change.at] += change.delta
+    return {gauge: {t: d for t, d in seconds.items() if d}
+            for gauge, seconds in net.items()}
+
+
+def levels_from(level: int, deltas: Iterable[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(second, change, level after it) for changes in time order, from `level` before
+    the first."""
+    out = []
+    for t, delta in deltas:
+        level += delta
+        out.append((t, delta, level))
+    return out
+
+
+def bucket_peaks(level: int, levels: Iterable[tuple[int, int]], grain: str = "5min"
+                 ) -> dict[int, tuple[int, int]]:
+    """(peak, last level) per bucket with a change, from the level before the first change
+    and (second, level after it) in time order. A bucket's peak is the most sessions online
+    at any second of it: at least the level it began with."""
+    peaks: dict[int, tuple[int, int]] = {}
+    for t, after in levels:
+        b = bucket(t, grain)
+        seen = peaks.get(b)
+        if seen is None:  # it began with `level`, unless this change is at its first second
+            peaks[b] = (after if t == b else max(level, after), after)
+        else:
+            peaks[b] = (max(seen[0], after), after)
+        level = after
+    return peaks
+
+
+def coarse_peaks(level: int, fine: Iterable[tuple[int, tuple[int, int]]], grain: str
+                 ) -> dict[int, tuple[int, int]]:
+    """Peaks of a coarser grain from the 5-minute ones: `fine` is (bucket, (peak, last))
+    in time order for buckets with a change, `level` the level before the first."""
+    out: dict[int, tuple[int, int]] = {}
+    for b5, (peak, last) in fine:
+        b = bucket(b5, grain)
+        seen = out.get(b)
+        if seen is None:  # its 5-minute buckets before this one had `level`
+            out[b] = (peak if b5 == b else max(peak, level), last)
+        else:
+            out[b] = (max(peak, seen[0]), last)
+        level = last
+    return out

@@ -1,29 +1,32 @@
-"""Utilization of leases, on the fly, without I/O.
+"""Utilization of leases, without I/O: events derived from what the leases carried.
 
-Each lease has conditions the monitor follows as accounting arrives:
+Each lease has conditions, and an event is each interval in which one held:
 
-* ``over_sessions``: more sessions online than leased. Starts with the session that
-  went beyond, ends with the one that brought it back; peak: most sessions online.
-* ``under_sessions``: fewer online than ``under_percent`` of the leased sessions
-  for at least ``under_window`` seconds. Recorded once the window has passed, with
-  the time it began; ends when usage is back; peak: fewest sessions online.
-* ``over_bandwidth``: a 5-minute bucket carried more octets than the leased rate
-  allows. Starts at the first such bucket, ends at the end of the last one once the
-  following bucket is complete (its interims are in) and within the lease; peak:
-  the highest 5-minute rate in kbit/s.
-* ``over_volume``: the calendar month's octets passed the leased volume. Starts with
-  the record that crossed it, ends at the end of the month; peak: the month's octets.
+* ``over_sessions``: more sessions online than leased. From the first second over to
+  the first second back at or below (exclusive); peak: most sessions online.
+* ``under_sessions``: fewer online than ``under_percent`` of the leased sessions, for
+  at least ``under_window`` seconds, within the lease's period and not before the first
+  record stored. Recorded once the window has passed; peak: fewest sessions online.
+* ``over_bandwidth``: consecutive 5-minute buckets that each carried more octets than
+  the leased rate allows. From the first such bucket to the end of the last; the end
+  is known once the bucket after it is complete (its interims are in: `settle`);
+  peak: the highest 5-minute rate in kbit/s.
+* ``over_volume``: the calendar month's octets passed the leased volume. From the 5
+  minutes in which they did to the end of the month; peak: the month's octets.
 
-Every decision depends on event times only (the NAS's clock, see records.py), never
-on when the record happened to arrive, so replaying a day gives the same events.
-The monitor's notion of "now" is an ``EventClock``.
+Events are functions of the sessions-online level of the lease second by second and of
+its octets per 5 minutes, both of which the store keeps the same whatever order the
+records came in. So they are recomputed, not updated: when a late record changes a
+level or a bucket, the events from there on are derived again (``session_events``,
+``bandwidth_events``, ``volume_event``), and a day replayed at any speed, in any
+batches and, within the lateness bound, in any order gives the same events. "Now" is
+event time: an ``EventClock``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Sequence
 
 from vpop.accounting.leases import LeaseTerms
 from vpop.accounting.rollups import FIVE_MINUTES, next_month
@@ -33,20 +36,10 @@ UNDER_SESSIONS = "under_sessions"
 OVER_BANDWIDTH = "over_bandwidth"
 OVER_VOLUME = "over_volume"
 KINDS = (OVER_SESSIONS, UNDER_SESSIONS, OVER_BANDWIDTH, OVER_VOLUME)
+SESSION_KINDS = (OVER_SESSIONS, UNDER_SESSIONS)
 UNITS = {OVER_SESSIONS: "sessions", UNDER_SESSIONS: "sessions", OVER_BANDWIDTH: "kbit/s",
          OVER_VOLUME: "octets"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Condition:
-    """Where a lease stands on one kind: kept in the store between batches."""
-    lease_id: int
-    kind: str
-    since: int | None = None  # when the condition began; None: it does not hold
-    extreme: int = 0  # peak (over) or trough (under) since then
-    mark: int | None = None  # over_bandwidth: last bucket over; over_volume: the month
-    recorded: bool = False  # an event for it is in the store
-
+FOREVER = 1 << 62
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
@@ -97,145 +90,97 @@ def under_threshold(lease: LeaseTerms) -> int | None:
     return -(-lease.sessions * lease.under_percent // 100)  # rounded up
 
 
-class Monitor:
-    """Follows the conditions of the leases touched by a batch and collects events."""
+def session_events(lease: LeaseTerms, kind: str, since: int, before: int,
+                   levels: Sequence[tuple[int, int]], now: int, epoch: int | None
+                   ) -> list[Event]:
+    """The lease's `kind` (over_sessions or under_sessions) events from `since` on.
 
-    def __init__(self, leases: Mapping[int, LeaseTerms], conditions: Iterable[Condition],
-                 settle: int):
-        self.leases = leases
-        self.settle = settle  # seconds until a bucket's interims are all in
-        self.conditions: dict[tuple[int, str], Condition] = {
-            (c.lease_id, c.kind): c for c in conditions}
-        self.changed: dict[tuple[int, str], Condition] = {}
-        self.events: dict[tuple[int, str, int], Event] = {}
+    before: sessions online just before `since`; levels: (second, level after its
+    changes) for the seconds from `since` on with a change, in order; now: event time,
+    how far the levels are known; epoch: the 5-minute bucket of the first record stored.
+    `since` must not fall inside an event (the caller starts from the start of the one
+    going on), except where an event begins with the series.
+    """
+    if kind == OVER_SESSIONS:
+        if lease.sessions is None:
+            return []
+        held = lambda level: level > lease.sessions  # noqa: E731
+        limit, floor, ceiling, window = lease.sessions, since, FOREVER, 0
+    else:
+        limit = under_threshold(lease)
+        if limit is None or epoch is None:
+            return []
+        held = lambda level: level < limit  # noqa: E731
+        floor = max(since, lease.starts, epoch)
+        ceiling = lease.ends if lease.ends is not None else FOREVER
+        window = lease.under_window
+    pick = max if kind == OVER_SESSIONS else min
+    events: list[Event] = []
+    start = extreme = None
 
-    def condition(self, lease_id: int, kind: str) -> Condition:
-        return self.conditions.get((lease_id, kind)) or Condition(lease_id=lease_id, kind=kind)
+    def close(end: int | None) -> None:
+        if (end if end is not None else now) - start >= window:
+            events.append(Event(lease_id=lease.id, isp=lease.isp, kind=kind, start=start,
+                                end=end, peak=extreme, limit=limit))
 
-    def _set(self, condition: Condition) -> None:
-        key = (condition.lease_id, condition.kind)
-        if self.conditions.get(key) != condition:
-            self.conditions[key] = condition
-            self.changed[key] = condition
-
-    def _event(self, lease: LeaseTerms, condition: Condition, end: int | None, limit: int
-               ) -> None:
-        assert condition.since is not None
-        self.events[(lease.id, condition.kind, condition.since)] = Event(
-            lease_id=lease.id, isp=lease.isp, kind=condition.kind, start=condition.since,
-            end=end, peak=condition.extreme, limit=limit)
-
-    # --- observations ---------------------------------------------------------------
-
-    def sessions(self, lease_id: int, at: int, level: int) -> None:
-        """The lease's sessions online changed to `level` at event time `at`."""
-        lease = self.leases.get(lease_id)
-        if lease is None:
-            return
-        if lease.sessions is not None:
-            self._over_sessions(lease, at, level)
-        threshold = under_threshold(lease)
-        if threshold is not None:
-            self._under_sessions(lease, at, level, threshold)
-
-    def _over_sessions(self, lease: LeaseTerms, at: int, level: int) -> None:
-        c = self.condition(lease.id, OVER_SESSIONS)
-        if level > lease.sessions:
-            if c.since is None:
-                c = dataclasses.replace(c, since=at, extreme=level, recorded=True)
-            elif level > c.extreme:
-                c = dataclasses.replace(c, extreme=level)
+    points = [(since, before), *levels]
+    for n, (t, level) in enumerate(points):
+        t = max(t, floor)
+        until = points[n + 1][0] if n + 1 < len(points) else FOREVER
+        if until <= floor or t >= ceiling:
+            continue
+        if held(level):
+            if start is None:
+                start, extreme = t, level
             else:
-                return
-            self._event(lease, c, None, lease.sessions)
-            self._set(c)
-        elif c.since is not None:
-            self._event(lease, c, at, lease.sessions)
-            self._set(Condition(lease_id=lease.id, kind=OVER_SESSIONS))
+                extreme = pick(extreme, level)
+        elif start is not None:
+            close(t)
+            start = None
+    if start is not None:
+        close(ceiling if ceiling <= now else None)
+    return [e for e in events if e.start <= now]
 
-    def _under_sessions(self, lease: LeaseTerms, at: int, level: int, threshold: int) -> None:
-        c = self.condition(lease.id, UNDER_SESSIONS)
-        if level < threshold:
-            if c.since is None:
-                c = dataclasses.replace(c, since=max(at, lease.starts), extreme=level)
-            elif level < c.extreme:
-                c = dataclasses.replace(c, extreme=level)
-            self._set(c)
-            self._confirm_under(lease, c, at, threshold)
-        elif c.since is not None:
-            if c.recorded or at - c.since >= lease.under_window:
-                self._event(lease, c, at, threshold)
-            self._set(Condition(lease_id=lease.id, kind=UNDER_SESSIONS))
 
-    def _confirm_under(self, lease: LeaseTerms, c: Condition, now: int, threshold: int) -> None:
-        if c.since is None:
-            return
-        if not c.recorded and now - c.since >= lease.under_window:
-            c = dataclasses.replace(c, recorded=True)
-            self._set(c)
-        if c.recorded:
-            self._event(lease, c, None, threshold)
-
-    def bandwidth(self, lease_id: int, bucket: int, octets: int) -> None:
-        """A 5-minute bucket of the lease now holds `octets` in total."""
-        lease = self.leases.get(lease_id)
-        capacity = bandwidth_capacity(lease) if lease is not None else None
-        if capacity is None or octets <= capacity or not lease.active(bucket):
-            return
-        c = self.condition(lease_id, OVER_BANDWIDTH)
-        rate = kbps(octets)
-        if c.since is None:
-            c = dataclasses.replace(c, since=bucket, extreme=rate, mark=bucket, recorded=True)
-        elif rate > c.extreme or bucket > (c.mark or bucket):
-            c = dataclasses.replace(c, extreme=max(c.extreme, rate),
-                                    mark=max(c.mark or bucket, bucket))
+def bandwidth_events(lease: LeaseTerms, octets: Sequence[tuple[int, int]], now: int,
+                     settle: int) -> list[Event]:
+    """over_bandwidth events from (5-minute bucket, octets) in time order: each run of
+    consecutive buckets over the leased rate, within the lease's period."""
+    capacity = bandwidth_capacity(lease)
+    if capacity is None:
+        return []
+    runs: list[list[tuple[int, int]]] = []
+    for b, total in octets:
+        if total <= capacity or not lease.active(b):
+            continue
+        if runs and runs[-1][-1][0] + FIVE_MINUTES == b:
+            runs[-1].append((b, total))
         else:
-            return
-        self._set(c)
-        self._event(lease, c, None, lease.bandwidth_kbps)
+            runs.append([(b, total)])
+    events = []
+    for run in runs:
+        end = run[-1][0] + FIVE_MINUTES
+        known = now >= end + FIVE_MINUTES + settle  # the bucket after it is complete
+        events.append(Event(lease_id=lease.id, isp=lease.isp, kind=OVER_BANDWIDTH,
+                            start=run[0][0], end=end if known else None,
+                            peak=max(kbps(total) for _, total in run),
+                            limit=lease.bandwidth_kbps or 0))
+    return events
 
-    def volume(self, lease_id: int, at: int, month: int, octets: int) -> None:
-        """The lease's month beginning at `month` now holds `octets`, the last at `at`."""
-        lease = self.leases.get(lease_id)
-        if lease is None or lease.volume_bytes is None or octets <= lease.volume_bytes:
-            return
-        c = self.condition(lease_id, OVER_VOLUME)
-        if c.since is not None and c.mark != month:
-            return  # an older month arriving late: its event is closed
-        if c.since is None:
-            c = dataclasses.replace(c, since=max(at, month), extreme=octets, mark=month,
-                                    recorded=True)
-        elif octets > c.extreme:
-            c = dataclasses.replace(c, extreme=octets)
-        else:
-            return
-        self._set(c)
-        self._event(lease, c, None, lease.volume_bytes)
 
-    # --- time passing ---------------------------------------------------------------
-
-    def advance(self, now: int, levels: Mapping[int, int], epoch: int | None) -> None:
-        """Let event time `now` pass for every lease: confirm under-use that lasted its
-        window, close what has ended. A lease nobody used is under-used from its start,
-        or from `epoch` (the 5 minutes of the first record stored) if that is later: the
-        same whenever the monitor happens to run."""
-        for lease in self.leases.values():
-            threshold = under_threshold(lease)
-            if threshold is not None and lease.active(now):
-                c = self.condition(lease.id, UNDER_SESSIONS)
-                level = levels.get(lease.id, 0)
-                if c.since is None and level < threshold and epoch is not None:
-                    c = dataclasses.replace(c, since=min(now, max(epoch, lease.starts)),
-                                            extreme=level)
-                    self._set(c)
-                self._confirm_under(lease, c, now, threshold)
-            c = self.condition(lease.id, OVER_BANDWIDTH)
-            if c.since is not None and c.mark is not None:
-                end = c.mark + FIVE_MINUTES
-                if now >= end + FIVE_MINUTES + self.settle:
-                    self._event(lease, c, end, lease.bandwidth_kbps or 0)
-                    self._set(Condition(lease_id=lease.id, kind=OVER_BANDWIDTH))
-            c = self.condition(lease.id, OVER_VOLUME)
-            if c.since is not None and c.mark is not None and now >= next_month(c.mark):
-                self._event(lease, c, next_month(c.mark), lease.volume_bytes or 0)
-                self._set(Condition(lease_id=lease.id, kind=OVER_VOLUME))
+def volume_event(lease: LeaseTerms, month: int, octets: Sequence[tuple[int, int]],
+                 now: int) -> Event | None:
+    """The over_volume event of the month beginning at `month`, from its (5-minute
+    bucket, octets) in time order; None when the month stayed within the volume."""
+    if lease.volume_bytes is None:
+        return None
+    total, start = 0, None
+    for b, amount in octets:
+        total += amount
+        if start is None and total > lease.volume_bytes:
+            start = b
+    if start is None:
+        return None
+    end = next_month(month)
+    return Event(lease_id=lease.id, isp=lease.isp, kind=OVER_VOLUME, start=start,
+                 end=end if now >= end else None, peak=total, limit=lease.volume_bytes)

@@ -3,9 +3,22 @@
 A record is queued in the same transaction that stores it, so once the NAS has its
 Accounting-Response nothing is lost, however long the ISP is away. This module
 decides what to send and what a reply means; the shell reads and updates the queue.
+
 Per session, one record is in flight at a time, oldest first, so the ISP sees each
-session's records in order. Each attempt carries Acct-Delay-Time as the time since
-the NAS's event (the NAS's own delay plus the time queued).
+session's records in order, and the next one goes only once the ISP's answer to the
+last is committed (`settled`): a crash never resends a record known to be delivered.
+
+Each new datagram is an `Attempt` the shell stores before it sends it. A record sent
+again to the same server within `resend_window` seconds of building it, after a
+timeout or a crash, goes byte for byte as before (Identifier, Request Authenticator,
+Acct-Delay-Time, as RFC 2866 §3 asks of a retransmission; the shell keeps the source
+port), so an ISP that detects duplicates (RFC 5080 §2.2.2) recognises one whose answer
+was lost. Later, or to another server, it is built anew, with a new Identifier and
+Acct-Delay-Time as the time since the NAS's event (its own delay plus the time queued;
+RFC 2866 §5.2): no ISP remembers the first copy that long (RFC 5080 §2.2.2: at most
+30 seconds), and the delay it is told stays true. An Identifier that may still be
+resent as it was is not given to another record meanwhile (RFC 5080 §2.2.2: a new
+Request Authenticator under it would make the ISP forget the first).
 """
 
 from __future__ import annotations
@@ -14,13 +27,14 @@ import random
 from dataclasses import dataclass
 
 from vpop.errors import MalformedPacket
-from vpop.isp.pool import Pools
+from vpop.isp.pool import ALIVE, Pools
 from vpop.isp.proxy import SendUpstream
 from vpop.radius import attributes as A
 from vpop.radius import codec
 
 SKIP = frozenset({A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, A.ACCT_DELAY_TIME})
 MAX_BACKOFF = 60.0
+RESEND_WINDOW = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +46,20 @@ class QueuedRecord:
     delay: int  # Acct-Delay-Time the NAS sent
     received: float  # seconds since the epoch, when vpop stored it
     attempts: int = 0
+    # The last attempt, as stored before it was sent: server, datagram, when built.
+    server: str = ""
+    datagram: bytes = b""
+    built: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A new datagram: the shell stores it, then sends `send`."""
+    id: int
+    server: str
+    built: float  # seconds since the epoch; its Acct-Delay-Time is as of then
+    retry_at: float  # when the record is due again if no answer comes, even after a crash
+    send: SendUpstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,56 +99,129 @@ class _InFlight:
     server: str
     ident: int
     authenticator: bytes
+    built: float
     expires: float
 
 
 class AccountingForwarder:
-    def __init__(self, pools: Pools, *, rng: random.Random | None = None):
+    def __init__(self, pools: Pools, *, resend_window: float = RESEND_WINDOW,
+                 rng: random.Random | None = None):
         self.pools = pools
+        self.resend_window = resend_window
         self.rng = rng or random.SystemRandom()
         self.in_flight: dict[tuple[str, int], _InFlight] = {}
+        self.settling: dict[int, str] = {}  # answered, not yet committed: id -> session
+        # (server, Identifier) of datagrams that may still be resent as they are.
+        self._reserved: dict[tuple[str, int], tuple[int, float]] = {}  # -> (id, until)
         self._sessions: set[str] = set()
-        self.counters = {"sent": 0, "delivered": 0, "timeouts": 0, "bad_replies": 0}
+        self.counters = {"sent": 0, "resent": 0, "delivered": 0, "timeouts": 0,
+                         "bad_replies": 0}
 
-    def busy(self, record_id: int) -> bool:
-        return any(f.record.id == record_id for f in self.in_flight.values())
+    @property
+    def pending(self) -> bool:
+        """Something is in flight, or answered and not yet committed."""
+        return bool(self.in_flight or self.settling)
+
+    def remember(self, records: list[QueuedRecord]) -> None:
+        """At start: the datagrams stored by an earlier run that may be resent as they
+        are keep their Identifiers from new records."""
+        for record in records:
+            if record.datagram and record.server:
+                self._reserve(record.server, record.datagram[1], record.id, record.built)
 
     def offer(self, records: list[QueuedRecord], now: float, wallclock: float) -> list:
         """Send what may go now; `records` are due, oldest first."""
         actions = []
         for record in records:
             if record.session in self._sessions:
-                continue  # an older record of this session is still on its way
-            isp = self.pools.isps.get(record.isp)
-            server = None
-            if isp is not None:
-                server = self.pools.choose(isp, key=record.session, rng=self.rng)
+                continue  # this session has a record in flight or not yet settled
+            server = self._server_for(record)
             if server is None or not server.acct_port:
                 actions.append(Retry(record.id, record.attempts + 1,
                                      wallclock + backoff(record.attempts + 1)))
                 continue
-            ident = self._ident(server.name)
+            addr = (server.address, server.acct_port)
+            if self._resendable(record, server, wallclock):
+                key = (server.name, record.datagram[1])
+                if key in self.in_flight:
+                    continue  # its Identifier is out with another record: wait for it
+                self._fly(record, server.name, record.datagram, record.built, now)
+                self.counters["resent"] += 1
+                actions.append(SendUpstream(record.datagram, addr))
+                continue
+            # RFC 2866 §3, §5.2: new contents (Acct-Delay-Time), a new Identifier.
+            again = record.datagram[1] if record.datagram and record.server == server.name \
+                else None
+            ident = self._ident(server.name, wallclock, again)
             if ident is None:
-                break
+                continue  # every Identifier of this server is taken for now
             delay = record.delay + max(0, int(wallclock - record.received))
             attrs = record.attrs + codec.attribute(A.ACCT_DELAY_TIME,
                                                    min(delay, 0xFFFFFFFF).to_bytes(4, "big"))
             data = codec.encode_request(codec.ACCOUNTING_REQUEST, ident, attrs, server.secret)
-            self.in_flight[(server.name, ident)] = _InFlight(
-                record, server.name, ident, data[4:20],
-                now + self.pools.settings.response_window)
-            self._sessions.add(record.session)
+            self._fly(record, server.name, data, wallclock, now)
             self.counters["sent"] += 1
-            actions.append(SendUpstream(data, (server.address, server.acct_port)))
+            actions.append(Attempt(record.id, server.name, wallclock,
+                                   wallclock + self.pools.settings.response_window,
+                                   SendUpstream(data, addr)))
         return actions
 
-    def _ident(self, server: str) -> int | None:
+    def _server_for(self, record: QueuedRecord):
+        """The server of the last attempt while it is alive (it may hold the record and
+        recognise the resend), else the ISP's choice."""
+        isp = self.pools.isps.get(record.isp)
+        if isp is None:
+            return None
+        health = self.pools.health.get(record.server) if record.server else None
+        if health is not None and health.status == ALIVE and \
+                self.pools.isp_of.get(record.server) == record.isp:
+            return health.server
+        return self.pools.choose(isp, key=record.session, rng=self.rng)
+
+    def _resendable(self, record: QueuedRecord, server, wallclock: float) -> bool:
+        if not record.datagram or record.server != server.name or \
+                wallclock - record.built >= self.resend_window:
+            return False
+        try:  # still signed with this server's secret (it may have been changed)
+            return codec.request_authenticator_ok(codec.decode(record.datagram), server.secret)
+        except MalformedPacket:
+            return False
+
+    def _fly(self, record: QueuedRecord, server: str, data: bytes, built: float,
+             now: float) -> None:
+        ident = data[1]
+        self.in_flight[(server, ident)] = _InFlight(
+            record, server, ident, data[4:20], built, now + self.pools.settings.response_window)
+        self._reserved.pop((server, ident), None)
+        self._sessions.add(record.session)
+
+    def _reserve(self, server: str, ident: int, record_id: int, built: float) -> None:
+        until = built + self.resend_window
+        key = (server, ident)
+        if key not in self.in_flight and until > self._reserved.get(key, (0, 0.0))[1]:
+            self._reserved[key] = (record_id, until)
+
+    def _ident(self, server: str, wallclock: float, again: int | None = None) -> int | None:
+        def free(ident: int) -> bool:
+            key = (server, ident)
+            if ident == again or key in self.in_flight:
+                return False
+            reserved = self._reserved.get(key)
+            return reserved is None or reserved[1] <= wallclock
         for _ in range(8):
             ident = self.rng.randrange(256)
-            if (server, ident) not in self.in_flight:
+            if free(ident):
                 return ident
-        free = [i for i in range(256) if (server, i) not in self.in_flight]
-        return free[0] if free else None
+        return next((i for i in range(256) if free(i)), None)
+
+    def abandon(self, ids: list[int]) -> None:
+        """Attempts the shell could not store, so did not send: as if never offered."""
+        gone = set(ids)
+        for key, flight in list(self.in_flight.items()):
+            if flight.record.id in gone:
+                del self.in_flight[key]
+                self._sessions.discard(flight.record.session)
+                self.counters["sent"] -= 1
 
     def on_reply(self, data: bytes, addr: tuple, now: float) -> list:
         if len(data) < codec.MIN_LENGTH:
@@ -142,20 +243,32 @@ class AccountingForwarder:
                 self.pools.bad_reply(name)
                 return []
             del self.in_flight[(name, ident)]
-            self._sessions.discard(flight.record.session)
+            # The session's next record waits until this one is committed as delivered.
+            self.settling[flight.record.id] = flight.record.session
             self.pools.answered(name, now)
             self.counters["delivered"] += 1
             return [Delivered(flight.record.id)]
         return []
 
+    def settled(self, ids: list[int]) -> None:
+        """These records' delivered marks are committed: their sessions may go on."""
+        for record_id in ids:
+            session = self.settling.pop(record_id, None)
+            if session is not None:
+                self._sessions.discard(session)
+
     def poll(self, now: float, wallclock: float) -> list:
         """Unanswered records go back to the queue with a later time."""
+        for key, (_, until) in list(self._reserved.items()):
+            if until <= wallclock:
+                del self._reserved[key]
         actions = []
         for key, flight in list(self.in_flight.items()):
             if flight.expires > now:
                 continue
             del self.in_flight[key]
             self._sessions.discard(flight.record.session)
+            self._reserve(flight.server, flight.ident, flight.record.id, flight.built)
             self.counters["timeouts"] += 1
             self.pools.timed_out(flight.server, now)
             attempts = flight.record.attempts + 1

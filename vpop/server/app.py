@@ -38,7 +38,7 @@ from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.metrics import (VpopCollector, publish_snapshot, read_snapshots,
                                  serve_metrics)
-from vpop.server.forwarder import ForwarderShell
+from vpop.server.forwarder import ForwarderShell, open_source_sockets
 from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.lifetime import die_with_parent
@@ -185,8 +185,10 @@ class Worker:
         self.proxy = ProxyShell(loop, ProxyEngine(pools, budget=settings.isp.budget),
                                 settings.server.recv_buffer)
         # One process drains the queue of accounting owed to ISPs: order per session.
-        self.forwarder = (ForwarderShell(loop, AccountingForwarder(pools), sessions)
-                          if self.index == 0 else None)
+        self.forwarder = (ForwarderShell(
+            loop, AccountingForwarder(pools, resend_window=settings.isp.accounting_resend_window),
+            sessions, source_port=settings.isp.accounting_source_port)
+            if self.index == 0 else None)
         self.receiver = receiver = Receiver(deps, clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
@@ -225,8 +227,11 @@ class Worker:
         # Graceful stop: no new requests; finish the ones in flight.
         for listener in self.listeners:
             listener.stop_reading()
+        if self.forwarder is not None:  # and the ISPs' answers to what is on its way
+            self.forwarder.stop_sending()
         deadline = time.monotonic() + DRAIN_TIMEOUT
-        while (any(l.in_flight for l in self.listeners) or self.proxy.in_flight) \
+        while (any(l.in_flight for l in self.listeners) or self.proxy.in_flight
+               or (self.forwarder is not None and self.forwarder.pending)) \
                 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         writer.stop()
@@ -276,6 +281,7 @@ class Worker:
         self.proxy.engine.replace_pools(pools)
         if self.forwarder is not None:
             self.forwarder.forwarder.pools = pools
+            self.forwarder.forwarder.resend_window = settings.isp.accounting_resend_window
         self.receiver.clients = clients
         self.receiver.request_log.flush()
         self.receiver.request_log.stream = request_stream(settings)
@@ -362,6 +368,14 @@ def serve(settings: Settings) -> int:
         except JournalError as exc:
             raise ConfigError(str(exc), file=settings.path or None,
                               field="accounting.journal") from None
+    port = settings.isp.accounting_source_port
+    if port:  # in use: fail before anything starts
+        try:
+            for sock in open_source_sockets(port).values():
+                sock.close()
+        except OSError as exc:
+            raise OSError(exc.errno, f"isp.accounting_source_port {port}: {exc.strerror}") \
+                from None
     stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
     ledger = LedgerProcess(settings, stats_dir) if settings.accounting.journal else None
     try:

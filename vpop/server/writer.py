@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from vpop.accounting.leases import LeaseBook, LeaseIndex
 from vpop.accounting.settings import AccountingSettings
 from vpop.accounting.utilization import EventClock
+from vpop.isp.realms import find_realm
 from vpop.store import accounting as store
 from vpop.store import acct_forward
+from vpop.store.isp_snapshot import load_isps
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -136,6 +138,7 @@ class AccountingWriter(GroupingThread):
         self.wallclock = wallclock
         self.clock = EventClock()
         self.leases = LeaseIndex()
+        self.realm_isp = None  # User-Name -> the ISP of its realm, for attribution
         self._revision: tuple | None = None
         self.database_down = False  # the last commit found the database unavailable
         # counts: stored, duplicates, reaped, closed by Accounting-On/Off, one per flag
@@ -205,8 +208,12 @@ class AccountingWriter(GroupingThread):
             for stream, last in journal.through.items():
                 store.set_journal_applied(session, stream, max(applied[stream], last))
         records = [record for record, _, _ in batch]
+        wall = self.wallclock()
         result = (store.apply_batch(session, records, leases=self.leases,
-                                    settle=self.settings.interim_interval, locked=True)
+                                    settle=self.settings.interim_interval,
+                                    stale=self.settings.stale_after(),
+                                    now=self.clock.now(wall), wall=wall,
+                                    realm_isp=self.realm_isp, locked=True)
                   if records else store.BatchResult())
         _enqueue(session, [forward for _, _, forward in batch if forward])
         return records, result
@@ -214,8 +221,8 @@ class AccountingWriter(GroupingThread):
     def _committed(self, records, result: store.BatchResult) -> None:
         if not records:
             return
-        wall = self.wallclock()
-        self.clock.observe(max(r.event_time for r in records), wall)
+        if result.now is not None:  # records kept out as implausible do not move it
+            self.clock.observe(result.now, self.wallclock())
         self.counts["stored"] += result.stored
         self.counts["duplicates"] += result.duplicates
         self.counts["closed by Accounting-On/Off"] += result.closed
@@ -239,6 +246,12 @@ class AccountingWriter(GroupingThread):
         try:
             with self.sessions() as session:
                 self._revision, leases, levels = store.lease_state(session, self._revision)
+                if leases is not None or self.realm_isp is None:
+                    self.realm_isp = realm_resolver(load_isps(session))
+                if self.clock.watermark is None:  # event time goes on from what is stored
+                    newest = store.event_clock(session)
+                    if newest is not None:
+                        self.clock.observe(newest, self.wallclock())
         except Exception:
             log.exception("could not read the leases; keeping %d known", len(self.leases))
             return
@@ -248,21 +261,19 @@ class AccountingWriter(GroupingThread):
         self._tell_book(levels, [], leases=leases)
 
     def tick(self) -> None:
-        """Let event time pass: reap stale sessions, move the utilization monitor on."""
+        """Let event time pass: reap sessions gone stale by the event clock (which moves
+        on with the wall clock while no newer record arrives), let the utilization events
+        see it."""
         self._refresh_leases()
-        now = self.clock.now(self.wallclock())
+        wall = self.wallclock()
+        now = self.clock.now(wall)
         if now is None:
             return  # no record seen yet: event time has not begun
-        stale = self.settings.stale_after()
-        stale_before = now - stale if stale is not None else None
         try:
-            with self.sessions() as session:
-                if not len(self.leases) and (
-                        stale_before is None or not store.stale_sessions_exist(session, stale_before)):
-                    return
             with self.sessions.begin() as session:
-                result = store.tick(session, now=now, stale_before=stale_before,
-                                    leases=self.leases, settle=self.settings.interim_interval)
+                result = store.tick(session, now=now, leases=self.leases,
+                                    settle=self.settings.interim_interval,
+                                    stale=self.settings.stale_after(), wall=wall)
         except Exception:
             log.exception("accounting tick failed")
             return
@@ -270,6 +281,18 @@ class AccountingWriter(GroupingThread):
             self.counts["reaped"] += result.closed
             log.info("reaper closed %d stale sessions", result.closed)
         self._tell_book(result.lease_levels, [])
+
+
+def realm_resolver(isps) -> Callable[[str], str | None]:
+    """User-Name -> the name of the ISP whose realm it carries, for attributing sessions
+    that have no routing Class."""
+    if not any(isp.realms for isp in isps):
+        return lambda name: None
+
+    def isp_of(name: str) -> str | None:
+        found = find_realm(name, isps)
+        return found.isp.name if found is not None else None
+    return isp_of
 
 
 def _enqueue(session: Session, forwards: list[dict]) -> None:

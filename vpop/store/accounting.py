@@ -11,8 +11,8 @@ Group commit makes that cheap: one lock, one commit, hundreds of records.
 from __future__ import annotations
 
 import collections
-import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from vpop.accounting import sessions as S
 from vpop.accounting.leases import LeaseIndex, LeaseTerms, PortRange
-from vpop.accounting.records import AcctRecord, content_key
-from vpop.accounting.rollups import (GRAINS, MEASURES, RollupBatch, bucket,
-                                     month_start, walk_gauges)
-from vpop.accounting.utilization import Condition, Monitor
-from vpop.store.accounting_models import (AcctGauge, AcctJournal, AcctPeak, AcctRollup, Lease,
-                                          LeaseCondition, LeaseRollup, RadAcct, RoutingRecord,
-                                          UtilizationEvent)
+from vpop.accounting.records import BAD_TIMESTAMP, IMPLAUSIBLE, AcctRecord, content_key
+from vpop.accounting.rollups import MEASURES, RollupBatch, bucket, net_changes
+from vpop.store import gauges, utilization
+from vpop.store.accounting_models import (AcctClock, AcctGauge, AcctJournal, AcctPeak,
+                                          AcctRollup, Lease, LeaseRollup, RadAcct,
+                                          RoutingRecord, UtilizationEvent)
+from vpop.store.timestamps import seconds, when
 from vpop.store.accounting_models import AcctRecord as AcctRecordRow
 
 _LOCK_KEY = 0x7670_6F61  # "vpoa": accounting writers, any process
@@ -36,14 +36,6 @@ NAS_REBOOT = "NAS-Reboot"
 STALE = "Stale-Session"
 
 _TIMES = ("start_time", "update_time", "stop_time")
-
-
-def when(seconds: int | None) -> dt.datetime | None:
-    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-
-
-def seconds(value: dt.datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp())
 
 
 def lock(session: Session) -> None:
@@ -63,6 +55,7 @@ class BatchResult:
     closed: int = 0  # sessions closed by Accounting-On/Off or the reaper
     lease_levels: dict[int, int] = field(default_factory=dict)  # sessions online, per lease
     lease_onlines: list[int] = field(default_factory=list)  # a session came online, per lease
+    now: int | None = None  # the newest event time applied (the event clock)
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -180,9 +173,20 @@ class _Sql:
         self.sessions_by_uid = select(acct).where(acct.c.unique_id.in_(keys))
         self.open_by_nas = select(acct).where(acct.c.nas_address.in_(keys),
                                               acct.c.status == S.OPEN)
+        # Sessions the reaper closed at their last record within `since` of a restart.
+        self.reaped_by_nas = select(acct).where(
+            acct.c.nas_address == bindparam("nas"), acct.c.status == S.CLOSED,
+            acct.c.update_time >= bindparam("since"), acct.c.update_time < bindparam("until"),
+            acct.c.closed_by == S.BY_REAPER)
         self.stale = select(acct).where(acct.c.status == S.OPEN,
                                         acct.c.update_time < bindparam("before")) \
             .order_by(acct.c.update_time).limit(bindparam("limit"))
+        self.marks = select(history.c.event_time, history.c.status, history.c.input_octets,
+                            history.c.output_octets, history.c.flags).where(
+            history.c.radacct_id == bindparam("id"))
+        self.first_restart = select(func.min(history.c.event_time)).where(
+            history.c.radacct_id == 0, history.c.nas_address == bindparam("nas"),
+            history.c.status.in_(("on", "off")), history.c.event_time > bindparam("after"))
         self._seen_sql: dict[int, str] = {}
         # No RETURNING: SQLite can only keep its rows in parameter order one INSERT
         # at a time (10x slower); new rows' ids are read back by their unique_id.
@@ -196,29 +200,14 @@ class _Sql:
             c.name for c in routing.columns if c.name not in ("id", "radacct_id")])
         self.rollup = self._upsert(AcctRollup.__table__,
                                    ["grain", "bucket", "isp", "lease_id", "nas"], add=MEASURES)
-        gauge = AcctGauge.__table__
-        self.gauges = select(gauge.c.kind, gauge.c.key, gauge.c.level).where(
-            gauge.c.kind.in_(bindparam("kinds", expanding=True)), gauge.c.key.in_(keys))
-        self.lease_gauges = select(gauge.c.key, gauge.c.level).where(gauge.c.kind == "lease")
-        self.set_gauges = self._upsert(gauge, ["kind", "key"], replace=["level"])
-        self.peaks = self._upsert(AcctPeak.__table__, ["kind", "key", "grain", "bucket"],
-                                  greatest=["peak"], replace=["last"])
-        lease = LeaseRollup.__table__
-        self.add_lease_octets = self._upsert(lease, ["lease_id", "grain", "bucket"],
-                                             add=["octets"])
-        self.lease_peaks = self._upsert(lease, ["lease_id", "grain", "bucket"],
-                                        greatest=["peak_5min_octets"])
-        self.lease_octets = select(lease.c.lease_id, lease.c.grain, lease.c.bucket,
-                                   lease.c.octets).where(
-            lease.c.lease_id.in_(bindparam("ids", expanding=True)),
-            lease.c.grain.in_(bindparam("grains", expanding=True)), lease.c.bucket.in_(keys))
+        self.add_lease_octets = self._upsert(LeaseRollup.__table__,
+                                             ["lease_id", "grain", "bucket"], add=["octets"])
         rollup = AcctRollup.__table__
         self.epoch = select(func.min(rollup.c.bucket)).where(rollup.c.grain == "5min")
-        self.conditions = select(LeaseCondition.__table__)
-        self.set_conditions = self._upsert(LeaseCondition.__table__, ["lease_id", "kind"],
-                                           replace=["since", "extreme", "mark", "recorded"])
-        self.events = self._upsert(UtilizationEvent.__table__, ["lease_id", "kind", "start_time"],
-                                   replace=["end_time", "peak", "limit_value"])
+        clock = AcctClock.__table__
+        self.clocks = select(clock.c.nas, clock.c.newest, clock.c.restarted)
+        self.set_clocks = self._upsert(clock, ["nas"], greatest=["newest"],
+                                       replace=["restarted"])
 
     def seen(self, pairs: int) -> str:
         """Which of `pairs` (radacct_id, content_key) the history holds: one index probe a
@@ -258,15 +247,32 @@ def _sql(connection) -> _Sql:
 
 # --- the ledger: one transaction's worth of accounting --------------------------------
 
+# Records that are not part of the session (history rows with these flags are no marks).
+_NOT_APPLIED = frozenset({S.AFTER_STOP, S.OUT_OF_RANGE, S.REPEATED_START, IMPLAUSIBLE})
+REAP_LIMIT = 5000  # sessions the reaper looks at per batch
+
+
 class Ledger:
     """Applies records (and closures) to the sessions they belong to, then writes the
-    sessions, history, routing records, rollups, gauges and monitor state at once."""
+    sessions, history, routing records, rollups, gauges and events at once.
 
-    def __init__(self, session: Session, leases: LeaseIndex, *, settle: int = 300):
+    Time is event time throughout: each NAS's clock is the newest event time applied
+    from it (`acct_clock`); `now` is the newest of all, or the caller's event clock if
+    that is later (it moves on with the wall clock while nothing newer arrives). A
+    session is stale once its NAS's clock, or `now` while the NAS is silent, has passed
+    its last record by `stale` seconds; it is closed as of that last record.
+    """
+
+    def __init__(self, session: Session, leases: LeaseIndex, *, settle: int = 300,
+                 stale: int | None = 900, now: int | None = None, wall: float = 0.0,
+                 realm_isp: Callable[[str], str | None] | None = None):
         self.connection = session.connection()
         self.sql = _sql(self.connection)
         self.leases = leases
         self.settle = settle
+        self.stale = stale
+        self.wall = wall
+        self.realm_isp = realm_isp
         self.states: dict[str, S.SessionState] = {}  # by unique_id, loaded or new
         self.original: dict[str, S.SessionState] = {}  # as loaded
         # A session whose Acct-Session-Id the NAS reused is retired: (unique_id, generation,
@@ -278,14 +284,73 @@ class Ledger:
         self.rollup = RollupBatch()
         self.result = BatchResult()
         self._seen: set[tuple[int | str, int]] = set()
+        # per NAS: [newest event time, last restart], as stored and as this batch moves them
+        self.clocks: dict[str, list[int | None]] = {
+            nas: [seconds(newest), seconds(restarted)]
+            for nas, newest, restarted in self._run(self.sql.clocks)}
+        self._moved: set[str] = set()
+        self.restarts: dict[str, list[int]] = collections.defaultdict(list)  # this batch's
+        newest = max((c[0] for c in self.clocks.values()), default=None)
+        self.now = max(filter(None, (newest, now)), default=None)
 
     def _run(self, statement, parameters=None):
         return self.connection.execute(statement, parameters)
 
-    def _assign(self, record: AcctRecord, start: int) -> int | None:
-        lease = self.leases.match(record.routing.isp, record.nas_address,
-                                  record.nas_port_number, start)
-        return lease.id if lease is not None else None
+    # --- attribution ---
+
+    def _assign(self, record: AcctRecord, start: int) -> S.Attribution:
+        """The lease a session counts against (and its ISP when no Class named one): the
+        Class's ISP, else the ISP of the realm in its User-Name, and that ISP's lease
+        covering the NAS (and port) at the session's start; with neither, the lease
+        covering the NAS and port, whoever holds it."""
+        port, nas = record.nas_port_number, record.nas_address
+        isp = record.routing.isp
+        if isp is not None:
+            lease = self.leases.match(isp, nas, port, start)
+            return S.Attribution(lease.id if lease else None)
+        isp = self.realm_isp(record.username) if self.realm_isp is not None else None
+        if isp is not None:
+            lease = self.leases.match(isp, nas, port, start)
+            return S.Attribution(lease.id if lease else None, isp, "realm")
+        lease = self.leases.at_place(nas, port, start)
+        if lease is not None:
+            return S.Attribution(lease.id, lease.isp, "lease")
+        return S.Attribution(None)
+
+    # --- clocks ---
+
+    def _observe(self, nas: str, t: int, restart: bool = False) -> None:
+        clock = self.clocks.setdefault(nas, [t, None])
+        clock[0] = max(clock[0] or t, t)
+        if restart:
+            clock[1] = max(clock[1] or t, t)
+        self._moved.add(nas)
+        self.now = t if self.now is None else max(self.now, t)
+
+    def _nas_clock(self, nas: str) -> int | None:
+        """The NAS's clock: its newest event time; `now` once it has been silent longer
+        than the stale threshold."""
+        newest = (self.clocks.get(nas) or [None])[0]
+        if newest is None or self.stale is None or self.now - newest > self.stale:
+            return self.now
+        return newest
+
+    def _implausible(self, state: S.SessionState | None, record: AcctRecord) -> bool:
+        """A time no NAS can have meant for this record, which would skew the figures: an
+        Interim or Stop before its session's start; a time taken from the arrival (the NAS
+        clock was unusable) that is far from the NAS's clock (a replay, or a stale
+        record); or more than MAX_SPAN behind the NAS's clock."""
+        t = record.event_time
+        if state is not None and record.status != "start" and t < state.start_time:
+            return True
+        newest = (self.clocks.get(record.nas_address) or [None])[0]
+        if newest is None:
+            return False
+        if BAD_TIMESTAMP in record.flags and abs(t - newest) > (self.stale or S.MAX_SPAN):
+            return True
+        return t < newest - S.MAX_SPAN
+
+    # --- input ---
 
     def _load(self, statement, parameters) -> None:
         for row in self._run(statement, parameters):
@@ -308,8 +373,6 @@ class Ledger:
             if step.after.closed_by in (S.BY_NAS, S.BY_REAPER):
                 self.result.closed += 1
 
-    # --- input ---
-
     def records(self, records: Sequence[AcctRecord]) -> None:
         sql = self.sql
         keys = [content_key(r) for r in records]
@@ -320,12 +383,20 @@ class Ledger:
         nases = sorted({r.nas_address for r, nas in zip(records, nas_events) if nas})
         for chunk in _chunks(nases):
             self._load(sql.open_by_nas, {"keys": list(chunk)})
+        if self.stale is not None:
+            for record, nas in zip(records, nas_events):
+                if nas:
+                    self._load(sql.reaped_by_nas, {
+                        "nas": record.nas_address, "until": when(record.event_time),
+                        "since": when(record.event_time - self.stale)})
         # Retransmissions of records already stored: their sessions are stored too.
         stored = set()
         for record, key, nas in zip(records, keys, nas_events):
             state = None if nas else self.states.get(record.unique_id)
             if nas or state is not None:
                 stored.add((0 if nas else state.id, key))
+            else:
+                stored.add((0, key))  # kept out as implausible before the session existed
         for chunk in _chunks(sorted(stored)):
             flat = tuple(value for pair in chunk for value in pair)
             for row in self.connection.exec_driver_sql(sql.seen(len(chunk)), flat):
@@ -347,54 +418,167 @@ class Ledger:
         state = self.states.get(record.unique_id)
         # A session new in this batch has no id yet: its records go by unique_id.
         owner = state.id if state is not None and state.id is not None else record.unique_id
-        if self._duplicate(owner, key):
+        if self._duplicate(owner, key) or (state is None and (0, key) in self._seen):
             return
-        step = S.apply(state, record, self._assign)
+        if self._implausible(state, record):
+            self._keep_out(state, record, key)
+            return
+        step = S.apply(state, record, self._assign, self._neighbours(state, record))
         self._take(step)
         self.history.append((record.unique_id, self._generation.get(record.unique_id, 0),
                              record, key, step.flags))
         self.result.stored += 1
+        self._observe(record.nas_address, record.event_time)
+        after = step.after
+        if after.status == S.OPEN and (step.before is None or step.before.status == S.CLOSED):
+            self._restarted_since(after)
+
+    def _keep_out(self, state: S.SessionState | None, record: AcctRecord, key: int) -> None:
+        """Stored in the history and counted as a flagged record, kept out of the session
+        and every figure."""
+        flags = S.merge_flags(record.flags, (IMPLAUSIBLE,))
+        self._seen.add((0, key))
+        cell = state or S.SessionState(
+            unique_id=record.unique_id, session_id=record.session_id,
+            username=record.username, nas_address=record.nas_address,
+            start_time=record.event_time, update_time=record.event_time)
+        at = (self.clocks.get(record.nas_address) or [None])[0]
+        at = state.update_time if state is not None else (at or record.arrival)
+        self.rollup.add(S.Step(before=state, after=cell, flags=flags), at=at)
+        if state is not None:
+            self.states[record.unique_id] = dataclasses.replace(
+                state, flags=S.merge_flags(state.flags, (IMPLAUSIBLE,)))
+            self.history.append((record.unique_id,
+                                 self._generation.get(record.unique_id, 0), record, key, flags))
+        else:
+            self.history.append(("", 0, record, key, flags))
+        self.result.flags.update(flags)
+        self.result.stored += 1
+
+    def _neighbours(self, state: S.SessionState | None, record: AcctRecord
+                    ) -> S.Neighbours | None:
+        """For a record older than its session's newest, or a Start after the session's
+        first record: the records applied around it, from the history."""
+        if state is None:
+            return None
+        t = record.event_time
+        late_start = (record.status == "start" and S.NO_START in state.flags
+                      and S.LATE_START not in state.flags)
+        if not late_start and (record.status == "start" or t >= state.update_time):
+            return None
+        marks = self._marks(state)
+        if late_start:
+            return S.Neighbours(None, marks[0] if marks else None)
+        before = [m for m in marks if m.at <= t]
+        after = [m for m in marks if m.at > t]
+        return S.Neighbours(before[-1] if before else None, after[0] if after else None)
+
+    def _marks(self, state: S.SessionState) -> list[S.Mark]:
+        """The records applied to the session, in event-time order."""
+        rows = []
+        if state.id is not None:
+            rows = [(seconds(t), status, i, o, tuple(f for f in flags.split(",") if f))
+                    for t, status, i, o, flags in self._run(self.sql.marks, {"id": state.id})]
+        generation = self._generation.get(state.unique_id, 0)
+        rows += [(r.event_time, r.status, r.input_octets, r.output_octets, flags)
+                 for uid, gen, r, _, flags in self.history
+                 if uid == state.unique_id and gen == generation]
+        return [S.Mark(t, 0, 0) if status == "start" else S.Mark(t, i, o)
+                for t, status, i, o, flags in sorted(rows, key=lambda row: row[0])
+                if not _NOT_APPLIED.intersection(flags) and t >= state.start_time]
+
+    def _restarted_since(self, state: S.SessionState) -> None:
+        """A session that came (back) online as of a time its NAS has restarted since
+        (the Accounting-On/Off came first): it ended with that restart, or was stale."""
+        nas, u = state.nas_address, state.update_time
+        later = [t for t in self.restarts.get(nas, ()) if t > u]
+        stored = (self.clocks.get(nas) or [None, None])[1]
+        if stored is not None and stored > u and not later:
+            found = self._run(self.sql.first_restart, {"nas": nas, "after": when(u)}).scalar()
+            if found is not None:
+                later.append(seconds(found))
+        if later:
+            self._close_for_restart(state, min(later))
+
+    def _close_for_restart(self, state: S.SessionState, at: int) -> None:
+        if self.stale is None or at - state.update_time <= self.stale:
+            self._take(S.close(state, at, S.BY_NAS, NAS_REBOOT), record=False)
+        else:  # silent longer than the threshold before the restart: it was stale
+            self._take(S.close(state, at, S.BY_REAPER, STALE), record=False)
 
     def _nas_restarted(self, record: AcctRecord, key: int) -> None:
         """RFC 2866 §5.1 Accounting-On/Off: the NAS's sessions from before are over."""
         if self._duplicate(0, key):
             return
+        if self._implausible(None, record):
+            self._keep_out(None, record, key)
+            return
+        t, nas = record.event_time, record.nas_address
         for state in list(self.states.values()):
-            if (state.nas_address == record.nas_address and state.status == S.OPEN
-                    and state.update_time <= record.event_time):
-                self._take(S.close(state, record.event_time, S.BY_NAS, NAS_REBOOT),
-                           record=False)
+            if state.nas_address != nas or state.update_time >= t:
+                continue
+            if state.status == S.OPEN:
+                self._close_for_restart(state, t)
+            elif (state.closed_by == S.BY_REAPER and self.stale is not None
+                  and t - state.update_time <= self.stale):
+                # the reaper came first, but the NAS restarted before it was stale
+                self._take(S.unreap(state, t, NAS_REBOOT), record=False)
+        self.restarts[nas].append(t)
+        self._observe(nas, t, restart=True)
         self.history.append(("", 0, record, key, record.flags))
         self.result.flags.update(record.flags)
         self.result.stored += 1
 
-    def reap(self, stale_before: int, limit: int) -> None:
-        """Close sessions the NAS has not reported on since `stale_before`."""
-        self._load(self.sql.stale, {"before": when(stale_before), "limit": limit})
+    def reap(self) -> None:
+        """Close the sessions that went stale by event time (see the class)."""
+        if self.stale is None or self.now is None:
+            return
+        self._load(self.sql.stale, {"before": when(self.now - self.stale),
+                                    "limit": REAP_LIMIT})
         for state in list(self.states.values()):
-            if state.status == S.OPEN and state.update_time < stale_before:
-                self._take(S.close(state, stale_before, S.BY_REAPER, STALE), record=False)
+            if state.status != S.OPEN:
+                continue
+            clock = self._nas_clock(state.nas_address)
+            if clock is not None and state.update_time < clock - self.stale:
+                self._take(S.close(state, clock, S.BY_REAPER, STALE), record=False)
 
     # --- output ---
 
-    def flush(self, now: int | None = None) -> BatchResult:
-        """Write everything; `now` (event time) also lets the monitor see time pass."""
+    def flush(self) -> BatchResult:
+        """Reap what went stale, then write everything; time passes for the leases' events."""
+        self.reap()
         ids = self._write_sessions()
         self._write_history(ids)
         self._write_routing(ids)
         self._write_rollups()
-        levels, changes = self._write_gauges()
-        if len(self.leases):
-            monitor = self._monitor()
-            for lease_id, at, level in changes:
-                monitor.sessions(lease_id, at, level)
-            self._write_lease_octets(monitor)
-            if now is not None:
-                monitor.advance(now, {int(k): n for k, n in self._run(self.sql.lease_gauges)},
-                                seconds(self._run(self.sql.epoch).scalar()))
-            self._write_monitor(monitor)
-        self.result.lease_levels = levels
+        changes = net_changes(self.rollup.gauge_changes)
+        final = gauges.apply_changes(self.connection, changes)
+        utilization.add_lease_octets(self.connection, self.rollup.lease_octets,
+                                     self.sql.add_lease_octets)
+        if len(self.leases) and self.now is not None:
+            events = utilization.Events(
+                self.connection, self.leases.by_id, now=self.now,
+                epoch=seconds(self._run(self.sql.epoch).scalar()), settle=self.settle,
+                wall=self.wall)
+            events.sessions_changed({int(key): min(seconds_) for (kind, key), seconds_
+                                     in changes.items() if kind == "lease"})
+            touched = collections.defaultdict(list)
+            for lease_id, b5 in self.rollup.lease_octets:
+                touched[lease_id].append(b5)
+            events.octets_changed(touched)
+            events.time_passes({int(k): n for k, n in
+                                gauges.levels(self.connection, "lease").items()})
+        self._write_clocks()
+        self.result.now = self.now
+        self.result.lease_levels = {int(key): n for (kind, key), n in final.items()
+                                    if kind == "lease"}
         return self.result
+
+    def _write_clocks(self) -> None:
+        if self._moved:
+            self._run(self.sql.set_clocks, [
+                dict(nas=nas, newest=when(self.clocks[nas][0]),
+                     restarted=when(self.clocks[nas][1])) for nas in sorted(self._moved)])
 
     def _sessions(self):
         """(unique_id, generation, state, as loaded or None) of every session touched."""
@@ -486,116 +670,36 @@ class Ledger:
         if rows:
             self._run(self.sql.rollup, rows)
 
-    def _write_gauges(self) -> tuple[dict[int, int], list[tuple[int, int, int]]]:
-        changes = self.rollup.gauge_changes
-        if not changes:
-            return {}, []
-        levels = {}
-        wanted = {(c.kind, c.key) for c in changes}
-        for chunk in _chunks(sorted(wanted)):
-            for kind, key, level in self._run(self.sql.gauges, {
-                    "kinds": sorted({k for k, _ in chunk}),
-                    "keys": sorted({v for _, v in chunk})}):
-                if (kind, key) in wanted:
-                    levels[(kind, key)] = level
-        final, peaks, lease_changes = walk_gauges(levels, changes)
-        self._run(self.sql.set_gauges,
-                  [dict(kind=k, key=v, level=n) for (k, v), n in sorted(final.items())])
-        self._run(self.sql.peaks,
-                  [dict(grain=g, bucket=when(b), kind=k, key=v, peak=p, last=last)
-                   for (g, b, k, v), (p, last) in sorted(peaks.items())])
-        by_lease = {int(v): n for (k, v), n in final.items() if k == "lease"}
-        return by_lease, lease_changes
-
-    def _monitor(self) -> Monitor:
-        conditions = [Condition(lease_id=c.lease_id, kind=c.kind, since=seconds(c.since),
-                                extreme=c.extreme, mark=seconds(c.mark), recorded=c.recorded)
-                      for c in self._run(self.sql.conditions)]
-        return Monitor(self.leases.by_id, conditions, self.settle)
-
-    def _write_lease_octets(self, monitor: Monitor) -> None:
-        octets = self.rollup.lease_octets
-        if not octets:
-            return
-        sums: dict[tuple[int, str, int], int] = collections.Counter()
-        for (lease_id, b5), amount in octets.items():
-            for grain in GRAINS:
-                sums[(lease_id, grain, bucket(b5, grain))] += amount
-            sums[(lease_id, "month", month_start(b5))] += amount
-        before: dict[tuple[int, str, int], int] = collections.Counter()
-        for chunk in _chunks(sorted(sums)):
-            for lease_id, grain, start, total in self._run(self.sql.lease_octets, {
-                    "ids": sorted({l for l, _, _ in chunk}),
-                    "grains": sorted({g for _, g, _ in chunk}),
-                    "keys": [when(b) for b in sorted({b for _, _, b in chunk})]}):
-                key = (lease_id, grain, seconds(start))
-                if key in sums:
-                    before[key] = total
-        self._run(self.sql.add_lease_octets,
-                  [dict(lease_id=l, grain=g, bucket=when(b), octets=n, peak_5min_octets=0)
-                   for (l, g, b), n in sorted(sums.items())])
-        # The busiest 5 minutes of each bucket, and what the monitor watches.
-        peaks: dict[tuple[int, str, int], int] = {}
-        for lease_id, b5 in sorted(octets):
-            total = before[(lease_id, "5min", b5)] + sums[(lease_id, "5min", b5)]
-            monitor.bandwidth(lease_id, b5, total)
-            for grain in ("5min", "hour", "day", "month"):
-                start = month_start(b5) if grain == "month" else bucket(b5, grain)
-                key = (lease_id, grain, start)
-                peaks[key] = max(peaks.get(key, 0), total)
-        self._run(self.sql.lease_peaks,
-                  [dict(lease_id=l, grain=g, bucket=when(b), octets=0, peak_5min_octets=p)
-                   for (l, g, b), p in sorted(peaks.items())])
-        running = {(l, b): n for (l, g, b), n in before.items() if g == "month"}
-        for lease_id, month, at, amount in self.rollup.lease_volume:
-            total = running.get((lease_id, month), 0) + amount
-            running[(lease_id, month)] = total
-            monitor.volume(lease_id, at, month, total)
-
-    def _write_monitor(self, monitor: Monitor) -> None:
-        rows = [dict(lease_id=c.lease_id, kind=c.kind, since=when(c.since), extreme=c.extreme,
-                     mark=when(c.mark), recorded=c.recorded)
-                for _, c in sorted(monitor.changed.items())]
-        if rows:
-            self._run(self.sql.set_conditions, rows)
-        events = [dict(lease_id=e.lease_id, isp=e.isp, kind=e.kind, start_time=when(e.start),
-                       end_time=when(e.end), peak=e.peak, limit_value=e.limit)
-                  for _, e in sorted(monitor.events.items())]
-        if events:
-            self._run(self.sql.events, events)
-
-
 # --- entry points ---------------------------------------------------------------------
 
 def apply_batch(session: Session, records: Sequence[AcctRecord], *,
-                leases: LeaseIndex | None = None, settle: int = 300,
+                leases: LeaseIndex | None = None, settle: int = 300, stale: int | None = 900,
+                now: int | None = None, wall: float = 0.0,
+                realm_isp: Callable[[str], str | None] | None = None,
                 locked: bool = False) -> BatchResult:
-    """Apply records in order, idempotently: a record stored before is recognised by
-    its content and skipped. The caller commits."""
+    """Apply records, idempotently: a record stored before is recognised by its content
+    and skipped. Then reap what went stale and let time pass for the events. The caller
+    commits."""
     if not locked:
         lock(session)
     ledger = Ledger(session, leases if leases is not None else load_leases(session),
-                    settle=settle)
+                    settle=settle, stale=stale, now=now, wall=wall, realm_isp=realm_isp)
     ledger.records(records)
     return ledger.flush()
 
 
-def tick(session: Session, *, now: int, stale_before: int | None, leases: LeaseIndex,
-         settle: int = 300, reap_limit: int = 1000, locked: bool = False) -> BatchResult:
-    """Let event time `now` pass: reap sessions not heard of since `stale_before` and
-    let the utilization monitor confirm or close events."""
+def tick(session: Session, *, now: int | None, leases: LeaseIndex, settle: int = 300,
+         stale: int | None = 900, wall: float = 0.0, locked: bool = False) -> BatchResult:
+    """Let event time `now` pass: reap sessions gone stale by it and let the utilization
+    events see it."""
     if not locked:
         lock(session)
-    ledger = Ledger(session, leases, settle=settle)
-    if stale_before is not None:
-        ledger.reap(stale_before, reap_limit)
-    return ledger.flush(now=now)
+    return Ledger(session, leases, settle=settle, stale=stale, now=now, wall=wall).flush()
 
 
-def stale_sessions_exist(session: Session, stale_before: int) -> bool:
-    return session.execute(select(RadAcct.id).where(
-        RadAcct.status == S.OPEN, RadAcct.update_time < when(stale_before)).limit(1)
-    ).first() is not None
+def event_clock(session: Session) -> int | None:
+    """The newest event time applied from any NAS."""
+    return seconds(session.scalar(select(func.max(AcctClock.newest))))
 
 
 # --- reports: rollups only, never the raw accounting ------------------------------------
@@ -664,7 +768,7 @@ def utilization_events(session: Session, lease_ids: Sequence[int] | None, start:
         query = query.where(table.c.lease_id.in_(list(lease_ids)))
     return [dict(lease_id=row.lease_id, isp=row.isp, kind=row.kind,
                  start=seconds(row.start_time), end=seconds(row.end_time), peak=row.peak,
-                 limit=row.limit_value)
+                 limit=row.limit_value, recorded=seconds(row.recorded_at))
             for row in session.execute(query.order_by(table.c.start_time, table.c.id))]
 
 

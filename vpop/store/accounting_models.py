@@ -22,7 +22,9 @@ class RadAcct(Base):
     __table_args__ = (
         UniqueConstraint("unique_id"),
         Index("ix_radacct_status_update_time", "status", "update_time"),  # the reaper
-        Index("ix_radacct_nas_address_status", "nas_address", "status"),  # Accounting-On
+        # Accounting-On/Off, and the reaper per NAS
+        Index("ix_radacct_nas_address_status_update_time", "nas_address", "status",
+              "update_time"),
         Index("ix_radacct_start_time", "start_time"),
     )
 
@@ -164,32 +166,45 @@ class UtilizationEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))  # see vpop.accounting.utilization.KINDS
     start_time: Mapped[utc]
     end_time: Mapped[utc | None]
-    peak: Mapped[int] = mapped_column(BigInteger)  # sessions, kbit/s or octets
+    peak: Mapped[int] = mapped_column(BigInteger)  # sessions, kbit/s or octets (trough: under)
     limit_value: Mapped[int] = mapped_column(BigInteger)
-
-
-class LeaseCondition(Base):
-    """The utilization monitor's state per lease and kind of event."""
-
-    __tablename__ = "lease_condition"
-
-    lease_id: Mapped[int] = mapped_column(ForeignKey("lease.id", ondelete="CASCADE"),
-                                          primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    since: Mapped[utc | None]
-    extreme: Mapped[int] = mapped_column(BigInteger, default=0)
-    mark: Mapped[utc | None]
-    recorded: Mapped[bool] = mapped_column(default=False)
+    recorded_at: Mapped[utc | None]  # wall-clock time vpop first recorded it
 
 
 class AcctGauge(Base):
-    """Sessions online now, per lease, ISP and NAS."""
+    """Sessions online now, per lease, ISP and NAS (the level after the newest change)."""
 
     __tablename__ = "acct_gauge"
 
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # lease | isp | nas
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     level: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AcctGaugeSecond(Base):
+    """A gauge's net change in one second of event time, and its level after it.
+
+    Changes are netted per second whatever order they came in, so levels and peaks are
+    a function of the sessions alone; a late change rewrites the levels after it."""
+
+    __tablename__ = "acct_gauge_second"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[utc] = mapped_column(primary_key=True)
+    delta: Mapped[int] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(Integer)
+
+
+class AcctClock(Base):
+    """Each NAS's event-time clock: the newest event time applied from it, and when it
+    last restarted (Accounting-On/Off). The reaper goes by these, not by the wall clock."""
+
+    __tablename__ = "acct_clock"
+
+    nas: Mapped[str] = mapped_column(String(64), primary_key=True)
+    newest: Mapped[utc]
+    restarted: Mapped[utc | None]
 
 
 class AcctPeak(Base):

@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from vpop.isp.acct_forward import QueuedRecord
+from vpop.isp.acct_forward import Attempt, QueuedRecord
 from vpop.store.isp_models import AcctForward
 
 
@@ -35,16 +35,46 @@ def due(session: Session, now: float, limit: int = 500) -> list[QueuedRecord]:
     rows = session.scalars(select(AcctForward)
                            .where(AcctForward.id.in_(heads), AcctForward.next_try <= now)
                            .order_by(AcctForward.id).limit(limit))
-    return [QueuedRecord(id=r.id, isp=r.isp, session=r.session_key, attrs=r.attrs,
-                         delay=r.delay, received=r.received_at, attempts=r.attempts)
-            for r in rows]
+    return [_queued(r) for r in rows]
+
+
+def resendable(session: Session, since: float) -> list[QueuedRecord]:
+    """Records owed whose last datagram was built after `since`: at start, what an
+    earlier run may have left in flight."""
+    rows = session.scalars(select(AcctForward)
+                           .where(AcctForward.delivered_at.is_(None),
+                                  AcctForward.built_at > since)
+                           .order_by(AcctForward.id))
+    return [_queued(r) for r in rows]
+
+
+def _queued(row: AcctForward) -> QueuedRecord:
+    return QueuedRecord(id=row.id, isp=row.isp, session=row.session_key, attrs=row.attrs,
+                        delay=row.delay, received=row.received_at, attempts=row.attempts,
+                        server=row.server or "", datagram=row.datagram or b"",
+                        built=row.built_at or 0.0)
+
+
+def sending(session: Session, attempts: list[Attempt], source_port: int) -> None:
+    """Keep each datagram, where it goes and from which port, before it is sent."""
+    if attempts:
+        session.execute(update(AcctForward), [
+            {"id": a.id, "server": a.server, "datagram": a.send.data, "built_at": a.built,
+             "source_port": source_port, "next_try": a.retry_at} for a in attempts])
+
+
+def last_source_port(session: Session) -> int | None:
+    """The source port of the datagram built last, if any is still kept."""
+    return session.scalar(select(AcctForward.source_port)
+                          .where(AcctForward.source_port.is_not(None))
+                          .order_by(AcctForward.built_at.desc()).limit(1))
 
 
 def delivered(session: Session, ids: list[int], now: float) -> None:
     """Kept, marked, until purge(): a late retransmission must not be queued again."""
     if ids:
         session.execute(update(AcctForward).where(AcctForward.id.in_(ids))
-                        .values(delivered_at=now, attrs=b""))
+                        .values(delivered_at=now, attrs=b"", datagram=None))
 
 
 def purge(session: Session, before: float) -> None:
