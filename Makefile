@@ -7,7 +7,7 @@ ACCT_PORT ?= 1813
 COA_PORT ?= 3799
 WORKERS ?= 1
 # Debian packages the tests talk to as real peers.
-TEST_PACKAGES ?= freeradius-utils freeradius eapoltest openssl
+TEST_PACKAGES ?= freeradius-utils freeradius eapoltest openssl hostapd wpasupplicant iproute2
 
 BIN := $(VENV)/bin
 
@@ -33,6 +33,10 @@ test-deps:
 	command -v freeradius >/dev/null || test -x /usr/sbin/freeradius || missing="$$missing freeradius"; \
 	command -v eapol_test >/dev/null || missing="$$missing eapoltest"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	PATH="$$PATH:/usr/sbin:/sbin"; \
+	command -v hostapd >/dev/null && command -v hostapd_cli >/dev/null || missing="$$missing hostapd"; \
+	command -v wpa_supplicant >/dev/null && command -v wpa_cli >/dev/null || missing="$$missing wpasupplicant"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_PACKAGES); \

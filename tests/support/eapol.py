@@ -24,7 +24,7 @@ class EapolResult:
         return ("SUCCESS" if self.ok else "FAILURE") + "\n" + self.output[-6000:]
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     """A wpa_supplicant config string; it has no escapes, so refuse what it cannot hold."""
     if any(c in value for c in '"\n\r'):
         raise ValueError("eapol_test config values cannot contain quotes or newlines")
@@ -34,12 +34,12 @@ def _quoted(value: str) -> str:
 def peap_config(identity: str, password: str, *, anonymous_identity: str | None = None,
                 ca_cert: Path | None = None) -> str:
     lines = ["network={", "\tkey_mgmt=IEEE8021X", "\teap=PEAP",
-             f"\tidentity={_quoted(identity)}", f"\tpassword={_quoted(password)}",
+             f"\tidentity={quoted(identity)}", f"\tpassword={quoted(password)}",
              '\tphase1="peapver=0"', '\tphase2="auth=MSCHAPV2"']
     if anonymous_identity is not None:
-        lines.append(f"\tanonymous_identity={_quoted(anonymous_identity)}")
+        lines.append(f"\tanonymous_identity={quoted(anonymous_identity)}")
     if ca_cert is not None:
-        lines.append(f"\tca_cert={_quoted(str(ca_cert))}")
+        lines.append(f"\tca_cert={quoted(str(ca_cert))}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,9 @@ READY_LINE = "Ready to process requests"
 
 # Debian package that ships each program, for the error message.
 PACKAGES = {"freeradius": "freeradius", "radiusd": "freeradius", "radclient": "freeradius-utils",
-            "radtest": "freeradius-utils", "eapol_test": "eapoltest", "openssl": "openssl"}
+            "radtest": "freeradius-utils", "eapol_test": "eapoltest", "openssl": "openssl",
+            "hostapd": "hostapd", "hostapd_cli": "hostapd", "wpa_supplicant": "wpasupplicant",
+            "wpa_cli": "wpasupplicant", "ip": "iproute2"}
 
 
 class MissingTool(RuntimeError):
@@ -59,6 +61,21 @@ def find_tool(*names: str) -> str:
     package = PACKAGES.get(names[0], names[0])
     raise MissingTool(f"{' or '.join(names)} not found on PATH: install it "
                       f"(Debian/Ubuntu: apt-get install {package}; or `make test-deps`)")
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float) -> int | None:
+    """SIGTERM to the process's own PID, SIGKILL after `timeout`; its exit status
+    (None if it was never started)."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 # --- ports --------------------------------------------------------------------------------
@@ -604,18 +621,9 @@ class FreeRadius:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit status (None if not run)."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        status = stop_process(self.process, timeout)
         _running.discard(self)
-        return process.returncode
+        return status
 
     def kill(self) -> int | None:
         """SIGKILL: the server dies at once, as a crashed ISP server would."""

@@ -111,8 +111,8 @@ class AccountingForwarder:
         self.rng = rng or random.SystemRandom()
         self.in_flight: dict[tuple[str, int], _InFlight] = {}
         self.settling: dict[int, str] = {}  # answered, not yet committed: id -> session
-        # (server, Identifier) of datagrams that may still be resent as they are.
-        self._reserved: dict[tuple[str, int], tuple[int, float]] = {}  # -> (id, until)
+        # (server, Identifier) of datagrams that may still be resent as they are -> until
+        self._reserved: dict[tuple[str, int], float] = {}
         self._sessions: set[str] = set()
         self.counters = {"sent": 0, "resent": 0, "delivered": 0, "timeouts": 0,
                          "bad_replies": 0}
@@ -127,7 +127,7 @@ class AccountingForwarder:
         are keep their Identifiers from new records."""
         for record in records:
             if record.datagram and record.server:
-                self._reserve(record.server, record.datagram[1], record.id, record.built)
+                self._reserve(record.server, record.datagram[1], record.built)
 
     def offer(self, records: list[QueuedRecord], now: float, wallclock: float) -> list:
         """Send what may go now; `records` are due, oldest first."""
@@ -195,19 +195,18 @@ class AccountingForwarder:
         self._reserved.pop((server, ident), None)
         self._sessions.add(record.session)
 
-    def _reserve(self, server: str, ident: int, record_id: int, built: float) -> None:
+    def _reserve(self, server: str, ident: int, built: float) -> None:
         until = built + self.resend_window
         key = (server, ident)
-        if key not in self.in_flight and until > self._reserved.get(key, (0, 0.0))[1]:
-            self._reserved[key] = (record_id, until)
+        if key not in self.in_flight and until > self._reserved.get(key, 0.0):
+            self._reserved[key] = until
 
     def _ident(self, server: str, wallclock: float, again: int | None = None) -> int | None:
         def free(ident: int) -> bool:
             key = (server, ident)
             if ident == again or key in self.in_flight:
                 return False
-            reserved = self._reserved.get(key)
-            return reserved is None or reserved[1] <= wallclock
+            return self._reserved.get(key, 0.0) <= wallclock
         for _ in range(8):
             ident = self.rng.randrange(256)
             if free(ident):
@@ -259,7 +258,7 @@ class AccountingForwarder:
 
     def poll(self, now: float, wallclock: float) -> list:
         """Unanswered records go back to the queue with a later time."""
-        for key, (_, until) in list(self._reserved.items()):
+        for key, until in list(self._reserved.items()):
             if until <= wallclock:
                 del self._reserved[key]
         actions = []
@@ -268,7 +267,7 @@ class AccountingForwarder:
                 continue
             del self.in_flight[key]
             self._sessions.discard(flight.record.session)
-            self._reserve(flight.server, flight.ident, flight.record.id, flight.built)
+            self._reserve(flight.server, flight.ident, flight.built)
             self.counters["timeouts"] += 1
             self.pools.timed_out(flight.server, now)
             attempts = flight.record.attempts + 1
