@@ -243,6 +243,7 @@ modules {{
 		header = "%t"
 		locking = no
 	}}
+{duplicate_modules}
 	eap {{
 		default_eap_type = peap
 		timer_expire = 60
@@ -318,7 +319,7 @@ server default {{
 	preacct {{
 	}}
 	accounting {{
-		detail
+{accounting}
 	}}
 	post-auth {{
 {sign_accept}
@@ -359,6 +360,39 @@ SIGN_REPLY = """\
 {indent}update reply {{
 {indent}	&Message-Authenticator := 0x00
 {indent}}}"""
+
+# RFC 5080 §2.2.2's duplicate detection for accounting, which FreeRADIUS 3.2 does only
+# while the first copy is still being processed (an Accounting-Request is forgotten once
+# answered; cleanup_delay holds other requests only). A repeat is a request with the same
+# source address and port and Request Authenticator (a hash over the Identifier and every
+# attribute); it is answered and written to the `duplicates` file instead.
+DUPLICATE_MODULES = """\
+	cache acct_duplicates {{
+		driver = "rlm_cache_rbtree"
+		key = "%{{Packet-Src-IP-Address}}%{{Packet-Src-IPv6-Address}} %{{Packet-Src-Port}} \
+%{{Packet-Authentication-Vector}}"
+		ttl = {ttl}
+		add_stats = no
+		update {{
+			&control:Tmp-String-0 := 'seen'
+		}}
+	}}
+	detail duplicates {{
+		filename = {path}
+		escape_filenames = no
+		permissions = 0600
+		header = "%t"
+		locking = no
+	}}"""
+
+ACCOUNTING_WITH_DUPLICATES = """\
+		acct_duplicates
+		if (updated) {
+			detail
+		}
+		else {
+			duplicates
+		}"""
 
 CLIENT = """\
 client {name} {{
@@ -452,6 +486,14 @@ def parse_detail(text: str) -> list[DetailRecord]:
     return records
 
 
+def _read_detail(path: Path) -> list[DetailRecord]:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return parse_detail(text)
+
+
 # --- the server ---------------------------------------------------------------------------
 
 _running: set[FreeRadius] = set()  # started here and not yet stopped
@@ -479,6 +521,7 @@ class FreeRadius:
                  reject_delay: int = 0,
                  threads: int | None = None,
                  log_auth: bool = True,
+                 duplicate_window: int = 0,
                  debug: bool = False,
                  directory: Path | None = None):
         """`users`: name -> cleartext password; `replies`: name -> reply attributes
@@ -492,6 +535,9 @@ class FreeRadius:
         temporary directory, removed by `cleanup()` or on leaving the `with` block).
         `log_auth`: a "Login OK/incorrect" line per authentication in the log.
         `threads`: a fixed thread pool (default: FreeRADIUS's 5 growing to 32).
+        `duplicate_window`: seconds an Accounting-Request is remembered, so that a
+        retransmission (same source, Request Authenticator) is answered without being
+        written to the detail file again (see DUPLICATE_MODULES); 0: as FreeRADIUS does.
         `debug`: FreeRADIUS's -xx request tracing into the log (slower)."""
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
             raise ValueError(f"server name {name!r}: letters, digits, '.', '_', '-' only")
@@ -506,6 +552,7 @@ class FreeRadius:
         self.reject_delay = reject_delay
         self.threads = threads
         self.log_auth = log_auth
+        self.duplicate_window = duplicate_window
         self.debug = debug
         if auth_port is None or acct_port is None:
             ports = free_udp_ports(2, host)
@@ -520,6 +567,7 @@ class FreeRadius:
         self.log_path = self.home / "log" / "radius.log"
         self.output_path = self.home / "output.txt"  # the process's stdout and stderr
         self.detail_path = self.home / "acct" / "detail"
+        self.duplicates_path = self.home / "acct" / "duplicates"
         self.certificates = test_certificates()
         self.process: subprocess.Popen | None = None
         self._mark = 0  # the log's size when the last start() began
@@ -571,6 +619,10 @@ class FreeRadius:
             status_server="yes" if self.status_server else "no",
             threads=self.threads or 5, max_threads=self.threads or 32,
             clients=clients, detail=self.detail_path, server_key=certs.server_key,
+            duplicate_modules=DUPLICATE_MODULES.format(ttl=self.duplicate_window,
+                                                       path=self.duplicates_path)
+            if self.duplicate_window else "",
+            accounting=ACCOUNTING_WITH_DUPLICATES if self.duplicate_window else "\t\tdetail",
             server_cert=certs.server_cert, ca=certs.ca,
             addr_key="ipv6addr" if ":" in self.host else "ipaddr", host=self.host,
             auth_port=self.auth_port, acct_port=self.acct_port,
@@ -680,11 +732,11 @@ class FreeRadius:
 
     def detail_records(self) -> list[DetailRecord]:
         """The accounting records written so far, oldest first."""
-        try:
-            text = self.detail_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return []
-        return parse_detail(text)
+        return _read_detail(self.detail_path)
+
+    def duplicate_records(self) -> list[DetailRecord]:
+        """The retransmissions recognised with `duplicate_window`, oldest first."""
+        return _read_detail(self.duplicates_path)
 
     def log(self) -> str:
         try:
