@@ -108,9 +108,9 @@ def tick(sessions, now, *, stale=900, leases=None):
                           leases=leases if leases is not None else store.load_leases(session))
 
 
-def add_lease(sessions, **terms):
+def add_lease(db, **terms):
     values = {**LEASE_TERMS, **terms}
-    with sessions.begin() as session:
+    with db.begin() as session:
         lease = Lease(starts=at(T0 - 30 * 86_400), reject_message="full", **values)
         lease.places = [LeasePlace(nas=NAS)]
         session.add(lease)

@@ -110,7 +110,7 @@ class Mark:
 @dataclass(frozen=True, slots=True)
 class Neighbours:
     """The records applied before and after a late one (`before` None: the session's
-    start, counters 0)."""
+    start, counters 0), their counters as totals (32-bit wraps counted: `totals`)."""
     before: Mark | None
     after: Mark | None
 
@@ -184,6 +184,17 @@ def _advance(old: int, new: int, wraps: bool) -> tuple[int, str | None]:
     if new >= old:
         return new, None
     return old, NEGATIVE
+
+
+def totals(marks: list[Mark], wraps: bool) -> list[Mark]:
+    """Marks in time order with the counters as the NAS sent them, as running totals:
+    a 32-bit counter (`wraps`) that went down wrapped."""
+    out, total_in, total_out = [], 0, 0
+    for mark in marks:
+        total_in = _advance(total_in, mark.input_octets, wraps)[0]
+        total_out = _advance(total_out, mark.output_octets, wraps)[0]
+        out.append(Mark(mark.at, total_in, total_out))
+    return out
 
 
 def _details(state: SessionState, record: AcctRecord) -> dict:
@@ -306,19 +317,22 @@ def _late(state: SessionState, record: AcctRecord, flags: list[str],
     before = neighbours.before or Mark(state.start_time, 0, 0)
     after = neighbours.after
     t = record.event_time
-    fits = (before.at <= t <= after.at
-            and before.input_octets <= record.input_octets <= after.input_octets
-            and before.output_octets <= record.output_octets <= after.output_octets)
+    # Its counters as totals: a 32-bit counter goes on from the one before it.
+    octets_in, flag_in = _advance(before.input_octets, record.input_octets, not record.gigawords)
+    octets_out, flag_out = _advance(before.output_octets, record.output_octets,
+                                    not record.gigawords)
+    fits = (before.at <= t <= after.at and NEGATIVE not in (flag_in, flag_out)
+            and octets_in <= after.input_octets and octets_out <= after.output_octets)
     if not fits or after.at - before.at > MAX_SPAN:
         flags.append(OUT_OF_RANGE)
         return _unchanged(state, flags)
     spans = (
         Span(before.at, after.at, after.input_octets - before.input_octets,
              after.output_octets - before.output_octets, False, -1),
-        Span(before.at, t, record.input_octets - before.input_octets,
-             record.output_octets - before.output_octets, False),
-        Span(t, after.at, after.input_octets - record.input_octets,
-             after.output_octets - record.output_octets, False))
+        Span(before.at, t, octets_in - before.input_octets,
+             octets_out - before.output_octets, False),
+        Span(t, after.at, after.input_octets - octets_in,
+             after.output_octets - octets_out, False))
     step = _unchanged(state, flags)
     return dataclasses.replace(step, spans=spans)
 

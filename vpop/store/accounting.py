@@ -358,14 +358,16 @@ class Ledger:
             self.states.setdefault(state.unique_id, state)
             self.original.setdefault(state.unique_id, state)
 
-    def _take(self, step: S.Step, *, record: bool = True) -> None:
+    def _take(self, step: S.Step, record: AcctRecord | None = None) -> None:
+        """`record`: the step applies it (counted in the bucket of its own event time)."""
         uid = step.after.unique_id
         if step.retire is not None:
             generation = self._generation.get(uid, 0)
             self.retired.append((uid, generation, step.retire))
             self._generation[uid] = generation + 1
         self.states[uid] = step.after
-        self.rollup.add(step, record=record)
+        self.rollup.add(step, record=record is not None,
+                        at=record.event_time if record is not None else None)
         self.result.flags.update(step.flags)
         if step.online is not None and step.after.lease_id is not None:
             self.result.lease_onlines.append(step.after.lease_id)
@@ -424,7 +426,7 @@ class Ledger:
             self._keep_out(state, record, key)
             return
         step = S.apply(state, record, self._assign, self._neighbours(state, record))
-        self._take(step)
+        self._take(step, record)
         self.history.append((record.unique_id, self._generation.get(record.unique_id, 0),
                              record, key, step.flags))
         self.result.stored += 1
@@ -466,7 +468,7 @@ class Ledger:
                       and S.LATE_START not in state.flags)
         if not late_start and (record.status == "start" or t >= state.update_time):
             return None
-        marks = self._marks(state)
+        marks = S.totals(self._marks(state), wraps=not record.gigawords)
         if late_start:
             return S.Neighbours(None, marks[0] if marks else None)
         before = [m for m in marks if m.at <= t]
@@ -474,7 +476,8 @@ class Ledger:
         return S.Neighbours(before[-1] if before else None, after[0] if after else None)
 
     def _marks(self, state: S.SessionState) -> list[S.Mark]:
-        """The records applied to the session, in event-time order."""
+        """The records applied to the session, in event-time order, with their counters
+        as the NAS sent them."""
         rows = []
         if state.id is not None:
             rows = [(seconds(t), status, i, o, tuple(f for f in flags.split(",") if f))
@@ -502,9 +505,9 @@ class Ledger:
 
     def _close_for_restart(self, state: S.SessionState, at: int) -> None:
         if self.stale is None or at - state.update_time <= self.stale:
-            self._take(S.close(state, at, S.BY_NAS, NAS_REBOOT), record=False)
+            self._take(S.close(state, at, S.BY_NAS, NAS_REBOOT))
         else:  # silent longer than the threshold before the restart: it was stale
-            self._take(S.close(state, at, S.BY_REAPER, STALE), record=False)
+            self._take(S.close(state, at, S.BY_REAPER, STALE))
 
     def _nas_restarted(self, record: AcctRecord, key: int) -> None:
         """RFC 2866 §5.1 Accounting-On/Off: the NAS's sessions from before are over."""
@@ -522,7 +525,7 @@ class Ledger:
             elif (state.closed_by == S.BY_REAPER and self.stale is not None
                   and t - state.update_time <= self.stale):
                 # the reaper came first, but the NAS restarted before it was stale
-                self._take(S.unreap(state, t, NAS_REBOOT), record=False)
+                self._take(S.unreap(state, t, NAS_REBOOT))
         self.restarts[nas].append(t)
         self._observe(nas, t, restart=True)
         self.history.append(("", 0, record, key, record.flags))
@@ -540,7 +543,7 @@ class Ledger:
                 continue
             clock = self._nas_clock(state.nas_address)
             if clock is not None and state.update_time < clock - self.stale:
-                self._take(S.close(state, clock, S.BY_REAPER, STALE), record=False)
+                self._take(S.close(state, clock, S.BY_REAPER, STALE))
 
     # --- output ---
 
