@@ -8,12 +8,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountingSettings:
     # Seconds between the Interim-Updates the NASes send (Acct-Interim-Interval). Also how
-    # long a 5-minute bucket waits for late interims before the monitor closes an event.
+    # long a 5-minute bucket waits for late interims before an over_bandwidth event ends.
     interim_interval: int = 300
-    # A session without a record for this many intervals is closed by the reaper
-    # (terminate cause Stale-Session); 0 turns the reaper off.
+    # A session without a record for this many intervals of its NAS's event time is
+    # closed by the reaper as of its last record (Stale-Session); 0 turns the reaper off.
     stale_intervals: float = 3.0
-    # Seconds between the writer's runs of the reaper and the utilization monitor.
+    # Seconds between looks at event time passing while no records come (the reaper, the
+    # utilization events); every batch applied looks too.
     tick: float = 1.0
     # Records committed in one transaction at most.
     max_batch: int = 1000

@@ -5,8 +5,8 @@ worker in a file of its own. The ledger reads the files in the order the records
 stored (merged by their stamps), applies them in large batches through the same
 `AccountingWriter.commit` that direct mode uses (sessions, history, routing records,
 rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
-transaction, runs the reaper and the utilization monitor, and recycles the journal
-segments it has applied. It runs at a lower priority than the
+transaction, lets event time pass for the reaper and the utilization events, and
+recycles the journal segments it has applied. It runs at a lower priority than the
 workers, and while records arrive faster than it could apply them it waits (up to a
 bound on its backlog): under a burst, acknowledgements come first and the ledger
 catches up afterwards (its backlog is the metric `vpop_accounting_journal_backlog`).
