@@ -5,7 +5,7 @@ import pytest
 from acct_support import NAS, T0, rec
 from vpop.accounting import sessions as S
 from vpop.accounting.rollups import (GaugeChange, RollupBatch, bucket, bucket_peaks,
-                                     coarse_peaks, levels_from, month_start, net_changes,
+                                     levels_from, month_start, net_changes,
                                      next_month, pieces)
 
 
@@ -66,15 +66,12 @@ def test_peaks_are_the_most_online_at_any_second_of_the_bucket():
     assert series == [(T0 + 10, 1, 4), (T0 + 20, 1, 5), (T0 + 30, -1, 4), (T0 + 400, -1, 3)]
     fine = bucket_peaks(3, [(t, level) for t, _, level in series])
     assert fine == {T0: (5, 4), T0 + 300: (4, 3)}  # the second bucket began with 4 online
-    assert coarse_peaks(3, sorted(fine.items()), "hour") == {T0: (5, 3)}
 
 
 def test_a_bucket_whose_first_change_is_a_drop_peaks_at_the_level_it_began_with():
     assert bucket_peaks(6, [(T0 + 100, 5)]) == {T0: (6, 5)}
     # ... unless the drop is at its first second: it began with 5
     assert bucket_peaks(6, [(T0, 5)]) == {T0: (5, 5)}
-    assert coarse_peaks(6, [(T0, (5, 5))], "hour") == {T0: (5, 5)}
-    assert coarse_peaks(6, [(T0 + 300, (5, 5))], "hour") == {T0: (6, 5)}
 
 
 @pytest.mark.parametrize("grain, size", [("5min", 300), ("hour", 3600), ("day", 86_400)])

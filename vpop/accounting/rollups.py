@@ -145,8 +145,8 @@ def net_changes(changes: Iterable[GaugeChange]) -> dict[tuple[str, str], dict[in
     net: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for change in changes:
         net[(change.kind, change.key)][change.at] += change.delta
-    return {gauge: {t: d for t, d in seconds.items() if d}
-            for gauge, seconds in net.items()}
+    netted = {gauge: {t: d for t, d in seconds.items() if d} for gauge, seconds in net.items()}
+    return {gauge: seconds for gauge, seconds in netted.items() if seconds}
 
 
 def levels_from(level: int, deltas: Iterable[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -174,19 +174,3 @@ def bucket_peaks(level: int, levels: Iterable[tuple[int, int]], grain: str = "5m
             peaks[b] = (max(seen[0], after), after)
         level = after
     return peaks
-
-
-def coarse_peaks(level: int, fine: Iterable[tuple[int, tuple[int, int]]], grain: str
-                 ) -> dict[int, tuple[int, int]]:
-    """Peaks of a coarser grain from the 5-minute ones: `fine` is (bucket, (peak, last))
-    in time order for buckets with a change, `level` the level before the first."""
-    out: dict[int, tuple[int, int]] = {}
-    for b5, (peak, last) in fine:
-        b = bucket(b5, grain)
-        seen = out.get(b)
-        if seen is None:  # its 5-minute buckets before this one had `level`
-            out[b] = (peak if b5 == b else max(peak, level), last)
-        else:
-            out[b] = (max(peak, seen[0]), last)
-        level = last
-    return out

@@ -3,9 +3,9 @@ the peaks of each bucket. The caller commits.
 
 `acct_gauge_second` holds each gauge's net change per second of event time and the
 level after it. Changes are added to what the second holds, whatever order they come
-in; then the levels from the 5 minutes of the earliest change on are rewritten, and
-the peaks of the buckets from there are derived again (5 minutes from the levels,
-hours and days from the 5 minutes). So a late record, a reaped session or a replay in
+in; then the levels from the earliest change on are rewritten, and the peaks of the
+buckets from there are derived again (5 minutes from the levels, hours and days from
+the 5 minutes). So a late record, a reaped session or a replay in
 other batches leaves the same levels and peaks as records in event-time order.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
-from vpop.accounting.rollups import bucket, bucket_peaks, coarse_peaks, levels_from
+from vpop.accounting.rollups import GRAINS, bucket, bucket_peaks, levels_from
 from vpop.store.accounting_models import AcctGauge, AcctGaugeSecond, AcctPeak
 from vpop.store.timestamps import seconds, when
 
@@ -70,39 +70,66 @@ def apply_changes(connection: Connection, changes: Mapping[Gauge, Mapping[int, i
 
 def _apply(connection: Connection, gauge: Gauge, changes: Mapping[int, int]) -> int:
     kind, key = gauge
-    first = bucket(min(changes), "5min")
-    before = level_before(connection, gauge, first)
+    mine = (_SECOND.c.kind == kind, _SECOND.c.key == key)
+    t0 = min(changes)
+    b0 = bucket(t0, "5min")
+    before = level_before(connection, gauge, t0)
+    # The seconds from t0 on: the changes added, the levels after them rewritten.
     deltas: dict[int, int] = {}
     for at, delta in connection.execute(
-            select(_SECOND.c.at, _SECOND.c.delta).where(
-                _SECOND.c.kind == kind, _SECOND.c.key == key, _SECOND.c.at >= when(first))):
+            select(_SECOND.c.at, _SECOND.c.delta).where(*mine, _SECOND.c.at >= when(t0))):
         deltas[seconds(at)] = delta
     for t, delta in changes.items():
         deltas[t] = deltas.get(t, 0) + delta
     series = levels_from(before, sorted((t, d) for t, d in deltas.items() if d))
-    connection.execute(delete(_SECOND).where(
-        _SECOND.c.kind == kind, _SECOND.c.key == key, _SECOND.c.at >= when(first)))
+    connection.execute(delete(_SECOND).where(*mine, _SECOND.c.at >= when(t0)))
     if series:
         connection.execute(insert(_SECOND), [
             dict(kind=kind, key=key, at=when(t), delta=d, level=level)
             for t, d, level in series])
+    # The peaks of the 5 minutes from t0's on; what came before t0 in its bucket stands.
     fine = bucket_peaks(before, [(t, level) for t, _, level in series])
-    _replace_peaks(connection, gauge, "5min", first, fine)
+    head_peak, head_first = connection.execute(
+        select(func.max(_SECOND.c.level), func.min(_SECOND.c.at)).where(
+            *mine, _SECOND.c.at >= when(b0), _SECOND.c.at < when(t0))).one()
+    if head_first is not None:
+        peak = head_peak
+        if seconds(head_first) != b0:  # the bucket began with the level before it
+            peak = max(peak, level_before(connection, gauge, b0))
+        if b0 in fine:
+            fine[b0] = (max(peak, fine[b0][0]), fine[b0][1])
+        else:
+            fine[b0] = (max(peak, before), before)
+    _replace_peaks(connection, gauge, "5min", b0, fine)
+    last = max(fine, default=b0)
     for grain in ("hour", "day"):
-        start = bucket(first, grain)
-        rows = _peaks_since(connection, gauge, start)
-        carry = _last_before(connection, gauge, "5min", start)
-        _replace_peaks(connection, gauge, grain, start, coarse_peaks(carry, rows, grain))
+        coarse: dict[int, tuple[int, int]] = {}
+        start = bucket(b0, grain)
+        for c in range(start, bucket(last, grain) + 1, GRAINS[grain]):
+            found = _coarse_peak(connection, gauge, grain, c)
+            if found is not None:
+                coarse[c] = found
+        _replace_peaks(connection, gauge, grain, start, coarse,
+                       until=bucket(last, grain) + GRAINS[grain])
     return series[-1][2] if series else before
 
 
-def _peaks_since(connection: Connection, gauge: Gauge, start: int
-                 ) -> list[tuple[int, tuple[int, int]]]:
+def _coarse_peak(connection: Connection, gauge: Gauge, grain: str, start: int
+                 ) -> tuple[int, int] | None:
+    """(peak, last level) of an hour or day from its 5-minute rows; None without any."""
     kind, key = gauge
-    return [(seconds(b), (peak, last)) for b, peak, last in connection.execute(
-        select(_PEAK.c.bucket, _PEAK.c.peak, _PEAK.c.last).where(
-            _PEAK.c.kind == kind, _PEAK.c.key == key, _PEAK.c.grain == "5min",
-            _PEAK.c.bucket >= when(start)).order_by(_PEAK.c.bucket))]
+    inside = (_PEAK.c.kind == kind, _PEAK.c.key == key, _PEAK.c.grain == "5min",
+              _PEAK.c.bucket >= when(start), _PEAK.c.bucket < when(start + GRAINS[grain]))
+    peak, first, final = connection.execute(select(
+        func.max(_PEAK.c.peak), func.min(_PEAK.c.bucket), func.max(_PEAK.c.bucket))
+        .where(*inside)).one()
+    if first is None:
+        return None
+    if seconds(first) != start:  # its first 5 minutes had the level it began with
+        peak = max(peak, _last_before(connection, gauge, "5min", start))
+    last = connection.execute(select(_PEAK.c.last).where(
+        *inside[:3], _PEAK.c.bucket == final)).scalar()
+    return peak, last
 
 
 def _last_before(connection: Connection, gauge: Gauge, grain: str, start: int) -> int:
@@ -115,11 +142,14 @@ def _last_before(connection: Connection, gauge: Gauge, grain: str, start: int) -
 
 
 def _replace_peaks(connection: Connection, gauge: Gauge, grain: str, start: int,
-                   peaks: Mapping[int, tuple[int, int]]) -> None:
+                   peaks: Mapping[int, tuple[int, int]], until: int | None = None) -> None:
+    """The gauge's peak rows of `grain` from `start` (to `until`) are now `peaks`."""
     kind, key = gauge
-    connection.execute(delete(_PEAK).where(
-        _PEAK.c.kind == kind, _PEAK.c.key == key, _PEAK.c.grain == grain,
-        _PEAK.c.bucket >= when(start)))
+    where = [_PEAK.c.kind == kind, _PEAK.c.key == key, _PEAK.c.grain == grain,
+             _PEAK.c.bucket >= when(start)]
+    if until is not None:
+        where.append(_PEAK.c.bucket < when(until))
+    connection.execute(delete(_PEAK).where(*where))
     if peaks:
         connection.execute(insert(_PEAK), [
             dict(kind=kind, key=key, grain=grain, bucket=when(b), peak=peak, last=last)
