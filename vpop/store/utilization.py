@@ -8,13 +8,13 @@ second belongs to, and replace what was stored from there on; an event keeps the
 it was first recorded.
 
 How far back a change to sessions online revises events is bounded (`REVISE_BOUND` of
-event time): an event that began before the bound keeps its start and its peak so far,
-and goes on from there.
+event time behind "now"): a change older than that is taken as made at the bound.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select
@@ -120,63 +120,60 @@ class Events:
         return level <= limit if kind == OVER_SESSIONS else level >= limit
 
     def _sessions(self, lease: LeaseTerms, kind: str, t0: int) -> None:
+        """Derive the lease's `kind` events again from second t0 on (the earliest whose
+        level changed), starting where the run of levels t0 falls in began."""
         limit = self._limit(lease, kind)
         if limit is None or (lease.id, kind) in self.done:
             return
         self.done.add((lease.id, kind))
         gauge = ("lease", str(lease.id))
-        since, before, bounded = self._anchor(lease.id, gauge, kind, limit, t0)
-        levels = gauges.levels_since(self.connection, gauge, since)
-        derived = session_events(lease, kind, since, before, levels, self.now, self.epoch)
-        if bounded:
-            derived = self._continue(lease.id, kind, since, derived)
-        self._replace(lease.id, kind, since, derived)
-
-    def _anchor(self, lease_id: int, gauge, kind: str, limit: int, t0: int
-                ) -> tuple[int, int, bool]:
-        """Where to derive from so that no event is cut: the beginning of the run of
-        levels (over or under `limit`) that second t0-1 is in, or t0; the level before
-        it; and whether the revision bound cut the search short."""
         t0 = max(t0, self.floor)
         before = gauges.level_before(self.connection, gauge, t0)
         held = before > limit if kind == OVER_SESSIONS else before < limit
-        if not held:
-            return t0, before, False
+        older = self._going_on(lease.id, kind, t0) if held else None
+        if older is not None:
+            # It goes on from before t0, where nothing changed: from its start, with the
+            # extreme of what came between read back as one aggregate.
+            start = seconds(older.start_time)
+            at_start = gauges.level_before(self.connection, gauge, start + 1)
+            derived = session_events(lease, kind, start, at_start,
+                                     gauges.levels_since(self.connection, gauge, t0),
+                                     self.now, self.epoch)
+            between = self._extreme(gauge, kind, start + 1, t0)
+            if derived and derived[0].start == start and between is not None:
+                pick = max if kind == OVER_SESSIONS else min
+                derived[0] = dataclasses.replace(derived[0],
+                                                 peak=pick(derived[0].peak, between))
+            self._replace(lease.id, kind, start, derived)
+            return
+        since = t0
+        if held:  # a run not recorded yet (under-use within its window): where it began
+            since, before = self._run_start(gauge, kind, limit, t0)
+        derived = session_events(lease, kind, since, before,
+                                 gauges.levels_since(self.connection, gauge, since),
+                                 self.now, self.epoch)
+        self._replace(lease.id, kind, since, derived)
+
+    def _extreme(self, gauge, kind: str, start: int, end: int) -> int | None:
+        """The highest (over) or lowest (under) level after a change in [start, end)."""
+        kind_, key = gauge
+        pick = func.max if kind == OVER_SESSIONS else func.min
+        return self.connection.execute(select(pick(_SECOND.c.level)).where(
+            _SECOND.c.kind == kind_, _SECOND.c.key == key, _SECOND.c.at >= when(start),
+            _SECOND.c.at < when(end))).scalar()
+
+    def _run_start(self, gauge, kind: str, limit: int, t0: int) -> tuple[int, int]:
+        """The first second of the run of levels over (or under) `limit` that the level
+        before t0 is in, and the level before it (0 from the beginning)."""
         kind_, key = gauge
         mine = (_SECOND.c.kind == kind_, _SECOND.c.key == key)
-        out = self._not_held(kind, limit)
         last_out = self.connection.execute(select(func.max(_SECOND.c.at)).where(
-            *mine, _SECOND.c.at < when(t0), _SECOND.c.at >= when(self.floor), out)).scalar()
-        if last_out is None:
-            if self._going_on(lease_id, kind, self.floor) is not None:
-                return self.floor, gauges.level_before(self.connection, gauge, self.floor), True
-            # Not recorded yet (under-use shorter than its window so far): look further.
-            last_out = self.connection.execute(select(func.max(_SECOND.c.at)).where(
-                *mine, _SECOND.c.at < when(t0), out)).scalar()
-            if last_out is None:  # held since the first change: from the beginning
-                return 0, 0, False
+            *mine, _SECOND.c.at < when(t0), self._not_held(kind, limit))).scalar()
+        if last_out is None:  # held since the first change: from the beginning
+            return 0, 0
         crossing = seconds(self.connection.execute(select(func.min(_SECOND.c.at)).where(
             *mine, _SECOND.c.at > last_out)).scalar())
-        return crossing, gauges.level_before(self.connection, gauge, crossing), False
-
-    def _continue(self, lease_id: int, kind: str, since: int, derived: list[Event]
-                  ) -> list[Event]:
-        """Derived from the revision bound: the event going on there began earlier. The
-        first derived event, if it begins at the bound, is that event going on; else it
-        ended before the bound, at the latest there."""
-        older = self._going_on(lease_id, kind, since)
-        if older is None:
-            return derived
-        if derived and derived[0].start == since:
-            first = derived[0]
-            pick = min if kind == UNDER_SESSIONS else max
-            self.connection.execute(_EVENT.update().where(_EVENT.c.id == older.id).values(
-                end_time=when(first.end), peak=pick(older.peak, first.peak)))
-            return derived[1:]
-        if older.end_time is None:
-            self.connection.execute(_EVENT.update().where(_EVENT.c.id == older.id)
-                                    .values(end_time=when(since)))
-        return derived
+        return crossing, gauges.level_before(self.connection, gauge, crossing)
 
     def _replace(self, lease_id: int, kind: str, since: int, derived: list[Event],
                  until: int | None = None) -> None:
