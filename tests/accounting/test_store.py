@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from acct_support import H, NAS, T0, add_lease, apply, at, life, play_day, rec, tick
 from vpop.accounting.rollups import GRAINS
+from vpop.store import accounting as store
 from vpop.store.accounting_models import (AcctGauge, AcctPeak, AcctRecord, AcctRollup,
                                           LeaseRollup, RadAcct, RoutingRecord,
                                           UtilizationEvent)
@@ -236,3 +237,76 @@ def test_random_batches_of_a_busy_stream_match_one_batch(sessions, engine, db_ur
     for grain in GRAINS:  # every grain has the same totals
         assert sum(r["session_seconds"] for r in whole["acct_rollup"] if r["grain"] == grain) \
             == sum(r["session_time"] for r in whole["radacct"])
+
+
+# --- attribution, time and bad times ----------------------------------------------------
+
+def test_sessions_without_a_class_are_attributed_by_realm_then_by_the_lease_of_their_place(
+        sessions):
+    lease_id = add_lease(sessions)  # isp-a leases NAS
+    realms = {"bob@isp-b.example": "isp-b", "carol@isp-a.example": "isp-a"}.get
+    apply(sessions, [rec("start", "x", T0, user="bob@isp-b.example"),  # isp-b: no lease here
+                     rec("start", "y", T0, user="carol@isp-a.example"),
+                     rec("start", "z", T0, user="dave"),  # no Class, no realm: the place's
+                     rec("start", "w", T0, user="erin", isp="isp-b")],  # a Class: as it says
+          realm_isp=realms)
+    got = {r["acct_session_id"]: (r["isp"], r["lease_id"], r["route_reason"])
+           for r in rows(sessions, RadAcct, RadAcct.id)}
+    assert got == {"x": ("isp-b", None, "attributed by realm"),
+                   "y": ("isp-a", lease_id, "attributed by realm"),
+                   "z": ("isp-a", lease_id, "attributed by lease"),
+                   "w": ("isp-b", None, "realm")}
+
+
+def test_an_implausible_time_is_stored_flagged_and_kept_out_of_the_figures(sessions):
+    apply(sessions, life("s1", T0, T0 + 600, rate_in=10))
+    before = table_state(sessions)
+    # A replay of that day, today: an Interim stamped 2090 (its arrival time was used) ...
+    far = rec("interim", "s2", T0 + 300, session_time=300, flags=("bad-timestamp",))
+    far.event_time = T0 + 280 * 86_400
+    # ... and an Interim before its session's start.
+    early = rec("interim", "s1", T0 - 60, session_time=5, octets_in=1)
+    result = apply(sessions, [rec("start", "s2", T0 + 100), far, early])
+    assert result.flags["implausible-time"] == 2
+    after = table_state(sessions)
+    s1 = [r for r in after["radacct"] if r["acct_session_id"] == "s1"][0]
+    assert (s1["input_octets"], s1["start_time"], "implausible-time" in s1["flags"]) == (
+        6000, at(T0), True)
+    s2 = [r for r in after["radacct"] if r["acct_session_id"] == "s2"][0]
+    assert (s2["update_time"], s2["status"]) == (at(T0 + 100), "open")
+    day = [r for r in after["acct_rollup"] if r["grain"] == "day"]
+    assert (day[0]["records"], day[0]["flagged"], day[0]["session_seconds"],
+            day[0]["input_octets"]) == (6, 2, 600, 6000)
+    assert [h["flags"] for h in rows(sessions, AcctRecord, AcctRecord.id)][-2:] == [
+        "bad-timestamp,implausible-time", "implausible-time"]
+    assert before["acct_peak"] != after["acct_peak"]  # s2's start, only
+    with sessions() as session:
+        assert store.event_clock(session) == T0 + 600
+
+
+@pytest.mark.parametrize("order", ["on first", "on last"])
+def test_accounting_on_ends_sessions_within_the_threshold_and_finds_stale_ones(
+        sessions, order):
+    """NAS restarts at T0 + 3000. 'a' was last heard of 600 s before: it ends there.
+    'b' 2000 s before: it was stale, and ends at its last record."""
+    records = [rec("start", "a", T0 + 2400), rec("start", "b", T0 + 1000)]
+    on = rec("on", "", T0 + 3000, user="", cause=None)
+    apply(sessions, [on] + records if order == "on first" else records + [on], batch=1)
+    got = {r["acct_session_id"]: (r["closed_by"], r["stop_time"])
+           for r in rows(sessions, RadAcct, RadAcct.id)}
+    assert got == {"a": ("nas-reboot", at(T0 + 3000)), "b": ("reaper", at(T0 + 1000))}
+
+
+def test_an_accounting_on_after_the_reaper_ends_what_was_not_stale_yet_at_its_time(sessions):
+    apply(sessions, [rec("start", "a", T0), rec("start", "b", T0, nas="192.0.2.2"),
+                     rec("interim", "b", T0 + 2000, session_time=2000, nas="192.0.2.2")])
+    # NAS went silent after T0: by T0 + 2000 it has been silent longer than 900 s
+    (a,) = [r for r in rows(sessions, RadAcct, RadAcct.id) if r["acct_session_id"] == "a"]
+    assert (a["closed_by"], a["stop_time"]) == ("reaper", at(T0))
+    apply(sessions, [rec("on", "", T0 + 800, user="", cause=None)])  # it came late
+    (a,) = [r for r in rows(sessions, RadAcct, RadAcct.id) if r["acct_session_id"] == "a"]
+    assert (a["closed_by"], a["stop_time"], a["session_time"]) == (
+        "nas-reboot", at(T0 + 800), 800)
+    day = [r for r in rows(sessions, AcctRollup, AcctRollup.bucket)
+           if r["grain"] == "day" and r["nas"] == NAS][0]
+    assert (day["starts"], day["stops"], day["session_seconds"]) == (1, 1, 800)
