@@ -98,6 +98,7 @@ def apply(sessions, records, *, batch: int | None = None, leases=None, stale=900
         total.stored += result.stored
         total.duplicates += result.duplicates
         total.closed += result.closed
+        total.reaped += result.reaped
         total.flags.update(result.flags)
     return total
 

@@ -96,10 +96,10 @@ def test_accounting_on_closes_what_that_nas_had_open_before(sessions):
 def test_the_reaper_closes_silent_sessions_and_a_late_interim_reopens_them(sessions):
     apply(sessions, [rec("start", "quiet", T0), rec("start", "busy", T0 + 60),
                      rec("interim", "busy", T0 + 600, session_time=540)])
-    assert tick(sessions, T0 + 900).closed == 0  # the NAS's clock: 900 s after T0, not past
+    assert tick(sessions, T0 + 900).reaped == 0  # the NAS's clock: 900 s after T0, not past
     # The NAS's own clock passes the quiet one's last record by more than 900 s.
     result = apply(sessions, [rec("interim", "busy", T0 + 901, session_time=841)])
-    assert result.closed == 1
+    assert (result.reaped, result.closed) == (1, 0)
     quiet = rows(sessions, RadAcct, RadAcct.id)[0]
     assert (quiet["status"], quiet["closed_by"], quiet["terminate_cause"], quiet["stop_time"],
             quiet["flags"]) == ("closed", "reaper", "Stale-Session", at(T0), "reaped")

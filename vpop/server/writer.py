@@ -226,6 +226,7 @@ class AccountingWriter(GroupingThread):
         self.counts["stored"] += result.stored
         self.counts["duplicates"] += result.duplicates
         self.counts["closed by Accounting-On/Off"] += result.closed
+        self.counts["reaped"] += result.reaped
         for flag, n in result.flags.items():
             self.counts[f"flag {flag}"] += n
         self._tell_book(result.lease_levels, result.lease_onlines)
@@ -277,9 +278,9 @@ class AccountingWriter(GroupingThread):
         except Exception:
             log.exception("accounting tick failed")
             return
-        if result.closed:
-            self.counts["reaped"] += result.closed
-            log.info("reaper closed %d stale sessions", result.closed)
+        if result.reaped:
+            self.counts["reaped"] += result.reaped
+            log.info("reaper closed %d stale sessions", result.reaped)
         self._tell_book(result.lease_levels, [])
 
 

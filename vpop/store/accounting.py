@@ -52,7 +52,8 @@ class BatchResult:
     stored: int = 0  # records applied
     duplicates: int = 0  # retransmissions of records already stored
     flags: collections.Counter = field(default_factory=collections.Counter)
-    closed: int = 0  # sessions closed by Accounting-On/Off or the reaper
+    closed: int = 0  # sessions closed by Accounting-On/Off
+    reaped: int = 0  # sessions the reaper closed
     lease_levels: dict[int, int] = field(default_factory=dict)  # sessions online, per lease
     lease_onlines: list[int] = field(default_factory=list)  # a session came online, per lease
     now: int | None = None  # the newest event time applied (the event clock)
@@ -372,8 +373,10 @@ class Ledger:
         if step.online is not None and step.after.lease_id is not None:
             self.result.lease_onlines.append(step.after.lease_id)
         if step.offline is not None and step.before is not None and step.before.status == S.OPEN:
-            if step.after.closed_by in (S.BY_NAS, S.BY_REAPER):
+            if step.after.closed_by == S.BY_NAS:
                 self.result.closed += 1
+            elif step.after.closed_by == S.BY_REAPER:
+                self.result.reaped += 1
 
     def records(self, records: Sequence[AcctRecord]) -> None:
         sql = self.sql
