@@ -171,6 +171,18 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
+def wait_gone(pids: list[int]) -> None:
+    """Until every one of `pids` has exited (as a killed server's workers and ledger do);
+    the ones left are killed and the test fails."""
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while left := [pid for pid in pids if process_state(pid) is not None]:
+        if time.monotonic() > deadline:
+            for pid in left:  # not to leave them answering beside the next test's server
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"processes {left} outlived the killed server")
+        time.sleep(0.05)
+
+
 @dataclass
 class VpopServer:
     """One `vpop serve` process and what the tests need to reach it."""

@@ -26,8 +26,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from e2e_support import (DICTIONARY, SECRET, STOP_TIMEOUT, VpopServer, children_of,
-                          process_state)
+from e2e_support import DICTIONARY, SECRET, VpopServer, children_of, wait_gone
 from vpop.radius import codec
 from vpop.store.engine import make_engine
 from vpop.store.journal import Journal, decode_entry, journal_files
@@ -127,16 +126,6 @@ def stored(server) -> list[tuple[str, str, int]]:
                 "JOIN radacct r ON r.id = h.radacct_id"))]
     finally:
         engine.dispose()
-
-
-def wait_gone(pids: list[int]) -> None:
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while left := [pid for pid in pids if process_state(pid) is not None]:
-        if time.monotonic() > deadline:
-            for pid in left:  # not to leave them answering beside the next test's server
-                os.kill(pid, signal.SIGKILL)
-            pytest.fail(f"processes {left} outlived the killed server")
-        time.sleep(0.05)
 
 
 @pytest.fixture
