@@ -81,10 +81,26 @@ def test_a_late_interim_puts_its_octets_between_its_neighbours():
                           S.Span(T0, T0 + 300, 100, 0, False),
                           S.Span(T0 + 300, T0 + 600, 500, 0, False))
     # counters that do not fit between the neighbours: flagged, nothing moves
-    odd = rec("interim", t=T0 + 300, session_time=300, octets_in=700)
+    odd = rec("interim", t=T0 + 300, session_time=300, octets_in=700, gigawords=True)
     step = S.apply(state, odd, no_lease,
                    S.Neighbours(S.Mark(T0, 0, 0), S.Mark(T0 + 600, 600, 0)))
     assert step.flags == (S.OUT_OF_ORDER, S.OUT_OF_RANGE) and step.spans == ()
+
+
+def test_a_late_interim_that_shows_a_second_wrap_adds_it_to_the_totals():
+    """In order: 3,900,000,000, then 100,000,000 (wrapped), then 3,950,000,000 (not less:
+    no wrap seen). The middle one came last: the last one wrapped too."""
+    first, last = S.Mark(T0 + 300, 3_900_000_000, 0), S.Mark(T0 + 900, 3_950_000_000, 0)
+    state, _ = run(rec("start", t=T0),
+                   rec("interim", t=T0 + 300, session_time=300, octets_in=3_900_000_000),
+                   rec("interim", t=T0 + 900, session_time=900, octets_in=3_950_000_000))
+    assert state.input_octets == 3_950_000_000
+    late = rec("interim", t=T0 + 600, session_time=600, octets_in=100_000_000)
+    step = S.apply(state, late, no_lease, S.Neighbours(first, last))
+    assert step.after.input_octets == (2 << 32) + 3_950_000_000 - (1 << 32)
+    assert [span.input_octets * span.sign for span in step.spans] == [
+        -50_000_000, (1 << 32) + 100_000_000 - 3_900_000_000, 3_850_000_000]
+    assert sum(span.input_octets * span.sign for span in step.spans) == 1 << 32
 
 
 def test_the_records_after_a_wrap_go_on_from_the_wrapped_total():
@@ -129,11 +145,11 @@ def test_a_counter_that_goes_backwards_is_kept_and_flagged():
                            gigawords=True))
     assert state.input_octets == 5000
     assert steps[2].flags == (S.NEGATIVE,) and steps[2].spans[0].input_octets == 0
-    # Without Gigawords, a small drop is not a wrap either.
+    # Without Gigawords the counter is 32 bits wide: any drop is a wrap.
     state, steps = run(rec("start", t=T0),
                        rec("interim", t=T0 + 300, session_time=300, octets_in=5000),
                        rec("interim", t=T0 + 600, session_time=600, octets_in=100))
-    assert steps[2].flags == (S.NEGATIVE,) and state.input_octets == 5000
+    assert steps[2].flags == (S.WRAPPED,) and state.input_octets == (1 << 32) + 100
 
 
 def test_records_after_the_stop_are_flagged_and_ignored():

@@ -12,10 +12,9 @@ counting as online. Records may come twice, late or in any order:
   session) is flagged ``out-of-order``; given the records around it (``Neighbours``,
   which the store reads from the history) its octets are moved into place, so the
   rollups are what they would have been in order; without them it changes nothing;
-* a counter of a NAS that sends no Gigawords is 32 bits wide: when it goes down by more
-  than half the range it wrapped (``wrapped``), and the records after the wrap go on
-  from the wrapped total; any other counter that goes down is kept and flagged
-  ``negative``;
+* a counter of a NAS that sends no Gigawords is 32 bits wide: when it goes down it
+  wrapped (``wrapped``), and the records after the wrap go on from the wrapped total; a
+  counter with Gigawords that goes down is kept and flagged ``negative``;
 * a session counts as online from its start to its end, whatever record told of it
   first: a Stop or Interim without a Start makes it online from its start as its
   Acct-Session-Time gives it; a session the reaper closed that reports again was never
@@ -172,15 +171,15 @@ def _advance(old: int, new: int, wraps: bool) -> tuple[int, str | None]:
     """The new counter total and a flag: a 32-bit counter wrapped, or went backwards.
 
     `wraps`: the NAS's counter is 32 bits wide (it sends no Gigawords), so the total is
-    the wraps counted so far plus what it sends: the record after a wrap goes on from it.
+    the wraps counted so far plus what it sends, and the record after a wrap goes on from
+    it. Such a counter that went down wrapped, however little (RFC 2866 counters only
+    grow within a session; 2^32 octets in an interim interval is a line of 115 Mbit/s).
     """
     if wraps and new <= _LOW:
         wrapped, low = old - (old & _LOW), old & _LOW
         if new >= low:
             return wrapped + new, None
-        if low - new > 1 << 31:
-            return wrapped + (1 << 32) + new, WRAPPED
-        return old, NEGATIVE
+        return wrapped + (1 << 32) + new, WRAPPED
     if new >= old:
         return new, None
     return old, NEGATIVE
@@ -317,23 +316,35 @@ def _late(state: SessionState, record: AcctRecord, flags: list[str],
     before = neighbours.before or Mark(state.start_time, 0, 0)
     after = neighbours.after
     t = record.event_time
-    # Its counters as totals: a 32-bit counter goes on from the one before it.
-    octets_in, flag_in = _advance(before.input_octets, record.input_octets, not record.gigawords)
-    octets_out, flag_out = _advance(before.output_octets, record.output_octets,
-                                    not record.gigawords)
-    fits = (before.at <= t <= after.at and NEGATIVE not in (flag_in, flag_out)
-            and octets_in <= after.input_octets and octets_out <= after.output_octets)
+    wraps = not record.gigawords
+    # Its counters as totals, going on from the record before it; and the record after it
+    # going on from this one: a 32-bit counter may have wrapped once more than it seemed
+    # without it (both wrapped between the two neighbours).
+    counters = []
+    for name in ("input_octets", "output_octets"):
+        mine, flag = _advance(getattr(before, name), getattr(record, name), wraps)
+        theirs = getattr(after, name)
+        if wraps:
+            theirs = max(theirs, _advance(mine, theirs & _LOW, True)[0])
+        counters.append((mine, theirs, flag))
+    (in_mine, in_after, in_flag), (out_mine, out_after, out_flag) = counters
+    fits = (before.at <= t <= after.at and NEGATIVE not in (in_flag, out_flag)
+            and in_mine <= in_after and out_mine <= out_after)
     if not fits or after.at - before.at > MAX_SPAN:
         flags.append(OUT_OF_RANGE)
         return _unchanged(state, flags)
     spans = (
         Span(before.at, after.at, after.input_octets - before.input_octets,
              after.output_octets - before.output_octets, False, -1),
-        Span(before.at, t, octets_in - before.input_octets,
-             octets_out - before.output_octets, False),
-        Span(t, after.at, after.input_octets - octets_in,
-             after.output_octets - octets_out, False))
+        Span(before.at, t, in_mine - before.input_octets, out_mine - before.output_octets,
+             False),
+        Span(t, after.at, in_after - in_mine, out_after - out_mine, False))
     step = _unchanged(state, flags)
+    more_in, more_out = in_after - after.input_octets, out_after - after.output_octets
+    if more_in or more_out:  # the wrap it revealed counts for every total after it
+        step = dataclasses.replace(step, after=dataclasses.replace(
+            step.after, input_octets=state.input_octets + more_in,
+            output_octets=state.output_octets + more_out))
     return dataclasses.replace(step, spans=spans)
 
 
