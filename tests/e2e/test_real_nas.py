@@ -228,7 +228,8 @@ def test_hostapd_takes_every_accounting_response(wired, vpop, upstream, tmp_path
         start = acct.wait_for(lambda e: status_type(e) == "Start" and e.replies, WAIT)
         assert start is not None, (f"no Accounting Start answered\n{nas.diagnostics()}\n"
                                    f"{peer.diagnostics()}\n{vpop.diagnostics()}")
-        assert "CTRL-EVENT-EAP-SUCCESS" in peer.log(), peer.diagnostics()
+        # hostapd starts accounting as it sends EAP-Success; the supplicant logs it after
+        assert peer.wait_for_log("CTRL-EVENT-EAP-SUCCESS", WAIT), peer.diagnostics()
         session_id = codec.decode(start.request).first(A.ACCT_SESSION_ID)
         interim = acct.wait_for(lambda e: status_type(e) == "Interim-Update" and e.replies,
                                 INTERIM_WAIT)
