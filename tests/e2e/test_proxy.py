@@ -1,9 +1,11 @@
 """ISP selection and proxying against real FreeRADIUS servers as the ISPs' RADIUS.
 
 Two FreeRADIUS processes are isp-a's primary and secondary server; vpop proxies
-PAP, CHAP, MS-CHAPv2 and PEAP (eapol_test) to them, fails over when the primary
-stops and goes back when it returns, and forwards accounting from its durable
-queue. Tunnel-mode ISPs are chosen by dialled number, by the subscriber's choice
+PAP, CHAP, MS-CHAPv2 and PEAP (eapol_test) to them, with isp-a's default
+`strip_realm`: PAP and CHAP arrive without the realm, MS-CHAPv2 and PEAP with the
+name the client used, which the ISP's server strips itself (as FreeRADIUS's suffix
+realms do). vpop fails over when the primary stops and goes back when it returns,
+and forwards accounting from its durable queue. Tunnel-mode ISPs are chosen by dialled number, by the subscriber's choice
 and by score; their replies are decoded attribute by attribute.
 """
 
@@ -61,7 +63,7 @@ class Liar:
         self.sock.close()
 
 
-def plan(primary: FreeRadius, secondary: FreeRadius, liar: Liar) -> str:
+def plan(primary: FreeRadius, secondary: FreeRadius, liar: Liar, unsigned: FreeRadius) -> str:
     def server(name, up):
         return (f'{{ name = "{name}", address = "127.0.0.1", auth_port = {up.auth_port}, '
                 f'acct_port = {up.acct_port}, secret = "{UPSTREAM_SECRET}" }}')
@@ -78,6 +80,18 @@ name = "isp-bad"
 mode = "proxy"
 realms = ["@bad.example"]
 servers = [{{ name = "isp-bad/1", address = "127.0.0.1", auth_port = {liar.port}, secret = "s" }}]
+
+# One FreeRADIUS 3.2.1 that signs no PAP or Status-Server reply, as two ISPs' server:
+# one requires signed replies (the default), one does not.
+[[isp]]
+name = "isp-strict"
+realms = ["@strict.example"]
+servers = [{{ name = "isp-strict/1", address = "127.0.0.1", auth_port = {unsigned.auth_port}, acct_port = 0, secret = "{UPSTREAM_SECRET}" }}]
+
+[[isp]]
+name = "isp-lenient"
+realms = ["@lenient.example"]
+servers = [{{ name = "isp-lenient/1", address = "127.0.0.1", auth_port = {unsigned.auth_port}, acct_port = 0, secret = "{UPSTREAM_SECRET}", require_message_authenticator = false }}]
 
 [[isp]]
 name = "isp-e"
@@ -134,7 +148,8 @@ profile = "chooser"
 
 @pytest.fixture(scope="module")
 def upstreams():
-    servers = [FreeRadius(name, users=USERS, clients=[("127.0.0.1/32", UPSTREAM_SECRET)])
+    servers = [FreeRadius(name, users=USERS, clients=[("127.0.0.1/32", UPSTREAM_SECRET)],
+                          local_realms=["isp-a.example"])
                for name in ("isp-a-primary", "isp-a-secondary")]
     for server in servers:
         server.start()
@@ -145,6 +160,16 @@ def upstreams():
 
 
 @pytest.fixture(scope="module")
+def unsigned():
+    server = FreeRadius("unsigned", users=USERS, clients=[("127.0.0.1/32", UPSTREAM_SECRET)],
+                        sign_replies=False)
+    server.start()
+    yield server
+    server.stop()
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
 def liar():
     server = Liar()
     yield server
@@ -152,13 +177,13 @@ def liar():
 
 
 @pytest.fixture(scope="module")
-def vpop(tmp_path_factory, upstreams, liar):
+def vpop(tmp_path_factory, upstreams, liar, unsigned):
     server = VpopServer.create(tmp_path_factory.mktemp("vpop-proxy"))
     server.config.write_text(set_options(server.config.read_text(), {
         "isp": {"response_window": 0.5, "zombie_period": 2.0, "probe_interval": 0.3,
                 "revive_probes": 3, "budget": 3.0}}))
     plan_file = server.home / "isps.toml"
-    plan_file.write_text(plan(*upstreams, liar))
+    plan_file.write_text(plan(*upstreams, liar, unsigned))
     imported = run_vpop(server.config, "import", str(plan_file))
     assert imported.returncode == 0, imported.stderr
     server.start()
@@ -176,16 +201,17 @@ def login(nas, vpop, user, password, **extra):
     return nas.ask(nas.access(pairs, password=password), vpop.auth())
 
 
-def logins_ok(server: FreeRadius) -> int:
-    return server.log().count("Login OK")
+def logins_ok(server: FreeRadius, user: str = "") -> int:
+    """Successful logins in the server's log; of `user` (the User-Name it received) if given."""
+    return server.log().count(f"Login OK: [{user}]" if user else "Login OK")
 
 
 def test_pap_is_proxied_and_the_reply_relayed(nas, vpop, upstreams):
-    before = logins_ok(upstreams[0])
+    before = logins_ok(upstreams[0], "alice")
     reply = login(nas, vpop, "alice@isp-a.example", "secret-a")
     assert reply.code == codec.ACCESS_ACCEPT
-    # The realm was stripped on the way: the ISP knows "alice".
-    assert logins_ok(upstreams[0]) == before + 1
+    # The realm was stripped on the way: the ISP was sent "alice".
+    assert logins_ok(upstreams[0], "alice") == before + 1
     classes = reply.attrs.get(A.CLASS, [])
     assert any(c.startswith(b"vpop1;isp=isp-a;mode=proxy;") for c in classes)
     assert login(nas, vpop, "alice@isp-a.example", "wrong").code == codec.ACCESS_REJECT
@@ -200,24 +226,49 @@ def test_chap_is_proxied_with_its_challenge(nas, vpop):
     assert nas.ask(request, vpop.auth()).code == codec.ACCESS_ACCEPT
 
 
-def test_mschapv2_is_proxied_and_mppe_keys_rehidden_for_the_nas(nas, vpop):
+def test_mschapv2_is_proxied_and_mppe_keys_rehidden_for_the_nas(nas, vpop, upstreams):
     auth_challenge, peer_challenge = nas.rng.randbytes(16), nas.rng.randbytes(16)
     nt = cred.nt_hash("secret-a")
-    # RFC 2759 §8.2: the challenge hash covers the user name; the ISP checks it against
-    # the name it receives, realm stripped, so the peer's response is over "alice".
-    response = cred.mschapv2_nt_response(auth_challenge, peer_challenge, b"alice", nt)
+    # RFC 2759 §8.2: the challenge hash covers the user name the peer typed, realm
+    # included; the ISP checks it against the User-Name it receives, so vpop sends that
+    # name as it came, whatever strip_realm says.
+    name = b"alice@isp-a.example"
+    response = cred.mschapv2_nt_response(auth_challenge, peer_challenge, name, nt)
     value = bytes((9, 0)) + peer_challenge + bytes(8) + response
     raw = codec.vendor_attribute(311, 11, auth_challenge) + codec.vendor_attribute(311, 25, value)
-    request = nas.access([("User-Name", "alice@isp-a.example")], raw=raw)
+    before = logins_ok(upstreams[0], name.decode())
+    request = nas.access([("User-Name", name.decode())], raw=raw)
     reply = nas.ask(request, vpop.auth())
     assert reply.code == codec.ACCESS_ACCEPT, reply_message(reply)
+    assert logins_ok(upstreams[0], name.decode()) == before + 1
     expected = cred.mschapv2_authenticator_response(nt, response, peer_challenge,
-                                                    auth_challenge, b"alice")
+                                                    auth_challenge, name)
     assert reply.first((311, 26)) == bytes((9,)) + expected.encode()
     send_key, recv_key = cred.mppe_session_keys(nt, response)
     secret = nas.secret
     assert decrypt_salted(reply.first((311, 16)), secret, request.authenticator)[:16] == send_key
     assert decrypt_salted(reply.first((311, 17)), secret, request.authenticator)[:16] == recv_key
+
+
+def test_mschap_v1_is_proxied_with_the_realm_stripped(nas, vpop, upstreams):
+    # MS-CHAP v1's response does not cover the name (RFC 2433), so strip_realm applies.
+    challenge = nas.rng.randbytes(8)
+    response = cred.mschap_nt_response(challenge, cred.nt_hash("secret-a"))
+    value = bytes((1, 1)) + bytes(24) + response
+    raw = codec.vendor_attribute(311, 11, challenge) + codec.vendor_attribute(311, 1, value)
+    before = logins_ok(upstreams[0], "alice")
+    reply = nas.ask(nas.access([("User-Name", "alice@isp-a.example")], raw=raw), vpop.auth())
+    assert reply.code == codec.ACCESS_ACCEPT, reply_message(reply)
+    assert logins_ok(upstreams[0], "alice") == before + 1
+
+
+def test_peap_with_the_isps_realm_keeps_the_name_eap_carries(vpop, upstreams):
+    # isp-a strips realms (the default), but an EAP server compares the User-Name with
+    # the identity inside EAP: the name goes upstream as the supplicant sent it.
+    result = run_eapol_test("127.0.0.1", vpop.auth_port, "testing123", "alice@isp-a.example",
+                            "secret-a", ca_cert=upstreams[0].ca_cert)
+    assert result.ok, result.output[-3000:]
+    assert result.mppe_keys_match, "the MSK the NAS got is not the supplicant's"
 
 
 def test_peap_through_vpop_with_eapol_test(vpop, upstreams):
@@ -290,6 +341,28 @@ def test_failover_to_the_secondary_and_back(nas, vpop, upstreams):
     assert vpop.wait_for_metric("vpop_upstream_replies_total", 1, server="isp-a/primary",
                                 outcome="timeouts") >= 1
     assert vpop.metric("vpop_upstream_up", server="isp-a/primary") == 1
+
+
+def test_status_server_answers_revive_only_servers_whose_rule_they_meet(nas, vpop, unsigned):
+    assert login(nas, vpop, "alice@lenient.example", "secret-a").code == codec.ACCESS_ACCEPT
+    unsigned.stop()
+    try:
+        for user in ("alice@strict.example", "alice@lenient.example"):
+            login(nas, vpop, user, "secret-a")  # unanswered: the server becomes a zombie
+        wait_for_log(vpop, "upstream isp-strict/1: zombie -> dead")
+        wait_for_log(vpop, "upstream isp-lenient/1: zombie -> dead")
+        bad_before = vpop.metric("vpop_upstream_replies_total", server="isp-strict/1",
+                                 outcome="bad_replies")
+    finally:
+        unsigned.start()
+    # Both are probed alike; the answers carry no Message-Authenticator.
+    wait_for_log(vpop, "upstream isp-lenient/1: dead -> alive")
+    revive = 3  # revive_probes
+    assert vpop.wait_for_metric("vpop_upstream_replies_total", bad_before + revive + 1,
+                                server="isp-strict/1", outcome="bad_replies") \
+        >= bad_before + revive + 1
+    assert "isp-strict/1: dead -> alive" not in vpop.log_text()
+    assert vpop.metric("vpop_upstream_up", server="isp-strict/1") == 0
 
 
 def test_accounting_while_the_isp_is_down_is_delivered_once_it_returns(nas, vpop, upstreams):

@@ -81,8 +81,25 @@ def test_the_upstream_leg_passes_other_attributes_as_they_came():
     assert vsa + eap in send.data
     sent = codec.decode(send.data)
     assert sent.attrs[79] == [b"first", b"second"]
-    assert sent.first(A.USER_NAME) == b"alice"
+    assert sent.first(A.USER_NAME) == b"alice@isp-a.example"  # EAP: as it came (below)
     assert sent.attrs[A.PROXY_STATE][0] == b"from-an-earlier-proxy"
+
+
+@pytest.mark.parametrize("credentials, upstream_name", [
+    (codec.attribute(A.CHAP_PASSWORD, bytes(17)), b"alice"),
+    (codec.vendor_attribute(311, 11, bytes(8)) + codec.vendor_attribute(311, 1, bytes(50)),
+     b"alice"),  # MS-CHAP v1: the name is not part of the response
+    # MS-CHAPv2 hashes the name (RFC 2759 §8.2); an EAP server compares it with the
+    # identity in EAP (RFC 3579 §2.1): a stripped name would fail either.
+    (codec.vendor_attribute(311, 11, bytes(16)) + codec.vendor_attribute(311, 25, bytes(50)),
+     b"alice@isp-a.example"),
+    (codec.attribute(A.EAP_MESSAGE, b"\x02\x01\x00\x06\x01a"), b"alice@isp-a.example"),
+])
+def test_the_realm_is_stripped_only_where_the_credentials_do_not_cover_the_name(
+        credentials, upstream_name):
+    packet = nas_request(extra=credentials, password=None)
+    (send,) = engine().forward(job(packet), now=0.0)
+    assert codec.decode(send.data).first(A.USER_NAME) == upstream_name
 
 
 def test_a_reply_without_hidden_values_passes_as_it_came():
@@ -177,6 +194,39 @@ def test_timeout_fails_over_and_the_primary_becomes_zombie_then_alive_again():
         proxy.on_reply(upstream_reply(probe), probe.addr, now + 0.01, probe.sock)
     assert proxy.pools.health[PRIMARY.name].status == ALIVE
     assert [(t.old, t.new) for t in proxy.transitions] == [(ALIVE, ZOMBIE), (ZOMBIE, ALIVE)]
+
+
+def revive_by_probes(proxy, *, signed, start=2.0):
+    """The primary made a zombie, then probed revive_probes times, each probe answered."""
+    proxy.forward(job(nas_request()), now=0.0)
+    proxy.poll(now=1.0)
+    assert proxy.pools.health[PRIMARY.name].status == ZOMBIE
+    now = start
+    for _ in range(SETTINGS.revive_probes):
+        probes = [a for a in proxy.poll(now) if isinstance(a, SendUpstream)
+                  and codec.decode(a.data).code == codec.STATUS_SERVER]
+        for probe in probes:
+            proxy.on_reply(upstream_reply(probe, signed=signed), probe.addr, now + 0.01,
+                           probe.sock)
+        now += SETTINGS.probe_interval
+    return proxy.pools.health[PRIMARY.name]
+
+
+def test_an_unsigned_status_server_answer_revives_no_server_that_must_sign():
+    # BlastRADIUS: an answer without Message-Authenticator could be forged, and a forged
+    # probe answer would bring a dead server back into use.
+    proxy = engine()
+    health = revive_by_probes(proxy, signed=False)
+    assert health.status == ZOMBIE
+    assert health.bad_replies == SETTINGS.revive_probes
+    assert revive_by_probes(engine(), signed=True).status == ALIVE
+
+
+def test_an_unsigned_status_server_answer_revives_a_server_not_required_to_sign():
+    lenient = UpstreamServer(name="isp-a/1", address="127.0.0.1", auth_port=18121,
+                             secret=UP_SECRET, priority=1, require_message_authenticator=False)
+    proxy = engine(isp=Isp(name="isp-a", servers=(lenient, SECONDARY)))
+    assert revive_by_probes(proxy, signed=False).status == ALIVE
 
 
 def test_a_silent_zombie_is_declared_dead():

@@ -233,6 +233,9 @@ modules {{
 	}}
 	mschap {{
 	}}
+	always ok {{
+		rcode = ok
+	}}
 	files {{
 		filename = ${{confdir}}/users
 	}}
@@ -296,6 +299,8 @@ server default {{
 		port = {acct_port}
 	}}
 	authorize {{
+{sign_status}
+{local_realms}
 		chap
 		mschap
 		eap {{
@@ -333,6 +338,7 @@ server default {{
 # PEAP's inner conversation (MSCHAPv2); it has no listener of its own.
 server inner-tunnel {{
 	authorize {{
+{local_realms}
 		mschap
 		eap {{
 			ok = return
@@ -354,12 +360,32 @@ server inner-tunnel {{
 }}
 """
 
-# FreeRADIUS 3.2.1 signs only EAP and Status-Server replies; from 3.2.5 (BlastRADIUS) it
-# signs every Access-Accept/Reject. A Message-Authenticator in the reply list gets signed.
+# FreeRADIUS 3.2.1 signs only EAP replies (not PAP/CHAP ones, nor its Status-Server replies);
+# from 3.2.5 (BlastRADIUS) it signs every Access-Accept/Reject. A Message-Authenticator in the
+# reply list gets signed: SIGN_STATUS does so for Status-Server too, as a server whose
+# replies a proxy requires to be signed must.
 SIGN_REPLY = """\
 {indent}update reply {{
 {indent}	&Message-Authenticator := 0x00
 {indent}}}"""
+
+# A realm the ISP's server takes as its own, as a `suffix` realm marked local does: the
+# name without it (Stripped-User-Name) finds the user in `files`; the User-Name, which
+# MS-CHAPv2 hashes, stays as it came.
+LOCAL_REALM = """\
+		if (&User-Name =~ /^(.+)@{pattern}$/i) {{
+			update request {{
+				&Stripped-User-Name := "%{{1}}"
+			}}
+		}}"""
+
+SIGN_STATUS = """\
+		Autz-Type Status-Server {
+			update reply {
+				&Message-Authenticator := 0x00
+			}
+			ok
+		}"""
 
 # RFC 5080 §2.2.2's duplicate detection for accounting, which FreeRADIUS 3.2 does only
 # while the first copy is still being processed (an Accounting-Request is forgotten once
@@ -523,14 +549,15 @@ class FreeRadius:
                  log_auth: bool = True,
                  duplicate_window: int = 0,
                  debug: bool = False,
+                 local_realms: Iterable[str] = (),
                  directory: Path | None = None):
         """`users`: name -> cleartext password; `replies`: name -> reply attributes
         (a mapping or (name, value) pairs, e.g. {"Framed-IP-Address": "192.0.2.7"}).
         `clients`: (address or CIDR, secret). Ports default to free ones.
         `require_message_authenticator`: drop Access-Requests without one (all clients).
         `sign_replies`: a Message-Authenticator in every Access-Accept/Reject, as a
-        FreeRADIUS patched for BlastRADIUS (3.2.5+) sends; False: as 3.2.1 does, only
-        in EAP and Status-Server replies.
+        FreeRADIUS patched for BlastRADIUS (3.2.5+) sends, and in Status-Server replies;
+        False: as 3.2.1 does, only in EAP replies.
         `directory`: where the config, logs and detail file go (default: a new
         temporary directory, removed by `cleanup()` or on leaving the `with` block).
         `log_auth`: a "Login OK/incorrect" line per authentication in the log.
@@ -538,7 +565,9 @@ class FreeRadius:
         `duplicate_window`: seconds an Accounting-Request is remembered, so that a
         retransmission (same source, Request Authenticator) is answered without being
         written to the detail file again (see DUPLICATE_MODULES); 0: as FreeRADIUS does.
-        `debug`: FreeRADIUS's -xx request tracing into the log (slower)."""
+        `debug`: FreeRADIUS's -xx request tracing into the log (slower).
+        `local_realms`: realms (`isp-a.example`) whose users are found in `users` under
+        the name without the realm, as an ISP's server strips its own realms."""
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
             raise ValueError(f"server name {name!r}: letters, digits, '.', '_', '-' only")
         self.name = name
@@ -554,6 +583,10 @@ class FreeRadius:
         self.log_auth = log_auth
         self.duplicate_window = duplicate_window
         self.debug = debug
+        self.local_realms = tuple(local_realms)
+        for realm in self.local_realms:
+            if not re.fullmatch(r"[A-Za-z0-9.-]+", realm):
+                raise ValueError(f"not a realm: {realm!r}")
         if auth_port is None or acct_port is None:
             ports = free_udp_ports(2, host)
             auth_port = auth_port or ports[0]
@@ -627,7 +660,10 @@ class FreeRadius:
             addr_key="ipv6addr" if ":" in self.host else "ipaddr", host=self.host,
             auth_port=self.auth_port, acct_port=self.acct_port,
             sign_accept=SIGN_REPLY.format(indent="\t\t") if self.sign_replies else "",
-            sign_reject=SIGN_REPLY.format(indent="\t\t\t") if self.sign_replies else "")
+            sign_reject=SIGN_REPLY.format(indent="\t\t\t") if self.sign_replies else "",
+            sign_status=SIGN_STATUS if self.sign_replies else "",
+            local_realms="\n".join(LOCAL_REALM.format(pattern=realm.replace(".", "\\."))
+                                   for realm in self.local_realms))
         (self.raddb / "radiusd.conf").write_text(text)
         (self.raddb / "users").write_text(users_file(self.users, self.replies))
 

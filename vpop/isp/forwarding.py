@@ -5,7 +5,8 @@ are recovered and hidden again on each leg: User-Password toward the ISP; salted
 keys (MS-MPPE-*, Tunnel-Password) and MS-CHAP-MPPE-Keys back toward the NAS.
 Everything else passes as it came, byte for byte: CHAP, MS-CHAP, EAP and vendor
 attributes. A CHAP challenge that was carried in the NAS's authenticator is made
-explicit, since the upstream request has its own.
+explicit, since the upstream request has its own. The User-Name is renamed (realm
+stripped or rewritten) only where the credentials do not cover it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ REHIDDEN = SALTED | {MS_CHAP_MPPE_KEYS}
 _UPSTREAM = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, A.USER_PASSWORD)
 _UPSTREAM_RENAMED = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, A.USER_PASSWORD,
                              A.USER_NAME)
+# The name is part of these credentials: MS-CHAPv2's challenge hash covers it (RFC 2759
+# §8.2), and an EAP server compares it with the identity inside EAP (RFC 3579 §2.1).
+NAME_BOUND = (A.EAP_MESSAGE, A.MS_CHAP2_RESPONSE)
 _DOWNSTREAM = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE)
 # A reply with hidden values: Tunnel-Password and every Vendor-Specific are re-encoded.
 _DOWNSTREAM_REHIDDEN = type_set(A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, TUNNEL_PASSWORD,
@@ -40,18 +44,23 @@ def _wire(key, value: bytes) -> bytes:
     return attribute(key, value)
 
 
+def keeps_user_name(attrs) -> bool:
+    """Whether this request must reach the ISP with the User-Name as the NAS sent it."""
+    return any(key in attrs for key in NAME_BOUND)
+
+
 def upstream_attributes(packet: Packet, *, nas_secret: bytes, secret: bytes,
                         authenticator: bytes, user_name: bytes | None,
                         proxy_state: bytes) -> bytes:
     """The NAS's attributes for the ISP's server, with our Proxy-State last.
 
     They pass as they came (VSAs included, byte for byte), except a rewritten
-    User-Name, the User-Password hidden again for this leg, and the Proxy-States,
-    which follow in their order. RFC 2865 §5: only the order of attributes of the
-    same type matters, and it is kept.
+    User-Name (not for EAP and MS-CHAPv2: ``keeps_user_name``), the User-Password
+    hidden again for this leg, and the Proxy-States, which follow in their order.
+    RFC 2865 §5: only the order of attributes of the same type matters, and it is kept.
     """
     attrs = packet.attrs
-    renamed = user_name is not None and A.USER_NAME in attrs
+    renamed = user_name is not None and A.USER_NAME in attrs and not keeps_user_name(attrs)
     out = [attributes_without(packet.raw, _UPSTREAM_RENAMED if renamed else _UPSTREAM)]
     if renamed:
         out.append(attribute(A.USER_NAME, user_name))

@@ -182,10 +182,9 @@ class ProxyEngine:
             valid = bool(states) and states[-1] == pending.proxy_state
             if pending.job is None:
                 valid = valid or not states  # RFC 5997 replies need not echo it
-            if reply.ma_offset < 0 and server.require_message_authenticator \
-                    and pending.job is not None:
-                # BlastRADIUS: an unsigned Access-* reply could be forged. Probe replies
-                # only move a server's health, and FreeRADIUS 3.2.1 does not sign them.
+            if reply.ma_offset < 0 and server.require_message_authenticator:
+                # BlastRADIUS: an unsigned Access-* reply could be forged; so could a
+                # Status-Server answer, which would bring a dead server back.
                 valid = False
         if not valid:
             # Left pending: the real answer may still come; a forgery must not win.
