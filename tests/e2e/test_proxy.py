@@ -12,6 +12,7 @@ and by score; their replies are decoded attribute by attribute.
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -322,8 +323,23 @@ def wait_for_log(vpop, text, timeout=15.0):
         time.sleep(0.1)
 
 
+def wait_for_state(vpop, isp, server, state, timeout=10.0):
+    """`vpop isp status` shows the server in `state`: stored when it changes, not with the
+    QoS monitor's next per-minute bucket."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run_vpop(vpop.config, "isp", "status", isp, "--json")
+        assert result.returncode == 0, result.stderr
+        servers = {s["name"]: s for s in json.loads(result.stdout)["isps"][0]["servers"]}
+        if servers[server]["state"] == state:
+            return servers[server]
+        assert time.monotonic() < deadline, f"{server} is {servers[server]}, not {state}"
+        time.sleep(0.1)
+
+
 def test_failover_to_the_secondary_and_back(nas, vpop, upstreams):
     primary, secondary = upstreams
+    assert wait_for_state(vpop, "isp-a", "isp-a/primary", "alive")["reason"] == "vpop started"
     primary.stop()
     try:
         # The first request waits out the response window, then the secondary answers.
@@ -332,9 +348,12 @@ def test_failover_to_the_secondary_and_back(nas, vpop, upstreams):
         assert logins_ok(secondary) >= 5
         wait_for_log(vpop, "upstream isp-a/primary: alive -> zombie")
         wait_for_log(vpop, "upstream isp-a/primary: zombie -> dead")
+        dead = wait_for_state(vpop, "isp-a", "isp-a/primary", "dead")
+        assert dead["reason"] == "no answer for the zombie period"
     finally:
         primary.start()
     wait_for_log(vpop, "upstream isp-a/primary: dead -> alive")
+    wait_for_state(vpop, "isp-a", "isp-a/primary", "alive")
     before = logins_ok(primary)
     assert login(nas, vpop, "alice@isp-a.example", "secret-a").code == codec.ACCESS_ACCEPT
     assert logins_ok(primary) == before + 1

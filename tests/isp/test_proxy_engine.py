@@ -193,7 +193,8 @@ def test_timeout_fails_over_and_the_primary_becomes_zombie_then_alive_again():
         assert codec.message_authenticator_ok(codec.decode(probe.data), UP_SECRET)
         proxy.on_reply(upstream_reply(probe), probe.addr, now + 0.01, probe.sock)
     assert proxy.pools.health[PRIMARY.name].status == ALIVE
-    assert [(t.old, t.new) for t in proxy.transitions] == [(ALIVE, ZOMBIE), (ZOMBIE, ALIVE)]
+    assert [(t.old, t.new) for t in proxy.pools.take_changes()] == [(ALIVE, ZOMBIE), (ZOMBIE, ALIVE)]
+    assert proxy.pools.changes == []
 
 
 def revive_by_probes(proxy, *, signed, start=2.0):

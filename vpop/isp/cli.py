@@ -1,17 +1,19 @@
-"""``vpop isp status``: each ISP and the measured state of its RADIUS servers, as a
-table or as JSON, from the QoS series in the database."""
+"""``vpop isp status``: each ISP and the state of its RADIUS servers, as a table or as
+JSON: the state the proxy last gave each server (stored when it changes, as the log
+says it) and what the QoS series in the database measured."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from vpop.isp.model import Isp
+from vpop.isp.pool import ServerState
 from vpop.isp.qos import BucketSummary, server_answering, total
 
-STATES = {True: "up", False: "down", None: "-"}  # in the latest minute with exchanges
+ANSWERING = {True: "up", False: "down", None: "-"}  # in the latest minute with exchanges
 
 
 def add_arguments(parser) -> None:
@@ -27,7 +29,7 @@ def isp_status(settings, args) -> int:
     is a shell."""
     from vpop.store.engine import check_connection, make_engine, make_sessionmaker
     from vpop.store.isp_snapshot import load_isps
-    from vpop.store.qos import latest_health, series
+    from vpop.store.qos import latest_health, series, server_states
     if args.minutes < 1:
         print("vpop: --minutes must be at least 1", file=sys.stderr)
         return 2
@@ -40,6 +42,7 @@ def isp_status(settings, args) -> int:
             isps = load_isps(session)
             buckets = series(session, since=now - window, until=now, isp=args.isp)
             health = latest_health(session, now, window=window)
+            states = server_states(session)
     finally:
         engine.dispose()
     if args.isp is not None:
@@ -47,14 +50,16 @@ def isp_status(settings, args) -> int:
         if not isps:
             print(f"vpop: no ISP {args.isp!r}", file=sys.stderr)
             return 2
-    report = status_report(isps, buckets, health, now=now, minutes=args.minutes)
+    report = status_report(isps, buckets, health, states, now=now, minutes=args.minutes)
     print(json.dumps(report, indent=2) if args.json else status_table(report))
     return 0
 
 
-def status_report(isps: Sequence[Isp], buckets: Sequence[BucketSummary], health, *,
-                  now: dt.datetime, minutes: int) -> dict:
-    """The status as plain data (the JSON output)."""
+def status_report(isps: Sequence[Isp], buckets: Sequence[BucketSummary], health,
+                  states: Mapping[str, ServerState], *, now: dt.datetime, minutes: int) -> dict:
+    """The status as plain data (the JSON output). A server's ``state`` is the proxy's
+    (alive, zombie, dead; "-" before any vpop serve has run with it), ``answering``
+    whether it gave a valid answer in the latest minute with exchanges."""
     by_server: dict[str, list[BucketSummary]] = {}
     for bucket in buckets:
         by_server.setdefault(bucket.server, []).append(bucket)
@@ -64,10 +69,14 @@ def status_report(isps: Sequence[Isp], buckets: Sequence[BucketSummary], health,
         for server in isp.servers:
             mine = by_server.get(server.name, [])
             summed = total(mine)
+            state = states.get(server.name)
             servers.append({
                 "name": server.name, "address": server.address, "auth_port": server.auth_port,
                 "priority": server.priority, "weight": server.weight,
-                "state": STATES[server_answering(mine)],
+                "state": state.state if state else "-",
+                "since": state.since.isoformat() if state else None,
+                "reason": state.reason if state else None,
+                "answering": ANSWERING[server_answering(mine)],
                 "requests": summed.requests if summed else 0,
                 "probes": summed.probes if summed else 0,
                 "availability": summed.availability if summed else None,
@@ -88,21 +97,30 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _since(value: str | None) -> str:
+    """An ISO time as 2026-12-05T08:41:07Z (seconds, UTC)."""
+    if value is None:
+        return "-"
+    when = dt.datetime.fromisoformat(value).astimezone(dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
 def status_table(report: dict) -> str:
-    header = ("ISP", "MODE", "STATUS", "SERVER", "STATE", "AVAIL", "SUCCESS", "P50 MS",
-              "P99 MS", "REQUESTS")
+    header = ("ISP", "MODE", "STATUS", "SERVER", "STATE", "SINCE", "AVAIL", "SUCCESS",
+              "P50 MS", "P99 MS", "REQUESTS")
     lines = [header]
     for isp in report["isps"]:
         first = (isp["name"], isp["mode"], isp["status"])
         if not isp["servers"]:
-            lines.append((*first, "-", "", "", "", "", "", ""))
+            lines.append((*first, "-", "", "", "", "", "", "", ""))
         for index, server in enumerate(isp["servers"]):
             lines.append((*(first if index == 0 else ("", "", "")), server["name"],
-                          server["state"], _percent(server["availability"]),
+                          server["state"], _since(server["since"]),
+                          _percent(server["availability"]),
                           _percent(server["success_rate"]), _ms(server["p50_ms"]),
                           _ms(server["p99_ms"]), str(server["requests"])))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

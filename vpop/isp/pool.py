@@ -4,11 +4,13 @@ alive  -- a request timed out -->  zombie  -- no answer for zombie_period --> de
 zombie/dead -- revive_probes Status-Server answers in a row (RFC 5997) --> alive
 
 A zombie is used only when no alive server of the pool is left; a dead one never.
-Every transition is returned as an event for the shell to log and count.
+Every transition is returned as an event, and kept in ``changes`` until the shell takes
+them to log and store (whoever caused it: the proxy engine or the accounting forwarder).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import zlib
 from collections.abc import Set as AbstractSet
@@ -33,6 +35,18 @@ class Transition:
     old: str
     new: str
     reason: str
+    at: float = 0.0  # the pool's clock
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerState:
+    """A server's state as the proxy last set it (and logged it), kept in the store so
+    that `vpop isp status` shows it at once."""
+    server: str
+    isp: str
+    state: str  # alive | zombie | dead
+    since: dt.datetime  # UTC
+    reason: str
 
 
 @dataclass(slots=True)
@@ -56,6 +70,8 @@ class Pools:
         self.isps = {isp.name: isp for isp in isps}
         self.health: dict[str, ServerHealth] = {}
         self.isp_of: dict[str, str] = {}  # server name -> ISP name
+        # Transitions not yet taken by the shell; a reload hands them on.
+        self.changes: list[Transition] = previous.changes if previous is not None else []
         for isp in isps:
             for server in isp.servers:
                 self.isp_of[server.name] = isp.name
@@ -153,11 +169,18 @@ class Pools:
             return [self._move(health, ALIVE, now, f"{why} {health.good_probes} times in a row")]
         return []
 
+    def take_changes(self) -> list[Transition]:
+        """The transitions since the last call, in order."""
+        changes = self.changes[:]
+        self.changes.clear()
+        return changes
+
     def _move(self, health: ServerHealth, status: str, now: float, reason: str) -> Transition:
-        event = Transition(health.server.name, health.status, status, reason)
+        event = Transition(health.server.name, health.status, status, reason, now)
         health.status, health.since, health.good_probes = status, now, 0
         health.transitions.append(event)
         del health.transitions[:-20]
+        self.changes.append(event)
         return event
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from vpop.isp.forwarding import upstream_attributes
 from vpop.isp.model import Isp, UpstreamServer
-from vpop.isp.pool import Pools, Transition
+from vpop.isp.pool import Pools
 from vpop.errors import MalformedPacket
 from vpop.radius import attributes as A
 from vpop.radius import codec
@@ -94,7 +94,6 @@ class ProxyEngine:
         self._by_addr = _server_index(pools)
         self._next_ident: dict[str, int] = {}  # per server: next (socket * 256 + ident)
         self._sticky: dict[bytes, tuple[str, float]] = {}
-        self.transitions: list[Transition] = []
         self.observations: list[Observation] = []  # drained by the shell
         self._serial = 0
         self.counters = {"forwarded": 0, "answered": 0, "timeouts": 0, "bad_replies": 0,
@@ -196,7 +195,7 @@ class ProxyEngine:
         elapsed = (now - pending.sent) * 1000
         if pending.job is None:
             self._observe(pending, "probe", elapsed)
-            self._note(self.pools.probe_answered(server.name, now))
+            self.pools.probe_answered(server.name, now)
             return []
         if reply.code not in REPLY_CODES:
             self.counters["bad_replies"] += 1
@@ -204,7 +203,7 @@ class ProxyEngine:
         self.counters["answered"] += 1
         self._observe(pending, "reject" if reply.code == codec.ACCESS_REJECT else "accept",
                       elapsed)
-        self._note(self.pools.answered(server.name, now))
+        self.pools.answered(server.name, now)
         if reply.code == codec.ACCESS_CHALLENGE:
             state = reply.first(A.STATE)
             if state is not None:
@@ -239,11 +238,11 @@ class ProxyEngine:
             del self.pending[pending.key]
             if pending.job is None:
                 self._observe(pending, "probe-lost", None)
-                self._note(self.pools.probe_unanswered(pending.server.name, now))
+                self.pools.probe_unanswered(pending.server.name, now)
                 continue
             self._observe(pending, "timeout", None)
             self.counters["timeouts"] += 1
-            self._note(self.pools.timed_out(pending.server.name, now))
+            self.pools.timed_out(pending.server.name, now)
             actions.extend(self._attempt(pending.job, now))
         for server in self.pools.probes_due(now):
             actions.extend(self._probe(server, now))
@@ -274,9 +273,6 @@ class ProxyEngine:
         name = pending.server.name
         self.observations.append(Observation(pending.sent, self.pools.isp_of.get(name, ""),
                                              name, outcome, ms))
-
-    def _note(self, transitions: list[Transition]) -> None:
-        self.transitions.extend(transitions)
 
     def _expire_sticky(self, now: float) -> None:
         self._sticky = {k: v for k, v in self._sticky.items() if v[1] >= now}

@@ -183,7 +183,7 @@ class Worker:
                     replies=data.replies, accounting=AccountingPolicy(), isps=data.isps,
                     pools=pools, selection_policy=selection_policy(settings.isp))
         self.proxy = ProxyShell(loop, ProxyEngine(pools, budget=settings.isp.budget),
-                                settings.server.recv_buffer)
+                                settings.server.recv_buffer, sessions=sessions)
         # One process drains the queue of accounting owed to ISPs: order per session.
         self.forwarder = (ForwarderShell(
             loop, AccountingForwarder(pools, resend_window=settings.isp.accounting_resend_window),

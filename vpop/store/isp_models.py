@@ -1,5 +1,5 @@
 """ISP tables: upstream ISPs, their realms, numbers, RADIUS servers, tunnel endpoints,
-availability windows, and the QoS time series of their servers."""
+availability windows, and the QoS time series and current state of their servers."""
 
 from __future__ import annotations
 
@@ -160,6 +160,20 @@ class IspQos(Base):
     response_p99_ms: Mapped[float | None] = mapped_column(Float)
     rtt_histogram: Mapped[str] = mapped_column(Text, default="")
     response_histogram: Mapped[str] = mapped_column(Text, default="")
+
+
+class IspServerState(Base):
+    """Each upstream server's state as the proxy last set it (alive, zombie, dead) and
+    logged it: written when it changes, the latest change winning (several workers keep
+    a view each), so that `vpop isp status` shows it at once."""
+
+    __tablename__ = "isp_server_state"
+
+    server: Mapped[str] = mapped_column(String(64), primary_key=True)
+    isp: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(8))
+    since: Mapped[utc]
+    reason: Mapped[str] = mapped_column(String(255), default="")
 
 
 class AcctForward(Base):

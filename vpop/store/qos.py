@@ -1,8 +1,11 @@
-"""The QoS time series of upstream servers (table isp_qos); the caller commits.
+"""The QoS time series of upstream servers (table isp_qos) and their current state
+(isp_server_state); the caller commits.
 
-The shell writes each worker's flushed buckets with ``record_buckets``; one process
-runs ``downsample`` now and then; the portal, ``vpop isp status`` and the selection
-score read ``series`` and ``latest_health``. Rules and definitions: vpop/isp/qos.py.
+The shell writes each worker's flushed buckets with ``record_buckets``, and each
+change of a server's state at once with ``record_states``; one process runs
+``downsample`` now and then; the portal, ``vpop isp status`` and the selection score
+read ``series``, ``latest_health`` and ``server_states``. Rules and definitions:
+vpop/isp/qos.py, vpop/isp/pool.py.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vpop.isp.qos import (LEVELS, BucketSummary, Histogram, Level, check_levels, expiry, fold,
                           isp_health)
+from vpop.isp.pool import ServerState
 from vpop.isp.selection import IspHealth
-from vpop.store.isp_models import Isp, IspQos, IspServer
+from vpop.store.isp_models import Isp, IspQos, IspServer, IspServerState
 
 PERCENTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
@@ -135,3 +140,27 @@ def latest_health(session: Session, now: dt.datetime, *,
     rows = session.scalars(select(IspQos).where(IspQos.bucket_start >= now - window,
                                                 IspQos.bucket_start < now))
     return isp_health(servers_by_isp(session), [summary_of(row) for row in rows])
+
+
+def record_states(session: Session, states: Iterable[ServerState]) -> None:
+    """Store each server's state unless a later one is stored already: workers write
+    their own changes, in any order, and the latest change wins."""
+    table = IspServerState.__table__
+    dialect = session.get_bind().dialect.name
+    upsert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for state in states:
+        statement = upsert_into(table).values(
+            server=state.server, isp=state.isp, state=state.state, since=state.since,
+            reason=state.reason[:255])
+        new = statement.excluded
+        session.execute(statement.on_conflict_do_update(
+            index_elements=["server"],
+            set_={name: new[name] for name in ("isp", "state", "since", "reason")},
+            where=table.c.since <= new.since))
+
+
+def server_states(session: Session) -> dict[str, ServerState]:
+    """Server name -> its latest stored state."""
+    return {row.server: ServerState(server=row.server, isp=row.isp, state=row.state,
+                                     since=row.since, reason=row.reason)
+            for row in session.scalars(select(IspServerState))}
