@@ -32,8 +32,10 @@ def test_other_values_are_not_routing(value):
     assert parse_routing_class(value) is None
 
 
-def test_the_first_vpop_class_among_several_wins_and_none_means_local():
-    values = [b"res-10m", b"vpop1;isp=b;mode=tunnel;reason=r", b"vpop1;isp=c;mode=proxy"]
-    assert routing_from_classes(values) == Routing(isp="b", mode="tunnel", reason="r")
+def test_the_last_vpop_class_among_several_wins_and_none_means_local():
+    # An ISP's server that is a vpop too puts its own Class in its reply, which comes
+    # before the one this vpop appends when it relays the reply to the NAS.
+    values = [b"vpop1;isp=;mode=local;reason=", b"res-10m", b"vpop1;isp=b;mode=proxy;reason=r"]
+    assert routing_from_classes(values) == Routing(isp="b", mode="proxy", reason="r")
     assert routing_from_classes([b"res-10m"]) == LOCAL
     assert routing_from_classes([]) == LOCAL

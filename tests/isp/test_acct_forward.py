@@ -10,7 +10,7 @@ import random
 import pytest
 
 from vpop.isp.acct_forward import (AccountingForwarder, Attempt, Delivered, QueuedRecord,
-                                   Retry)
+                                   Retry, queued_attributes)
 from vpop.isp.model import Isp, UpstreamServer
 from vpop.isp.pool import PoolSettings, Pools
 from vpop.isp.proxy import SendUpstream
@@ -260,3 +260,18 @@ def test_a_reply_from_another_address_is_not_the_servers():
     (attempt,) = fwd.offer([record()], 0.0, T0)
     assert fwd.on_reply(answer(attempt.send), ("192.0.2.99", 1813), 0.1) == []
     assert fwd.in_flight
+
+
+def test_our_routing_class_is_not_forwarded_the_isps_and_others_are():
+    # The NAS echoes the ISP's Classes (a vpop's routing Class among them) and ours last.
+    classes = [b"vpop1;isp=;mode=local;reason=", b"isp-profile",
+               b"vpop1;isp=isp-a;mode=proxy;reason=realm"]
+    attrs = b"".join(codec.attribute(A.CLASS, c) for c in classes) + \
+        codec.attribute(A.USER_NAME, b"joe@isp-a.example")
+    packet = codec.decode(codec.encode_request(codec.ACCOUNTING_REQUEST, 1, attrs, SECRET,
+                                               message_authenticator=False))
+    kept = codec.decode(codec.encode_request(
+        codec.ACCOUNTING_REQUEST, 1, queued_attributes(packet, b"joe"), SECRET,
+        message_authenticator=False))
+    assert kept.attrs[A.CLASS] == classes[:2]
+    assert kept.first(A.USER_NAME) == b"joe"

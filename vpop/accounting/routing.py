@@ -53,10 +53,17 @@ def parse_routing_class(value: bytes) -> Routing | None:
                    reason=unquote(fields.get("reason", "")).replace("\0", "")[:255])
 
 
+def own_class_index(values: list[bytes] | tuple[bytes, ...]) -> int | None:
+    """Which of the Class values the NAS echoed is this vpop's: the last vpop Class.
+    A vpop appends its own after a proxied reply's attributes, so when the ISP's server
+    is a vpop too, its Class comes first (RFC 2865 §5: the order of Classes is kept)."""
+    for index in range(len(values) - 1, -1, -1):
+        if parse_routing_class(values[index]) is not None:
+            return index
+    return None
+
+
 def routing_from_classes(values: list[bytes] | tuple[bytes, ...]) -> Routing:
-    """The first vpop Class among those the NAS echoed; LOCAL when there is none."""
-    for value in values:
-        routing = parse_routing_class(value)
-        if routing is not None:
-            return routing
-    return LOCAL
+    """This vpop's routing among the Classes the NAS echoed; LOCAL when there is none."""
+    index = own_class_index(values)
+    return LOCAL if index is None else parse_routing_class(values[index])

@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from vpop.accounting.routing import own_class_index
 from vpop.errors import MalformedPacket
 from vpop.isp.pool import ALIVE, Pools
 from vpop.isp.proxy import SendUpstream
@@ -75,13 +76,18 @@ class Retry:
 
 
 def queued_attributes(packet: codec.Packet, user_name: bytes | None = None) -> bytes:
-    """What is kept of the NAS's Accounting-Request for the ISP."""
+    """What is kept of the NAS's Accounting-Request for the ISP: not our own routing
+    Class, which is no concern of the ISP's (and one running vpop would take it for its
+    own, vpop.accounting.routing.own_class_index)."""
     out = []
     for key, values in packet.attrs.items():
         if key in SKIP:
             continue
         if key == A.USER_NAME and user_name is not None:
             values = [user_name]
+        if key == A.CLASS:
+            own = own_class_index(values)
+            values = [v for n, v in enumerate(values) if n != own]
         for value in values:
             out.append(codec.vendor_attribute(key[0], key[1], value) if isinstance(key, tuple)
                        else codec.attribute(key, value))
