@@ -400,9 +400,15 @@ def test_realms_numbers_and_servers_move_between_isps_of_the_file(session, tmp_p
 
 def test_a_regex_without_user_group_is_fine_when_nothing_is_stripped(session, tmp_path):
     body = 'realms = ["~.*%b"]\nstrip_realm = false\n' + server()
-    do_import(session, write(tmp_path, isp("b", body)))
+    assert do_import(session, write(tmp_path, isp("b", body)))["isp"] == provisioning.Counts(
+        created=1)
+    (b,) = load_isps(session)
+    assert ([r.pattern for r in b.realms], b.strip_realm) == ([".*%b"], False)
     body = 'realms = ["~.*%b"]\nrewrite = "vpop-{name}"\n' + server()
-    do_import(session, write(tmp_path, isp("b", body)))
+    assert do_import(session, write(tmp_path, isp("b", body)))["isp"] == provisioning.Counts(
+        updated=1)
+    (b,) = load_isps(session)
+    assert b.rewrite == "vpop-{name}"
 
 
 def test_deleting_an_isp_clears_the_choices_naming_it(session, tmp_path):

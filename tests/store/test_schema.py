@@ -176,8 +176,10 @@ def test_migrations_on_an_unreachable_database():
         schema.current_revision(UNREACHABLE)
 
 
-def test_check_connection_passes(engine):
-    check_connection(engine)
+def test_check_connection_passes_on_a_reachable_database(engine):
+    assert check_connection(engine) is None  # no StoreUnavailable
+    with engine.connect() as connection:  # and the engine stays usable
+        assert connection.execute(text("SELECT 1")).scalar() == 1
 
 
 @pytest.mark.parametrize("url, shown", [
