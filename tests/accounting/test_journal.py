@@ -11,14 +11,15 @@ import pytest
 
 from acct_support import NAS, T0, rec
 from vpop.accounting.leases import LeaseBook, LeaseIndex, LeaseTerms
+from vpop.isp.acct_forward import ForwardOrder
 from vpop.server.journal import JournalWriter
 from vpop.server.writer import Ack
 from vpop.store import journal as journal_module
 from vpop.store.journal import (CLOCK_STEP, Journal, JournalError, causal_cut, decode_entry,
                                 encode_entry, journal_files, journal_head, worker_journal)
 
-FORWARD = {"isp": "isp-a", "session_key": "k", "attrs": b"\x01\x05abc", "delay": 3,
-           "received": 1.5}
+FORWARD = ForwardOrder(isp="isp-a", session_key="k", attrs=b"\x01\x05abc", delay=3,
+                       received=1.5)
 
 
 def test_an_entry_keeps_every_field_of_the_record_and_the_forward():

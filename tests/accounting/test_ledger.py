@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from acct_support import T0, life
 from vpop.accounting.settings import AccountingSettings
 from vpop.config import Settings
+from vpop.isp.acct_forward import ForwardOrder
 from vpop.server.ledger import INFLOW_WINDOW, Inflow, Ledger, deferring
 from vpop.store import accounting as store
 from vpop.store.accounting_models import AcctRecord, RadAcct
@@ -67,7 +68,7 @@ def test_entries_read_again_are_not_applied_again(sessions, journal):
     stale.applied[journal.stream] = 0  # as a ledger that read before the first committed
     assert drain(stale) == [4, 3]
     assert len(history(sessions)) == 7
-    assert stale.writer.counts["stored"] == 0
+    assert stale.recorder.counts["stored"] == 0
 
 
 def test_an_unreadable_entry_is_set_aside_and_the_rest_applied(sessions, journal):
@@ -110,8 +111,8 @@ def test_the_workers_journals_are_applied_in_the_order_their_records_were_stored
 
 
 def test_forwarded_records_are_queued_for_their_isp(sessions, journal):
-    forward = {"isp": "isp-a", "session_key": "k1", "attrs": b"\x2c\x04ab", "delay": 0,
-               "received": float(T0)}
+    forward = ForwardOrder(isp="isp-a", session_key="k1", attrs=b"\x2c\x04ab", delay=0,
+                           received=float(T0))
     journal.append([encode_entry(r, forward if r.status == "start" else None)
                     for r in life("f", T0, T0 + 300)])
     drain(Ledger(SETTINGS, [journal], sessions))

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from vpop.isp.acct_forward import Attempt
+from vpop.isp.acct_forward import Attempt, ForwardOrder
 from vpop.isp.proxy import SendUpstream
 from vpop.server.forwarder import bind_source, open_source_sockets
 from vpop.store import acct_forward as queue
@@ -29,8 +29,8 @@ def sessions(engine):
 def remember(sessions, port: int) -> None:
     """A datagram sent from `port`, as an earlier run would have stored it."""
     with sessions.begin() as session:
-        queue.enqueue(session, isp="isp-a", session_key="k", attrs=b"\x2c\x03a", delay=0,
-                      received=1.0)
+        queue.enqueue(session, ForwardOrder(isp="isp-a", session_key="k", attrs=b"\x2c\x03a",
+                                            delay=0, received=1.0))
         session.flush()
         (record,) = queue.due(session, 1.0)
         queue.sending(session, [Attempt(record.id, "isp-a/1", 1.0, 3.0,

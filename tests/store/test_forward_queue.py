@@ -1,7 +1,7 @@
 """The queue of accounting owed to proxy-mode ISPs, on SQLite and PostgreSQL: what a
 datagram was sent as survives the process, and delivered records stop being due."""
 
-from vpop.isp.acct_forward import Attempt
+from vpop.isp.acct_forward import Attempt, ForwardOrder
 from vpop.isp.proxy import SendUpstream
 from vpop.store import acct_forward as queue
 
@@ -10,8 +10,8 @@ DATAGRAM = bytes((4, 17, 0, 20)) + bytes(range(16))
 
 
 def enqueue(session, key: str, attrs: bytes, received: float = T0) -> None:
-    assert queue.enqueue(session, isp="isp-a", session_key=key, attrs=attrs, delay=2,
-                         received=received)
+    assert queue.enqueue(session, ForwardOrder(isp="isp-a", session_key=key, attrs=attrs,
+                                               delay=2, received=received))
     session.flush()
 
 

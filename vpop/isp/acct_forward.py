@@ -39,6 +39,17 @@ RESEND_WINDOW = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardOrder:
+    """A record owed to a proxy-mode ISP, as the receiver hands it on with the record:
+    queued in the transaction that stores the record."""
+    isp: str
+    session_key: str  # the session's key: records of one session go in order
+    attrs: bytes  # the NAS's attributes, Acct-Delay-Time and signatures left out
+    delay: int  # Acct-Delay-Time the NAS sent
+    received: float  # seconds since the epoch, when vpop took it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueuedRecord:
     id: int
     isp: str

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from vpop.aaa.identify import caller_number
 from vpop.aaa.request import AccessContext
 from vpop.accounting.routing import routing_from_classes
-from vpop.isp.acct_forward import queued_attributes
+from vpop.isp.acct_forward import ForwardOrder, queued_attributes
 from vpop.isp.realms import find_realm, upstream_name
 from vpop.isp.selection import SelectionRequest, select_isp as choose
 from vpop.pipeline.core import Rcode
@@ -87,7 +87,7 @@ def routing_class(ctx: AccessContext) -> bytes:
     return encoded
 
 
-def accounting_owed(packet, record, deps, now: float) -> dict | None:
+def accounting_owed(packet, record, deps, now: float) -> ForwardOrder | None:
     """Whether this accounting goes on to a proxy-mode ISP, and what to queue for it.
 
     The routing Class the NAS echoes says which ISP took the session; without one
@@ -106,7 +106,7 @@ def accounting_owed(packet, record, deps, now: float) -> dict | None:
     user = realm.user if realm is not None and realm.isp is isp else record.username
     name = upstream_name(isp, record.username, user).encode()
     delay = packet.first(A.ACCT_DELAY_TIME)
-    return {"isp": isp.name, "session_key": record.unique_id,
-            "attrs": queued_attributes(packet, name),
-            "delay": int.from_bytes(delay, "big") if delay and len(delay) == 4 else 0,
-            "received": now}
+    return ForwardOrder(isp=isp.name, session_key=record.unique_id,
+                        attrs=queued_attributes(packet, name),
+                        delay=int.from_bytes(delay, "big") if delay and len(delay) == 4 else 0,
+                        received=now)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from vpop.aaa.access import PROXY, process_access
 from vpop.accounting.leases import admit_by_lease
+from vpop.isp.acct_forward import ForwardOrder
 from vpop.pipeline.core import Rcode
 from vpop.aaa.request import AccessContext
 from vpop.errors import MalformedPacket
@@ -76,7 +77,7 @@ class Persist:
     reply: bytes
     done: Callable[[bool], None]
     awaiting: Awaiting  # its duplicate-cache entry: marked stored, then the reply sent
-    forward: dict | None = None  # also owed to a proxy-mode ISP (vpop/isp/acct_forward.py)
+    forward: ForwardOrder | None = None  # also owed to a proxy-mode ISP
 
 
 class Receiver:

@@ -42,7 +42,7 @@ class JournalWriter:
     def snapshot(self) -> dict[str, int]:
         return dict(self.counts)
 
-    def submit(self, record, done, forward: dict | None = None) -> None:
+    def submit(self, record, done, forward=None) -> None:
         self.submit_group([(record, done, forward)])
 
     def submit_group(self, batch: list) -> None:

@@ -3,7 +3,7 @@
 Workers acknowledge accounting once it is in the journal (vpop/store/journal.py), each
 worker in a file of its own. The ledger reads the files in the order the records were
 stored (merged by their stamps), applies them in large batches through the same
-`AccountingWriter.commit` that direct mode uses (sessions, history, routing records,
+`Recorder.commit` that direct mode uses (sessions, history, routing records,
 rollups, gauges, events, the queue to proxy-mode ISPs) with its progress in the same
 transaction, lets event time pass for the reaper and the utilization events, and
 recycles the journal segments it has applied. It runs at a lower priority than the
@@ -28,7 +28,7 @@ from vpop.config import Settings
 from vpop.logs import setup_logging
 from vpop.server.lifetime import die_with_parent
 from vpop.server.metrics import publish_snapshot
-from vpop.server.writer import AccountingWriter, JournalBatch
+from vpop.server.writer import JournalBatch, Recorder
 from vpop.store import accounting as store
 from vpop.store.engine import make_engine, make_sessionmaker
 from vpop.store.journal import (Journal, causal_cut, decode_entry, journal_files,
@@ -70,8 +70,8 @@ class Ledger:
     def __init__(self, settings: Settings, journals: list[Journal], sessions):
         self.settings = settings
         self.journals = journals
-        self.writer = AccountingWriter(sessions, lambda callback: callback(),
-                                       settings=settings.accounting)
+        self.recorder = Recorder(sessions, lambda callback: callback(),
+                                 settings=settings.accounting)
         with sessions() as session:
             # stream name -> the last entry id applied
             self.applied = {j.stream: store.journal_applied(session, j.stream)
@@ -104,8 +104,8 @@ class Ledger:
         # progress: each file's last row, past unreadable ones too
         through = {self.journals[n].stream: rows[-1][0] for n, rows in enumerate(cut) if rows}
         positions = [(self.journals[n].stream, entry) for n, entry, _ in kept]
-        results = self.writer.commit(items, journal=JournalBatch(positions, through))
-        if self.writer.database_down:
+        results = self.recorder.commit(items, journal=JournalBatch(positions, through))
+        if self.recorder.database_down:
             return 0
         self._set_aside([(n, entry, body, "not applied: see the log")
                          for (n, entry, body), ok in zip(kept, results) if not ok])
@@ -184,12 +184,12 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
     journals = open_journals(settings)
     try:
         ledger = Ledger(settings, journals, make_sessionmaker(engine))
-        writer = ledger.writer
-        writer.tick()  # reads the leases
+        recorder = ledger.recorder
+        recorder.tick()  # reads the leases
         log.info("ledger (pid %d): journals applied: %s", os.getpid(), ledger.progress())
 
         def snapshot() -> dict:
-            return {"accounting": writer.snapshot(), "journal_backlog": ledger.backlog()}
+            return {"accounting": recorder.snapshot(), "journal_backlog": ledger.backlog()}
         tick = settings.accounting.tick
         next_tick = next_forget = next_stats = time.monotonic()
         drain_until = None
@@ -205,12 +205,12 @@ def run_ledger(settings: Settings, stats_path: Path | None, stopping) -> None:
                 drain_until = now + DRAIN_TIMEOUT
             if drain_until is not None and (not moved or now > drain_until):
                 break
-            if writer.database_down:
+            if recorder.database_down:
                 time.sleep(RETRY)
             elif not moved:
                 time.sleep(POLL)
             if now >= next_tick:
-                writer.tick()
+                recorder.tick()
                 next_tick = now + tick
             if now >= next_forget:
                 ledger.forget()

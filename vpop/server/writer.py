@@ -1,11 +1,12 @@
-"""Durable accounting: one thread commits records in groups, then lets replies go.
+"""Durable accounting in the database: the recorder, and the direct mode's writer thread.
 
-Group commit: every record waiting when a transaction starts shares it, so the
-cost of a durable commit is spread over many requests without acknowledging any
-record before it is on disk. Between batches, at most once per `tick`, the same
-thread lets event time pass: the reaper closes stale sessions and the utilization
-monitor confirms or closes events. Lease usage goes back to the event loop's
-LeaseBook (through `notify`) after every commit.
+The recorder stores a group of records in one transaction (the ledger process's
+batches from the journal, or, without the journal, what a worker's writer thread took
+from its queue) and lets event time pass at most once per `tick` between them (the
+reaper, the utilization events). Group commit: every record waiting when a transaction
+starts shares it, so the cost of a durable commit is spread over many requests without
+acknowledging any record before it is on disk. Lease usage goes back to the event
+loop's LeaseBook (through `notify`) after every commit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vpop.accounting.leases import LeaseBook, LeaseIndex
 from vpop.accounting.settings import AccountingSettings
 from vpop.accounting.utilization import EventClock
+from vpop.isp.acct_forward import ForwardOrder
 from vpop.isp.realms import find_realm
 from vpop.store import accounting as store
 from vpop.store import acct_forward
@@ -68,70 +70,17 @@ def answer_stored(batch: list, results: list[bool]) -> None:
             done.send()
 
 
-class GroupingThread:
-    """The hand-off from the event loop to one thread that stores records in groups:
-    (record, done, forward) items queued, taken as many as are waiting."""
+class Recorder:
+    """Stores accounting in the database: (record, done, forward) items in one
+    transaction with the journal's progress (`commit`), and event time passing (`tick`).
+    The direct mode's writer thread and the ledger process both record through it.
+    Lease usage goes back to the event loop's LeaseBook through `notify`."""
 
-    def __init__(self, name: str, max_batch: int):
-        self.max_batch = max_batch
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.batches = 0
-        self.failures = 0
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def submit(self, record, done: Callable[[bool], None], forward: dict | None = None) -> None:
-        """`forward`: the record is also owed to a proxy-mode ISP; it is queued for it
-        (vpop/store/acct_forward.enqueue arguments) with the record."""
-        self.queue.put((record, done, forward))
-
-    def submit_group(self, items: list) -> None:
-        """Several (record, done, forward) items in one hand-off."""
-        self.queue.put(items)
-
-    def stop(self) -> None:
-        self.queue.put(_STOP)
-        self.thread.join(timeout=30)
-
-    def snapshot(self) -> dict[str, int]:
-        """Counters for the metrics endpoint (read from another thread: a copy)."""
-        return dict(self.counts)
-
-    def take(self, timeout: float | None = None) -> tuple[list, bool]:
-        """(the items waiting, at least one unless `timeout` passed; whether to stop)."""
-        try:
-            item = self.queue.get(timeout=timeout)
-        except queue.Empty:
-            return [], False
-        if item is _STOP:
-            return [], True
-        batch = item if type(item) is list else [item]
-        while len(batch) < self.max_batch:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, True
-            if type(item) is list:
-                batch.extend(item)
-            else:
-                batch.append(item)
-        return batch, False
-
-    def _run(self) -> None:
-        raise NotImplementedError
-
-
-class AccountingWriter(GroupingThread):
-    def __init__(self, sessions: sessionmaker[Session], notify: Callable[[Callable[[], None]], None],
-                 max_batch: int | None = None, *, settings: AccountingSettings | None = None,
-                 leases: LeaseBook | None = None, wallclock: Callable[[], float] = time.time):
+    def __init__(self, sessions: sessionmaker[Session],
+                 notify: Callable[[Callable[[], None]], None], *,
+                 settings: AccountingSettings | None = None, leases: LeaseBook | None = None,
+                 wallclock: Callable[[], float] = time.time):
         self.settings = settings or AccountingSettings()
-        super().__init__("accounting-writer", max_batch or self.settings.max_batch)
         self.sessions = sessions
         self.notify = notify  # runs a callback on the event loop thread
         self.book = leases  # the event loop's, for admission; updated through notify
@@ -141,25 +90,13 @@ class AccountingWriter(GroupingThread):
         self.realm_isp = None  # User-Name -> the ISP of its realm, for attribution
         self._revision: tuple | None = None
         self.database_down = False  # the last commit found the database unavailable
-        # counts: stored, duplicates, reaped, closed by Accounting-On/Off, one per flag
+        self.failures = 0
+        # stored, duplicates, reaped, closed by Accounting-On/Off, one per flag
+        self.counts: collections.Counter[str] = collections.Counter()
 
-    # --- the thread ---
-
-    def _run(self) -> None:
-        self._refresh_leases()
-        next_tick = time.monotonic() + self.settings.tick
-        stopping = False
-        while not stopping:
-            batch, stopping = self.take(max(0.0, next_tick - time.monotonic()))
-            if batch:
-                results = self.commit(batch)
-                self.batches += 1
-                answer_stored(batch, results)
-                self.notify(lambda b=batch, r=results:
-                            [done(ok) for (_, done, _), ok in zip(b, r)])
-            if time.monotonic() >= next_tick:
-                self.tick()
-                next_tick = time.monotonic() + self.settings.tick
+    def snapshot(self) -> dict[str, int]:
+        """Counters for the metrics endpoint (read from another thread: a copy)."""
+        return dict(self.counts)
 
     def commit(self, batch: list, journal: JournalBatch | None = None) -> list[bool]:
         """Store (record, done, forward) items in one transaction; whether each is in.
@@ -243,7 +180,7 @@ class AccountingWriter(GroupingThread):
             book.started(onlines)
         self.notify(update)
 
-    def _refresh_leases(self) -> None:
+    def refresh_leases(self) -> None:
         try:
             with self.sessions() as session:
                 self._revision, leases, levels = store.lease_state(session, self._revision)
@@ -265,7 +202,7 @@ class AccountingWriter(GroupingThread):
         """Let event time pass: reap sessions gone stale by the event clock (which moves
         on with the wall clock while no newer record arrives), let the utilization events
         see it."""
-        self._refresh_leases()
+        self.refresh_leases()
         wall = self.wallclock()
         now = self.clock.now(wall)
         if now is None:
@@ -284,6 +221,90 @@ class AccountingWriter(GroupingThread):
         self._tell_book(result.lease_levels, [])
 
 
+class AccountingWriter:
+    """Direct mode (no journal): the hand-off from the event loop to one thread per
+    worker that records what is waiting in groups, and answers them once committed:
+    (record, done, forward) items queued, taken as many as are waiting."""
+
+    def __init__(self, sessions: sessionmaker[Session], notify: Callable[[Callable[[], None]], None],
+                 max_batch: int | None = None, *, settings: AccountingSettings | None = None,
+                 leases: LeaseBook | None = None, wallclock: Callable[[], float] = time.time):
+        self.settings = settings or AccountingSettings()
+        self.max_batch = max_batch or self.settings.max_batch
+        self.notify = notify
+        self.recorder = Recorder(sessions, notify, settings=self.settings, leases=leases,
+                                 wallclock=wallclock)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="accounting-writer", daemon=True)
+        self.batches = 0
+
+    @property
+    def counts(self) -> collections.Counter[str]:
+        return self.recorder.counts
+
+    @property
+    def failures(self) -> int:
+        return self.recorder.failures
+
+    def snapshot(self) -> dict[str, int]:
+        return self.recorder.snapshot()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, record, done: Callable[[bool], None], forward=None) -> None:
+        """`forward`: the record is also owed to a proxy-mode ISP (a ForwardOrder); it is
+        queued for it with the record."""
+        self.queue.put((record, done, forward))
+
+    def submit_group(self, items: list) -> None:
+        """Several (record, done, forward) items in one hand-off."""
+        self.queue.put(items)
+
+    def stop(self) -> None:
+        self.queue.put(_STOP)
+        self.thread.join(timeout=30)
+
+    def take(self, timeout: float | None = None) -> tuple[list, bool]:
+        """(the items waiting, at least one unless `timeout` passed; whether to stop)."""
+        try:
+            item = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return [], False
+        if item is _STOP:
+            return [], True
+        batch = item if type(item) is list else [item]
+        while len(batch) < self.max_batch:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            if type(item) is list:
+                batch.extend(item)
+            else:
+                batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        recorder = self.recorder
+        recorder.refresh_leases()
+        next_tick = time.monotonic() + self.settings.tick
+        stopping = False
+        while not stopping:
+            batch, stopping = self.take(max(0.0, next_tick - time.monotonic()))
+            if batch:
+                results = recorder.commit(batch)
+                self.batches += 1
+                answer_stored(batch, results)
+                self.notify(lambda b=batch, r=results:
+                            [done(ok) for (_, done, _), ok in zip(b, r)])
+            if time.monotonic() >= next_tick:
+                recorder.tick()
+                next_tick = time.monotonic() + self.settings.tick
+
+
 def realm_resolver(isps) -> Callable[[str], str | None]:
     """User-Name -> the name of the ISP whose realm it carries, for attributing sessions
     that have no routing Class."""
@@ -296,9 +317,9 @@ def realm_resolver(isps) -> Callable[[str], str | None]:
     return isp_of
 
 
-def _enqueue(session: Session, forwards: list[dict]) -> None:
-    for forward in forwards:
-        acct_forward.enqueue(session, **forward)
+def _enqueue(session: Session, orders: list[ForwardOrder]) -> None:
+    for order in orders:
+        acct_forward.enqueue(session, order)
 
 
 def _unavailable_errors() -> tuple[type, ...]:

@@ -7,20 +7,19 @@ import hashlib
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from vpop.isp.acct_forward import Attempt, QueuedRecord
+from vpop.isp.acct_forward import Attempt, ForwardOrder, QueuedRecord
 from vpop.store.isp_models import AcctForward
 
 
-def enqueue(session: Session, *, isp: str, session_key: str, attrs: bytes, delay: int,
-            received: float) -> bool:
+def enqueue(session: Session, order: ForwardOrder) -> bool:
     """Queue a record unless the same record (a NAS retransmission, even one that
     arrives after a restart) was queued before; the ISP gets each record once."""
-    content = hashlib.md5(isp.encode() + b"\0" + attrs).hexdigest()
+    content = hashlib.md5(order.isp.encode() + b"\0" + order.attrs).hexdigest()
     if session.scalar(select(AcctForward.id).where(AcctForward.content_hash == content)):
         return False
-    session.add(AcctForward(isp=isp, session_key=session_key, attrs=attrs, delay=delay,
-                            received_at=received, attempts=0, next_try=received,
-                            content_hash=content))
+    session.add(AcctForward(isp=order.isp, session_key=order.session_key, attrs=order.attrs,
+                            delay=order.delay, received_at=order.received, attempts=0,
+                            next_try=order.received, content_hash=content))
     return True
 
 

@@ -50,6 +50,7 @@ from typing import Iterator
 from vpop.accounting.records import AcctRecord
 from vpop.accounting.routing import Routing
 from vpop.errors import VpopError
+from vpop.isp.acct_forward import ForwardOrder
 
 FORMAT = 1  # of an entry's body; a journal written by another format is refused
 _FIELDS = tuple(f.name for f in fields(AcctRecord) if f.name != "routing")
@@ -59,21 +60,29 @@ class JournalError(VpopError):
     """The journal file cannot be used (not writable, another format, not a journal)."""
 
 
-def encode_entry(record: AcctRecord, forward: dict | None) -> bytes:
+def encode_entry(record: AcctRecord, forward: ForwardOrder | None) -> bytes:
     """One record and what it owes a proxy-mode ISP, as plain values (no classes pickled)."""
     routing = record.routing
     values = tuple(getattr(record, name) for name in _FIELDS)
-    return pickle.dumps((FORMAT, values, (routing.isp, routing.mode, routing.reason), forward),
+    owed = None if forward is None else (forward.isp, forward.session_key, forward.attrs,
+                                         forward.delay, forward.received)
+    return pickle.dumps((FORMAT, values, (routing.isp, routing.mode, routing.reason), owed),
                         protocol=5)
 
 
-def decode_entry(body: bytes) -> tuple[AcctRecord, dict | None]:
-    version, values, routing, forward = pickle.loads(body)
+def decode_entry(body: bytes) -> tuple[AcctRecord, ForwardOrder | None]:
+    version, values, routing, owed = pickle.loads(body)
     if version != FORMAT:
         raise JournalError(f"journal entry of format {version}, this vpop reads {FORMAT}")
     record = AcctRecord(**dict(zip(_FIELDS, values)),
                         routing=Routing(isp=routing[0], mode=routing[1], reason=routing[2]))
-    return record, forward
+    if owed is None:
+        return record, None
+    if isinstance(owed, dict):  # written by a vpop that kept the order as a dict
+        return record, ForwardOrder(**owed)
+    isp, session_key, attrs, delay, received = owed
+    return record, ForwardOrder(isp=isp, session_key=session_key, attrs=attrs, delay=delay,
+                                received=received)
 
 
 def worker_journal(path: str, index: int) -> str:
