@@ -1,4 +1,5 @@
-"""The `vpop` command: init, db upgrade, serve, import, check-config."""
+"""vpop: a RADIUS/AAA server for wholesale access networks. Each command's options:
+vpop COMMAND --help."""
 
 from __future__ import annotations
 
@@ -17,35 +18,47 @@ EXIT_USAGE = 2  # bad config or import file
 EXIT_UNAVAILABLE = 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option, each with its line of help (a test checks that)."""
+    import vpop
     parser = argparse.ArgumentParser(prog="vpop", description=__doc__)
     parser.add_argument("--config", default=os.environ.get("VPOP_CONFIG", DEFAULT_CONFIG),
                         help="TOML config file (default: $VPOP_CONFIG or ./vpop.toml)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"vpop {vpop.__version__}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="write a commented config and create the database")
     init.add_argument("--demo", action="store_true", help="load the demo NAS and subscribers")
-    init.add_argument("--country-code", default="49", help="for caller ID normalisation")
+    init.add_argument("--country-code", default="49",
+                      help="for caller ID normalisation (default: 49)")
     init.add_argument("--force", action="store_true", help="overwrite an existing config file")
 
-    db = commands.add_parser("db", help="database schema")
+    db = commands.add_parser("db", help="database schema: upgrade, current")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply all migrations")
     db_commands.add_parser("current", help="print the schema revision")
 
     serve = commands.add_parser("serve", help="run the RADIUS server")
-    serve.add_argument("--workers", type=int, help="processes sharing the ports")
-    serve.add_argument("--listen", action="append", help="address to listen on (repeatable)")
-    serve.add_argument("--auth-port", type=int)
-    serve.add_argument("--acct-port", type=int)
-    serve.add_argument("--coa-port", type=int)
-    serve.add_argument("--metrics-port", type=int)
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="processes sharing the ports (instead of [server] workers)")
+    serve.add_argument("--listen", action="append", metavar="ADDR",
+                       help="IP address to listen on, repeatable (instead of [server] listen)")
+    serve.add_argument("--auth-port", type=int, metavar="PORT",
+                       help="Access-Request port, 0: any free one (instead of [server] auth_port)")
+    serve.add_argument("--acct-port", type=int, metavar="PORT",
+                       help="Accounting-Request port (instead of [server] acct_port)")
+    serve.add_argument("--coa-port", type=int, metavar="PORT",
+                       help="CoA and Disconnect port (instead of [server] coa_port)")
+    serve.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="Prometheus endpoint's TCP port, 0: none (instead of [metrics] port)")
 
     imp = commands.add_parser("import", help="provision NAS clients, profiles, subscribers")
-    imp.add_argument("file")
+    imp.add_argument("file", help="the TOML file to import (docs/provisioning.md)")
     imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
 
-    commands.add_parser("check-config", help="validate the config file and templates")
+    commands.add_parser("check-config", help="validate the config, its templates and "
+                        "database, and the provisioned ISPs, as serve would")
 
     from vpop.accounting.cli import add_report_parser
     add_report_parser(commands)
@@ -55,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     isp_commands = isp.add_subparsers(dest="isp_command", required=True)
     add_isp_status_arguments(isp_commands.add_parser(
         "status", help="ISPs and their servers' measured state, as a table or JSON"))
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

@@ -35,14 +35,16 @@ def add_report_parser(commands) -> None:
         sub.add_argument("--to", dest="end", metavar="TIME", help="period end, exclusive")
         sub.add_argument("--grain", choices=tuple(GRAINS),
                          help="bucket size (default: hour up to 7 days, else day)")
-        sub.add_argument("--format", choices=reports.FORMATS, default="table")
+        sub.add_argument("--format", choices=reports.FORMATS, default="table",
+                         help="output format (default: table)")
         sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                          help="progress bar on standard error (default: when it is a terminal)")
         if name == "utilization":
             sub.add_argument("--events", action="store_true",
                              help="list the under- and over-utilization events instead")
         else:
-            sub.add_argument("--by", choices=reports.GROUPS, default="isp")
+            sub.add_argument("--by", choices=reports.GROUPS, default="isp",
+                             help="one row per bucket and ISP, lease or NAS (default: isp)")
             sub.add_argument("--online", action="store_true",
                              help="list the sessions online now instead")
             sub.add_argument("--limit", type=int, default=1000, help="sessions listed at most")
