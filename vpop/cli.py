@@ -4,13 +4,13 @@ vpop COMMAND --help."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
 
 from vpop import config as config_module
-from vpop.errors import ConfigError, StoreUnavailable, VpopError
+from vpop.errors import ConfigError, ListenError, StoreUnavailable, VpopError
 from vpop.logs import setup_logging
 
 DEFAULT_CONFIG = "vpop.toml"
@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # What vpop writes (database, journal, logs, the config of init) is its operator's
+    # alone: docs/configuration.md, "Files".
+    os.umask(os.umask(0o077) | 0o077)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -159,51 +162,44 @@ def _import(settings, file: str, *, dry_run: bool) -> int:
 
 
 def cmd_check_config(args) -> int:
-    settings = _settings(args)
-    from vpop.aaa.reply import ReplyRenderer
-    from vpop.aaa.subscribers import Account, ServiceProfile
-    from vpop.server.app import load_dictionary
-    dictionary = load_dictionary(settings)
-    renderer = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
-    sample = Account(username="check", profile=ServiceProfile(
-        name="check", rate_down_kbps=10000, rate_up_kbps=2000, address_pool="pool",
-        session_timeout=3600, idle_timeout=600, class_="check"), methods=frozenset({"pap"}))
-    for nas_type in ("generic", "cisco", "mikrotik", "juniper"):
-        renderer.encoded(sample, nas_type)
-    # The provisioned ISPs against these templates: a template error names the ISP.
-    from vpop.store.engine import check_connection, make_engine, make_sessionmaker
-    from vpop.store.isp_snapshot import check_stored_isps
-    engine = make_engine(settings.database_url)
-    check_connection(engine)
-    with make_sessionmaker(engine)() as session:
-        problems = check_stored_isps(session, renderer, renderer.tunnel_templates())
-    engine.dispose()
-    if problems:
-        for problem in problems:
+    from vpop.server import preflight
+    findings = preflight.check(_settings(args), serving=False)
+    for warning in findings.warnings:
+        print(f"vpop: warning: {warning}", file=sys.stderr)
+    if findings.problems:  # the provisioned ISPs against the templates, each named
+        for problem in findings.problems:
             print(f"vpop: {problem}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{args.config}: ok")
     return 0
 
 
+SERVE_OPTIONS = {"server.workers": "--workers", "server.listen": "--listen",
+                 "server.auth_port": "--auth-port", "server.acct_port": "--acct-port",
+                 "server.coa_port": "--coa-port", "metrics.port": "--metrics-port"}
+
+
 def cmd_serve(args) -> int:
-    settings = _settings(args)
-    server = settings.server
-    changes = {k: v for k, v in (("workers", args.workers), ("auth_port", args.auth_port),
-                                 ("acct_port", args.acct_port), ("coa_port", args.coa_port))
-               if v is not None}
-    if args.listen:
-        changes["listen"] = tuple(args.listen)
-    settings = dataclasses.replace(settings, server=dataclasses.replace(server, **changes))
-    if args.metrics_port is not None:
-        settings = dataclasses.replace(settings, metrics=dataclasses.replace(
-            settings.metrics, port=args.metrics_port))
+    options: dict[str, dict] = {"server": {}, "metrics": {}}
+    for name, flag in SERVE_OPTIONS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            section, key = name.split(".")
+            options[section][key] = tuple(value) if isinstance(value, list) else value
+    settings = config_module.override(_settings(args), options, SERVE_OPTIONS)
+    from vpop.server import preflight
+    findings = preflight.check(settings, serving=True)  # before anything is made
     setup_logging(settings)
+    for warning in [*findings.warnings, *map(str, findings.problems)]:
+        logging.getLogger("vpop.server").warning("%s", warning)
     from vpop.server.app import serve
     try:
         return serve(settings)
+    except ListenError as exc:
+        print(f"vpop: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
-        print(f"vpop: cannot listen: {exc}", file=sys.stderr)
+        print(f"vpop: cannot start: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 

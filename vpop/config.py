@@ -8,6 +8,7 @@ secrets need not sit in the file.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from typing import Any
 
 from vpop.accounting.settings import AccountingSettings
 from vpop.errors import ConfigError
+from vpop.isp.selection import RULES as ISP_RULES
 
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
 
@@ -144,7 +146,49 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Set
     if "VPOP_DATABASE_URL" in env:
         settings = dataclasses.replace(
             settings, database=DatabaseSettings(url=env["VPOP_DATABASE_URL"]))
+        problem = _database_url_problem(settings.database.url)
+        if problem:
+            raise ConfigError(f"{problem} (from VPOP_DATABASE_URL)", file=path,
+                              field="database.url")
     return settings
+
+
+def override(settings: Settings, options: dict[str, dict[str, Any]],
+             names: dict[str, str]) -> Settings:
+    """`settings` with options replaced (from the command line), validated as the file's
+    are; `names` gives the command-line spelling of each option for the message."""
+    sections = {section: dataclasses.replace(getattr(settings, section), **values)
+                for section, values in options.items() if values}
+    changed = dataclasses.replace(settings, **sections)
+
+    def fail(message: str, section: str, key: str | None = None) -> ConfigError:
+        name = f"{section}.{key}" if key else section
+        if name in names:
+            return ConfigError(message, field=f"{name} ({names[name]})")
+        return _error(settings.path, _read(settings.path), message, section, key)
+    _validate(changed, fail)
+    return changed
+
+
+def field_error(settings: Settings, message: str, section: str,
+                key: str | None = None) -> ConfigError:
+    """A ConfigError naming the config file, the option's line and the option, for a
+    value found wrong after loading (e.g. against the database)."""
+    return _error(settings.path, _read(settings.path), message, section, key)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8") if path else ""
+    except OSError:
+        return ""
+
+
+def _error(path: str, text: str, message: str, section: str,
+           key: str | None = None) -> ConfigError:
+    name = f"{section}.{key}" if key else section
+    return ConfigError(message, file=path or None, line=_line_of(text, section, key),
+                       field=name)
 
 
 def from_dict(data: dict[str, Any], *, path: str = "", text: str = "",
@@ -152,9 +196,7 @@ def from_dict(data: dict[str, Any], *, path: str = "", text: str = "",
     env = os.environ if env is None else env
 
     def fail(message: str, section: str, key: str | None = None) -> ConfigError:
-        name = f"{section}.{key}" if key else section
-        return ConfigError(message, file=path or None, line=_line_of(text, section, key),
-                           field=name)
+        return _error(path, text, message, section, key)
 
     sections: dict[str, Any] = {}
     for section, values in data.items():
@@ -209,24 +251,55 @@ def _coerce(value: Any, default: Any, env: dict[str, str], fail) -> Any:
 
 
 def _validate(s: Settings, fail) -> None:
+    """Every value that cannot work, found before anything starts: `vpop check-config`
+    and `vpop serve` refuse the same settings."""
+    ports = {}
     for key in ("auth_port", "acct_port", "coa_port"):
         port = getattr(s.server, key)
         if not 0 <= port <= 65535:
             raise fail("must be a port number 0-65535 (0: any free port)", "server", key)
+        if port and port in ports:
+            raise fail(f"must differ from server.{ports[port]} ({port})", "server", key)
+        ports.setdefault(port, key)
     if s.server.workers < 1:
         raise fail("must be at least 1", "server", "workers")
     if s.server.dedup_window < 0:
         raise fail("must not be negative", "server", "dedup_window")
+    if s.server.recv_buffer < 1:
+        raise fail("must be a positive number of bytes", "server", "recv_buffer")
+    if s.server.max_batch < 1:
+        raise fail("must be at least 1", "server", "max_batch")
     if not s.server.listen:
         raise fail("needs at least one address", "server", "listen")
+    problem = _listen_problem(s.server.listen)
+    if problem:
+        raise fail(problem, "server", "listen")
+    problem = _database_url_problem(s.database.url)
+    if problem:
+        raise fail(problem, "database", "url")
     bad = set(s.identification.order) - _IDENT_METHODS
     if bad or not s.identification.order:
         raise fail(f"must be a list of {sorted(_IDENT_METHODS)}", "identification", "order")
     for key in ("country_code", "national_prefix", "international_prefix"):
         if not getattr(s.identification, key).isdigit() and getattr(s.identification, key):
             raise fail("must be digits", "identification", key)
+    if not s.identification.realm_delimiter:
+        raise fail("must not be empty", "identification", "realm_delimiter")
     if s.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise fail("must be debug, info, warning or error", "logging", "level")
+    unknown = [rule for rule in s.isp.chain if rule not in ISP_RULES]
+    if unknown:
+        raise fail(f"unknown rule {unknown[0]!r}: the rules are {', '.join(ISP_RULES)}",
+                   "isp", "chain")
+    if len(set(s.isp.chain)) != len(s.isp.chain):
+        raise fail("must name each rule at most once", "isp", "chain")
+    weights = ("weight_quality", "weight_price", "weight_availability")
+    for key in weights:
+        if getattr(s.isp, key) < 0:
+            raise fail("must not be negative", "isp", key)
+    if not sum(getattr(s.isp, key) for key in weights) > 0:
+        raise fail("one of weight_quality, weight_price and weight_availability must be "
+                   "positive", "isp", weights[0])
     for key in ("response_window", "zombie_period", "probe_interval", "budget"):
         if getattr(s.isp, key) <= 0:
             raise fail("must be positive", "isp", key)
@@ -235,12 +308,46 @@ def _validate(s: Settings, fail) -> None:
     if not 0 <= s.isp.accounting_source_port <= 65535:
         raise fail("must be a port number 0-65535 (0: the one used last)", "isp",
                    "accounting_source_port")
+    if s.isp.accounting_source_port in ports and s.isp.accounting_source_port:
+        raise fail(f"must differ from server.{ports[s.isp.accounting_source_port]}", "isp",
+                   "accounting_source_port")
     if s.isp.accounting_resend_window < 0:
         raise fail("must not be negative", "isp", "accounting_resend_window")
     for key, reason in s.accounting.problems():
         raise fail(reason, "accounting", key)
     if not 0 <= s.metrics.port <= 65535:
         raise fail("must be a port number (0 disables)", "metrics", "port")
+    if _listen_problem((s.metrics.listen,)):
+        raise fail("must be an IPv4 or IPv6 address", "metrics", "listen")
+
+
+def _listen_problem(addresses) -> str | None:
+    """Why these addresses cannot all be bound on one port, or None."""
+    parsed = []
+    for address in addresses:
+        try:
+            parsed.append(ipaddress.ip_address(address))
+        except ValueError:
+            return f"{address!r} is not an IPv4 or IPv6 address"
+    for ip in parsed:
+        if parsed.count(ip) > 1:
+            return f"{ip} is listed twice"
+        # The wildcard takes the port on every address of its family.
+        if ip.is_unspecified and any(other.version == ip.version for other in parsed
+                                     if other != ip):
+            return f"{ip} covers every address of its family: list it alone"
+    return None
+
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "postgres")
+
+
+def _database_url_problem(url: str) -> str | None:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in DATABASE_SCHEMES:
+        given = f"not {scheme}://" if scheme else "no scheme given"
+        return f"must start with sqlite:/// or postgresql:// ({given})"
+    return None
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:

@@ -28,3 +28,14 @@ class ConfigError(VpopError):
 
 class StoreUnavailable(VpopError):
     """The database cannot be reached or used; the message names it without the password."""
+
+
+class ListenError(VpopError, OSError):
+    """An address and port cannot be bound (in use, not an address of this host): stop
+    at start-up naming both. An OSError too, for the handlers that close what was opened."""
+
+    def __init__(self, address: str, port: int, transport: str, reason: str, *,
+                 option: str | None = None):
+        where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        about = f" ({option})" if option else ""
+        super().__init__(f"cannot listen on {where}/{transport}{about}: {reason}")

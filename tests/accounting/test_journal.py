@@ -293,3 +293,68 @@ def test_the_cut_applies_only_what_no_unread_entry_can_precede(reads, limit, now
     cut = causal_cut(reads, limit, now)
     assert [len(prefix) for prefix in cut] == expected
     assert all(prefix == read[:len(prefix)] for prefix, read in zip(cut, reads))
+
+
+@pytest.fixture
+def open_umask():
+    """A umask that would leave files readable by everyone: vpop's modes must not rely
+    on the caller's."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_a_journal_is_its_owner_s_alone(tmp_path, open_umask):
+    path = tmp_path / "var" / "journal"
+    journal = Journal(str(path), writer=True)
+    try:
+        journal.append([b"a"])
+        journal.set_aside([(1, b"a", "why")])
+    finally:
+        journal.close()
+    assert (tmp_path / "var").stat().st_mode & 0o777 == 0o700  # made on the way
+    assert path.stat().st_mode & 0o777 == 0o700
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert {"stream", "writer.lock", "set-aside"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes
+
+
+def test_a_writer_after_one_that_did_not_stop_cleanly_says_what_it_recovered(tmp_path,
+                                                                            caplog):
+    path = str(tmp_path / "journal")
+    first = Journal(path, writer=True)
+    first.append([b"a", b"b", b"c"])
+    segment_file = last_segment(first)
+    first.close()
+    caplog.set_level("INFO", logger="vpop.store.journal")
+    again = Journal(path, writer=True)  # after a clean stop: nothing to say
+    again.close()
+    assert not caplog.records
+    with open(os.path.join(path, "writer.lock"), "w") as lock:  # as a killed writer leaves it
+        lock.write("4242\n")
+    end = os.path.getsize(segment_file)
+    with open(segment_file, "r+b") as segment:
+        segment.seek(end)
+        segment.write(frame(4, b"dddd")[:-3])  # and the write it was killed in
+    again = Journal(path, writer=True)
+    again.close()
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said == (f"accounting journal {path}: the previous writer (pid 4242) did not stop "
+                    f"cleanly; recovered its last segment: 3 entries kept (through id 3), "
+                    f"a torn write of {len(frame(4, b'dddd')) - 3} bytes zeroed")
+
+
+def test_a_journal_is_checked_before_serving_without_making_anything(tmp_path, journal):
+    missing = tmp_path / "var" / "later" / "journal"
+    journal_module.check_usable(str(missing), free=True)  # may be made
+    assert not (tmp_path / "var").exists()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(JournalError, match="blocker is not a directory"):
+        journal_module.check_usable(str(blocker / "journal"), free=True)
+    with pytest.raises(JournalError, match="earlier vpop"):
+        journal_module.check_usable(str(blocker), free=True)
+    # The journal a running server writes: refused for serving, fine for check-config.
+    with pytest.raises(JournalError, match="written by another process"):
+        journal_module.check_usable(journal.path, free=True)
+    journal_module.check_usable(journal.path, free=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import select
 import signal
 import socket
@@ -171,6 +172,12 @@ def test_sigkill_loses_no_acknowledged_record_and_retransmissions_make_no_duplic
     second = dataclasses.replace(first, process=None, exit_status=None, _output_file=None)
     servers.append(second)
     second.start()
+    if journal:  # each worker's journal says what it recovered from its killed writer
+        said = re.findall(r"accounting journal (\S+): the previous writer \(pid (\d+)\) did not "
+                          r"stop cleanly; recovered its last segment: (\d+) entries kept",
+                          second.log_text())
+        assert len(said) == workers, second.log_text()
+        assert sum(int(kept) for _, _, kept in said) >= len(stream.acked)
     if journal:  # the new ledger applies what the old one had not: each record once
         second.wait_for_ledger()
         after_restart = stored(second)

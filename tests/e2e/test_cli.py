@@ -3,12 +3,16 @@ the file, line and field, and no half-done work after a refusal."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import socket
 
 import pytest
 from sqlalchemy import text
 
-from e2e_support import GRACE, clean_env, init_demo, run_vpop, set_options
+from e2e_support import (GRACE, Nas, VpopServer, clean_env, family_of, init_demo, run_vpop,
+                         set_options)
+from vpop.radius import codec
 from vpop.store.engine import make_engine
 
 pytestmark = pytest.mark.e2e
@@ -147,3 +151,166 @@ def test_an_unusable_journal_stops_serve_with_its_path(config):
     assert str(config) in result.stderr and "accounting.journal" in result.stderr
     assert "not-a-directory/accounting-journal" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# `vpop serve` on ports the kernel picks, as every test here that starts one.
+SERVE = ("serve", "--auth-port", "0", "--acct-port", "0", "--coa-port", "0",
+         "--metrics-port", "0")
+
+
+def tree(home) -> dict[str, int]:
+    """Every file and directory under `home`, with its size (0 for directories)."""
+    return {str(p.relative_to(home)): p.stat().st_size if p.is_file() else 0
+            for p in sorted(home.rglob("*"))}
+
+
+# The settings that once passed check-config and then crashed serve, left it deaf, or were
+# accepted without a word: (option, value, the option named in the refusal).
+UNWORKABLE = {
+    "unknown ISP rule": ({"isp": {"chain": ["realm", "coin-toss"]}}, "isp.chain"),
+    "negative weight": ({"isp": {"weight_price": -0.3}}, "isp.weight_price"),
+    "no batch": ({"server": {"max_batch": 0}}, "server.max_batch"),
+    "bad address": ({"server": {"listen": ["0.0.0.300"]}}, "server.listen"),
+    "no templates": ({"radius": {"templates": "no-such-templates"}}, "radius.templates"),
+    "no dictionary": ({"radius": {"dictionary": "no-such-dictionary"}}, "radius.dictionary"),
+    "unknown default ISP": ({"isp": {"default_isp": "no-such-isp"}}, "isp.default_isp"),
+    "negative buffer": ({"server": {"recv_buffer": -1}}, "server.recv_buffer"),
+    "unsupported database": ({"database": {"url": "mysql://vpop@db.example/vpop"}},
+                             "database.url"),
+    "log in a missing directory": ({"logging": {"file": "no-such-dir/vpop.log"}},
+                                   "logging.file"),
+}
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["serve"]])
+@pytest.mark.parametrize("case", list(UNWORKABLE))
+def test_what_serve_cannot_work_with_is_refused_first_and_nothing_is_made(config, command,
+                                                                            case):
+    options, field = UNWORKABLE[case]
+    content = set_options(config.read_text(), options)
+    config.write_text(content)
+    before = tree(config.parent)
+    result = run_vpop(config, *(SERVE if command == ["serve"] else command))
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    section, key = field.split(".")
+    wrong = next(line for line in content.splitlines() if line.startswith(f"{key} = "))
+    assert f"{config}:{line_of(content, wrong)}" in result.stderr
+    assert f"field '{field}'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tree(config.parent) == before  # no journal, no log, no database file
+
+
+def test_a_missing_database_is_named_and_not_made(config):
+    content = set_options(config.read_text(), {"database": {"url": "sqlite:///data/vpop.db"}})
+    config.write_text(content)
+    before = tree(config.parent)
+    for command in (["check-config"], SERVE):
+        result = run_vpop(config, *command)
+        assert result.returncode == 1, result.stderr
+        assert "data/vpop.db does not exist" in result.stderr and "vpop db upgrade" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert tree(config.parent) == before  # no data/ directory either
+
+
+def test_a_database_of_another_schema_is_named(config):
+    engine = make_engine(f"sqlite:///{config.parent / 'var' / 'vpop.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    engine.dispose()
+    for command in (["check-config"], SERVE):
+        result = run_vpop(config, *command)
+        assert result.returncode == 1, result.stderr
+        assert "schema revision 0001" in result.stderr and "vpop db upgrade" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("option,value,words", [
+    ("--auth-port", "70000", "field 'server.auth_port (--auth-port)'"),
+    ("--listen", "localhost", "field 'server.listen (--listen)'"),
+    ("--workers", "0", "field 'server.workers (--workers)'"),
+])
+def test_command_line_options_are_checked_like_the_file(config, option, value, words):
+    before = tree(config.parent)
+    result = run_vpop(config, "serve", option, value)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert tree(config.parent) == before
+
+
+def held_udp(host: str) -> socket.socket:
+    sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    return sock
+
+
+@pytest.mark.parametrize("case", ["auth port in use", "acct port in use",
+                                  "address not on this host"])
+def test_a_port_that_cannot_be_bound_is_named_and_nothing_is_made(config, case):
+    before = tree(config.parent)
+    ports = {"--auth-port": "0", "--acct-port": "0", "--coa-port": "0", "--metrics-port": "0"}
+    listen, held = "127.0.0.1", None
+    if case == "address not on this host":
+        listen = "192.0.2.1"  # TEST-NET-1 (RFC 5737)
+        wanted = "192.0.2.1:0/udp"
+    else:
+        held = held_udp("::1")
+        port = held.getsockname()[1]
+        listen = "::1"
+        ports["--auth-port" if case.startswith("auth") else "--acct-port"] = str(port)
+        wanted = f"[::1]:{port}/udp"
+    try:
+        result = run_vpop(config, "serve", "--listen", listen,
+                          *[part for item in ports.items() for part in item])
+    finally:
+        if held is not None:
+            held.close()
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert f"cannot listen on {wanted}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tree(config.parent) == before  # the journal is made only once the ports are bound
+
+
+def test_a_metrics_port_in_use_is_named(config):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run_vpop(config, "serve", "--listen", "127.0.0.1", "--auth-port", "0",
+                          "--acct-port", "0", "--coa-port", "0", "--metrics-port", str(port))
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}/tcp (metrics.port)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_server_s_files_are_its_own_and_its_first_line_says_what_runs(tmp_path):
+    server = VpopServer.create(tmp_path / "home")
+    server.start()
+    try:
+        nas = Nas()
+        reply = nas.ask(nas.accounting([("Acct-Status-Type", "Start"),
+                                        ("Acct-Session-Id", "modes-1"), ("User-Name", "alice"),
+                                        ("NAS-IP-Address", "192.0.2.77")]), server.acct())
+        assert reply.code == codec.ACCOUNTING_RESPONSE
+        started = next(line for line in server.log_text().splitlines() if " started: " in line)
+        assert f"started: pid {server.pid}, 1 worker(s); " in started
+        for kind, port in (("auth", server.auth_port), ("acct", server.acct_port),
+                           ("coa", server.coa_port)):
+            assert f"{kind} 127.0.0.1:{port} [::1]:{port}" in started
+        assert f"metrics http://127.0.0.1:{server.metrics_port}/metrics" in started
+        assert "wire primitives compiled (vpop.radius._wire)" in started
+        home = server.home
+        files = [home / "vpop.toml", server.log, *sorted((home / "var").rglob("*"))]
+        assert any(p.name.endswith("-wal") for p in files) and server.journal_path in files
+        wrong = {str(p.relative_to(home)): oct(mode(p)) for p in files
+                 if mode(p) != (0o700 if p.is_dir() else 0o600)}
+        assert mode(home / "var") == 0o700 and not wrong
+    finally:
+        assert server.stop() == 0
+    again = dataclasses.replace(server, process=None, exit_status=None, _output_file=None)
+    again.start()  # after a clean stop, nothing to recover
+    assert again.stop() == 0
+    assert "did not stop cleanly" not in again.log_text()

@@ -20,6 +20,9 @@ else:
         _impl = wire_py
 
 COMPILED = _impl is not wire_py
+# For the start-up log line: which of the two runs.
+IMPLEMENTATION = ("compiled (vpop.radius._wire)" if COMPILED
+                  else "Python reference (vpop.radius.wire_py, slower)")
 md5 = _impl.md5
 hmac_md5 = _impl.hmac_md5
 message_authenticator_ok = _impl.message_authenticator_ok

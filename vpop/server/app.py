@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import vpop
 from vpop import config as config_module
 from vpop.accounting.leases import LeaseBook
 from vpop.accounting.records import AccountingPolicy
@@ -30,12 +31,14 @@ from vpop.isp.acct_forward import AccountingForwarder
 from vpop.isp.proxy import ProxyEngine
 from vpop.isp.selection import policy_from_settings as selection_policy
 from vpop.config import Settings
-from vpop.errors import ConfigError
+from vpop.errors import ListenError
 from vpop.pipeline.deps import Deps
 from vpop.pipeline.receiver import ACCT, AUTH, COA, Receiver
 from vpop.pipeline.requestlog import RequestLog
+from vpop.radius import wire
 from vpop.radius.clients import ClientTable
-from vpop.radius.dictionary import Dictionary, shipped_dictionary
+from vpop.radius.dictionary import Dictionary
+from vpop.server.preflight import load_dictionary
 from vpop.server.metrics import (VpopCollector, publish_snapshot, read_snapshots,
                                  serve_metrics)
 from vpop.server.forwarder import ForwarderShell, open_source_sockets
@@ -48,7 +51,7 @@ from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
 from vpop.store import qos as qos_store
-from vpop.store.journal import Journal, JournalError, worker_journal
+from vpop.store.journal import Journal, worker_journal
 from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_subscribers
 
@@ -80,11 +83,6 @@ def request_stream(settings: Settings):
     if settings.logging.file:
         return open(settings.logging.file, "a", encoding="utf-8")
     return sys.stderr
-
-
-def load_dictionary(settings: Settings) -> Dictionary:
-    path = settings.relative(settings.radius.dictionary) or str(shipped_dictionary())
-    return Dictionary(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,36 +356,30 @@ class Worker:
 
 def serve(settings: Settings) -> int:
     """Run the server until SIGTERM; with workers > 1, as a supervisor of processes.
-    With the accounting journal, a ledger process applies it beside the workers."""
-    engine = make_engine(settings.database_url)
-    check_connection(engine)  # a clear error before anything binds
-    engine.dispose()
-    if settings.accounting.journal:  # likewise, as a config error naming the option
-        try:
-            Journal(journal_path(settings)).close()
-        except JournalError as exc:
-            raise ConfigError(str(exc), file=settings.path or None,
-                              field="accounting.journal") from None
+    With the accounting journal, a ledger process applies it beside the workers.
+    The caller has run vpop.server.preflight.check: the ports are bound before the
+    journal or anything else is made, so a port in use leaves nothing behind."""
     port = settings.isp.accounting_source_port
     if port:  # in use: fail before anything starts
         try:
             for sock in open_source_sockets(port).values():
                 sock.close()
         except OSError as exc:
-            raise OSError(exc.errno, f"isp.accounting_source_port {port}: {exc.strerror}") \
-                from None
+            raise ListenError("0.0.0.0 and ::", port, "udp", exc.strerror or str(exc),
+                              option="isp.accounting_source_port") from None
     stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
     ledger = LedgerProcess(settings, stats_dir) if settings.accounting.journal else None
     try:
         if settings.server.workers == 1:
             worker = Worker(settings, ledger=ledger)
             socks = worker.open_sockets()  # a port in use fails before the ledger starts
-            if ledger is not None:
-                ledger.start()
             if settings.metrics.port:
                 serve_metrics(settings.metrics.listen, settings.metrics.port,
                               VpopCollector(lambda: read_snapshots(stats_dir) + (
                                   [worker.snapshot()] if hasattr(worker, "writer") else [])))
+            if ledger is not None:
+                ledger.start()
+            log_started(settings, socks)
             worker.run(socks)
             return 0
         return _supervise(settings, stats_dir, ledger)
@@ -397,12 +389,31 @@ def serve(settings: Settings) -> int:
         shutil.rmtree(stats_dir, ignore_errors=True)
 
 
+def log_started(settings: Settings, socks: list[tuple[str, socket.socket]]) -> None:
+    """One line for whoever reads the log first: pid, the bound ports, the metrics URL
+    and whether the compiled wire primitives run."""
+    def where(host: str, port: int) -> str:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = {kind: " ".join(where(*sock.getsockname()[:2]) for k, sock in socks if k == kind)
+             for kind in (AUTH, ACCT, COA)}
+    metrics = settings.metrics
+    log.info("vpop %s started: pid %d, %d worker(s); auth %s, acct %s, coa %s; metrics %s; "
+             "wire primitives %s", vpop.__version__, os.getpid(), settings.server.workers,
+             bound[AUTH], bound[ACCT], bound[COA],
+             f"http://{where(metrics.listen, metrics.port)}/metrics" if metrics.port else "off",
+             wire.IMPLEMENTATION)
+
+
 def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None) -> int:
     ctx = multiprocessing.get_context("fork")
     accounting = open_accounting_sockets(settings)
     # Bind once here so a port in use fails before any worker starts.
     probe = Worker(settings, reuse_port=True, accounting=accounting)
     held = [(kind, sock) for kind, sock in probe.open_sockets() if kind != ACCT]
+    if settings.metrics.port:  # likewise the metrics port
+        serve_metrics(settings.metrics.listen, settings.metrics.port,
+                      VpopCollector(lambda: read_snapshots(stats_dir)))
+    log_started(settings, held + [(ACCT, sock) for sock in accounting.values()])
 
     def spawn(index: int):
         process = ctx.Process(target=_worker_main,
@@ -416,9 +427,6 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None)
         sock.close()
     if ledger is not None:
         ledger.start()
-    if settings.metrics.port:
-        serve_metrics(settings.metrics.listen, settings.metrics.port,
-                      VpopCollector(lambda: read_snapshots(stats_dir)))
     stopping = False
 
     def forward(signum, _frame):

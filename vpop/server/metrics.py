@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily,
                                     GaugeMetricFamily, HistogramMetricFamily)
 
+from vpop.errors import ListenError
 from vpop.pipeline.stats import LATENCY_BUCKETS, Stats
 
 
@@ -90,4 +91,8 @@ def read_snapshots(stats_dir: str) -> list[dict]:
 def serve_metrics(host: str, port: int, collector: VpopCollector) -> None:
     registry = CollectorRegistry()
     registry.register(collector)
-    start_http_server(port, addr=host, registry=registry)
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ListenError(host, port, "tcp", exc.strerror or str(exc),
+                          option="metrics.port") from None

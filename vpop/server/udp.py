@@ -7,6 +7,7 @@ import logging
 import socket
 from concurrent.futures import Executor
 
+from vpop.errors import ListenError
 from vpop.pipeline.receiver import Defer, Drop, Forward, Persist, Receiver, Send
 from vpop.server.writer import Ack
 
@@ -28,9 +29,9 @@ def open_socket(host: str, port: int, recv_buffer: int, reuse_port: bool) -> soc
             log.warning("could not set SO_RCVBUF to %d", recv_buffer)
         sock.bind((host, port))
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ListenError(host, port, "udp", exc.strerror or str(exc)) from None
     return sock
 
 

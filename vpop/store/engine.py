@@ -5,6 +5,7 @@ Only the shell, the CLI and tests call these; repositories get a Session.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -13,23 +14,34 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vpop.errors import StoreUnavailable
+from vpop.store.files import PRIVATE_FILE, private_dirs
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, create: bool = True) -> Engine:
     """An engine for a ``sqlite:///`` or ``postgresql://`` URL.
 
     SQLite runs in WAL mode so readers do not block the accounting writer, with
     ``synchronous=FULL`` because an Accounting-Response promises the record is on
-    disk (NORMAL may lose the last commits on power failure in WAL mode).
+    disk (NORMAL may lose the last commits on power failure in WAL mode). A SQLite
+    file is made owner-only, with its directory (SQLite gives its -wal and -shm files
+    the database file's mode); with ``create=False`` a missing one is StoreUnavailable.
     """
     parsed = _parse(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = _sqlite_file(parsed)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if path is not None and not path.exists():
+            if not create:
+                raise StoreUnavailable(f"database {safe_url(url)} does not exist: "
+                                       "create it with `vpop db upgrade`")
+            try:
+                private_dirs(path.parent)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+            except OSError as exc:
+                raise StoreUnavailable(f"database {safe_url(url)} cannot be created: "
+                                       f"{exc.strerror or exc}") from None
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine

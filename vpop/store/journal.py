@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import fcntl
 import glob
+import logging
 import os
 import pickle
 import re
@@ -51,6 +52,9 @@ from vpop.accounting.records import AcctRecord
 from vpop.accounting.routing import Routing
 from vpop.errors import VpopError
 from vpop.isp.acct_forward import ForwardOrder
+from vpop.store.files import private_dirs, private_opener
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1  # of an entry's body; a journal written by another format is refused
 _FIELDS = tuple(f.name for f in fields(AcctRecord) if f.name != "routing")
@@ -219,7 +223,7 @@ def _stream_name(path: str) -> str:
     name_file = os.path.join(path, "stream")
     if not os.path.exists(name_file):
         made = f"{name_file}.{uuid.uuid4()}.tmp"
-        with open(made, "w", encoding="ascii") as out:
+        with open(made, "w", encoding="ascii", opener=private_opener) as out:
             out.write(str(uuid.uuid4()))
             out.flush()
             os.fsync(out.fileno())
@@ -249,6 +253,45 @@ def journal_head(path: str) -> tuple[str, int] | None:
         reader.close()
 
 
+def _refuse_earlier_file(path: str) -> None:
+    if os.path.isfile(path):
+        raise JournalError(
+            f"{path}: a journal file of an earlier vpop (SQLite): let that vpop's "
+            "ledger apply it (stop the server with SIGTERM), then remove the file")
+
+
+def check_usable(path: str, *, free: bool) -> None:
+    """JournalError unless `path` can be a journal, creating nothing (checked before
+    `vpop serve` makes anything): a directory it may write, or one it may make.
+    `free`: and no other process writes it (not for `vpop check-config`, which may run
+    beside the server)."""
+    _refuse_earlier_file(path)
+    if os.path.isdir(path):
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            raise JournalError(f"{path}: cannot be the accounting journal: not writable")
+        lock = os.path.join(path, "writer.lock")
+        if free and os.path.exists(lock):
+            fd = os.open(lock, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JournalError(f"{path}: written by another process") from None
+            finally:
+                os.close(fd)  # and the lock with it
+        return
+    if os.path.lexists(path):
+        raise JournalError(f"{path}: cannot be the accounting journal: not a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise JournalError(f"{path}: cannot be the accounting journal: {parent} is not a "
+                           "directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise JournalError(f"{path}: cannot be the accounting journal: cannot create it in "
+                           f"{parent}")
+
+
 class Journal:
     """One journal directory, from one thread. `writer`: this process appends to it (one
     writer at a time); any instance reads, and recycles what the ledger has applied."""
@@ -256,17 +299,15 @@ class Journal:
     def __init__(self, path: str, *, writer: bool = False):
         self.path = path
         self._lock: int | None = None
+        self._writing = False  # recovered: the lock file holds our pid until close()
         self._fd: int | None = None  # the writer's segment
         self._pos = self._last = 0
         self._readers: dict[int, int] = {}  # first id -> descriptor
         self._resume: dict[tuple[int, int], int] = {}  # (segment, id) -> offset of its frame
         self._preparing: threading.Thread | None = None
         try:
-            if os.path.isfile(path):
-                raise JournalError(
-                    f"{path}: a journal file of an earlier vpop (SQLite): let that vpop's "
-                    "ledger apply it (stop the server with SIGTERM), then remove the file")
-            os.makedirs(path, exist_ok=True)
+            _refuse_earlier_file(path)
+            private_dirs(path)
             self.stream = _stream_name(path)
             if writer:
                 self._lock = os.open(os.path.join(path, "writer.lock"), os.O_RDWR | os.O_CREAT,
@@ -275,7 +316,12 @@ class Journal:
                     fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise JournalError(f"{path}: written by another process") from None
-                self._recover()
+                # The lock file holds its writer's pid until a clean close empties it.
+                previous = os.pread(self._lock, 32, 0).decode("ascii", "replace").strip()
+                os.ftruncate(self._lock, 0)
+                os.pwrite(self._lock, f"{os.getpid()}\n".encode(), 0)
+                self._recover(previous)
+                self._writing = True
         except OSError as exc:
             self.close()
             raise JournalError(f"{path}: cannot be the accounting journal: "
@@ -286,10 +332,15 @@ class Journal:
 
     # --- the writer ---
 
-    def _recover(self) -> None:
-        """Continue the last segment after its last whole frame (or start the first)."""
+    def _recover(self, previous: str = "") -> None:
+        """Continue the last segment after its last whole frame (or start the first).
+        `previous`: the pid an earlier writer left in the lock file, when it did not
+        stop cleanly; what was recovered is logged then."""
         segments = _segments(self.path)
         if not segments:
+            if previous:
+                log.warning("accounting journal %s: the previous writer (pid %s) did not "
+                            "stop cleanly; no entries were written yet", self.path, previous)
             self._start_segment(1)
             return
         first, name = segments[-1]
@@ -302,11 +353,21 @@ class Journal:
             for end, last, _, _ in _frames(memoryview(data)[_FRAMES_AT:], _FRAMES_AT, first):
                 pass
         tail = len(data) - end
+        torn = 0  # bytes of a write a crash cut short, up to its last one (for the log)
         if tail > 0 and data.count(0, end) != tail:  # not all zeros after the last frame
+            torn = len(data.rstrip(b"\0")) - end
             _write_zeros(fd, end, tail)
         os.pwrite(fd, _HEADER.pack(_MAGIC, first) + _mark_bytes(end, last), 0)
         os.fsync(fd)
         self._pos, self._last = end, last
+        if previous:
+            log.warning("accounting journal %s: the previous writer (pid %s) did not stop "
+                        "cleanly; recovered its last segment: %d entries kept (through id "
+                        "%d), %s", self.path, previous, last - first + 1, last,
+                        f"a torn write of {torn} bytes zeroed" if torn else "no torn write")
+        elif torn:
+            log.warning("accounting journal %s: a torn write after id %d zeroed", self.path,
+                        last)
 
     def _start_segment(self, first_id: int) -> None:
         """The next segment: a spare renamed (its blocks are written already) or a new file;
@@ -461,7 +522,7 @@ class Journal:
 
     def set_aside(self, entries: list[tuple[int, bytes, str]]) -> None:
         """Keep (id, body, reason) for an operator to look at, durably."""
-        with open(os.path.join(self.path, "set-aside"), "ab") as out:
+        with open(os.path.join(self.path, "set-aside"), "ab", opener=private_opener) as out:
             for entry in entries:
                 blob = pickle.dumps(entry, protocol=5)
                 out.write(_CRC.pack(len(blob)) + blob)
@@ -489,6 +550,9 @@ class Journal:
             os.close(self._fd)
             self._fd = None
         if self._lock is not None:
+            if self._writing:  # closed after recovery: a clean stop, nothing to report
+                os.ftruncate(self._lock, 0)
+                self._writing = False
             os.close(self._lock)
             self._lock = None
 
