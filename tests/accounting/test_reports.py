@@ -136,3 +136,22 @@ def test_period_parsing():
     filters = cli.filters_from(args(start=None, end=None), T0 + 5 * H)
     assert (filters.start, filters.end, filters.grain) == (T0, T0 + 24 * H, "hour")
     assert LEASE_TERMS["sessions"] == 2
+
+
+NASTY = {"username": "\x1b[2J\x00evil\nname", "isp": "isp-a", "seconds": 60, "caller": "\ufffd"}
+
+
+@pytest.mark.parametrize("fmt", reports.FORMATS)
+def test_names_with_control_characters_stay_text_and_the_formats_stay_valid(fmt):
+    columns = ("username", "isp", "seconds", "caller")
+    text = reports.render([NASTY], columns, fmt)
+    assert not any(ord(c) < 0x20 and c != "\n" for c in text)
+    if fmt == "json":
+        assert json.loads(text) == [NASTY]  # JSON escapes, and gives back the name exactly
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert text.count("\n") == 2  # a header and one record, one line each
+        assert rows[0]["username"] == "\\x1b[2J\\x00evil\\x0aname"
+        assert rows[0]["seconds"] == "60"
+    else:
+        assert "\\x1b[2J\\x00evil\\x0aname" in text

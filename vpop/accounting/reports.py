@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from vpop.accounting.leases import LeaseTerms
 from vpop.accounting.rollups import FIVE_MINUTES, bucket, bucket_end
 from vpop.accounting.utilization import KINDS, UNITS
+from vpop.logs import printable
 
 FORMATS = ("table", "csv", "json")
 GROUPS = ("isp", "lease", "nas")
@@ -214,10 +215,12 @@ def _cell(value: Any) -> str:
         return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:g}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return printable(str(value))
 
 
 def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str) -> str:
+    """Rows as a table, CSV or JSON; text as vpop.logs.printable shows it (JSON escapes
+    it itself: json.dumps writes ASCII only)."""
     if fmt == "json":
         return json.dumps([{c: row.get(c) for c in columns} for row in rows], indent=1) + "\n"
     if fmt == "csv":
@@ -225,7 +228,7 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str) 
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            writer.writerow([_csv_cell(row.get(c)) for c in columns])
         return out.getvalue()
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -239,6 +242,14 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str) 
     if not rows:
         lines.append("(no rows)")
     return "\n".join(lines) + "\n"
+
+
+def _csv_cell(value: Any) -> Any:
+    # Names a NAS sent (user names in --online) may hold control characters: escaped as
+    # in the request log, so the CSV stays one record a line for a terminal or grep.
+    if value is None:
+        return ""
+    return printable(value) if isinstance(value, str) else value
 
 
 def _numeric(value: Any) -> bool:

@@ -169,9 +169,13 @@ class Receiver:
         if ctx.reply_message:
             attrs += codec.attribute(A.REPLY_MESSAGE, ctx.reply_message.encode())
         reply = self._reply(ctx.packet, ctx.client, ctx.reply_code, attrs)
-        why = _why(ctx) if self.request_log.stream is not None else ""  # only for the log
+        if self.request_log.stream is not None:  # only for the log
+            why, user = _why(ctx), _as_sent(ctx.packet, A.USER_NAME)
+            caller = _as_sent(ctx.packet, A.CALLING_STATION_ID)
+        else:
+            why = user = caller = ""
         return self._finish(key, ctx.packet, ctx.client, started, reply, ctx.reply_code,
-                            ctx.username, why, ctx.caller_id, ctx.method)
+                            user, why, caller, ctx.method)
 
     def proxied(self, finished: Finished):
         """The ISP answered (or nobody did): the reply to the NAS."""
@@ -211,7 +215,7 @@ class Receiver:
     def _accounting(self, packet: codec.Packet, client: NasClient, key, started: float):
         record = self.deps.accounting.record(packet, client, self.wallclock())
         reply = self._reply(packet, client, codec.ACCOUNTING_RESPONSE, b"")
-        username = record.username if record is not None else ""
+        username = _as_sent(packet, A.USER_NAME) if self.request_log.stream is not None else ""
 
         def done(stored: bool) -> None:
             if stored:
@@ -271,6 +275,13 @@ class Receiver:
             self._malformed_logged[source] = now
             events.warning(message, *args)
 
+
+
+def _as_sent(packet: codec.Packet, key) -> str:
+    """An attribute's text for the request log as the NAS sent it: bytes that are not
+    UTF-8 stay distinct (surrogates, which the log writes as \\xNN)."""
+    raw = packet.first(key)
+    return raw.decode("utf-8", "surrogateescape") if raw else ""
 
 
 def _why(ctx: AccessContext) -> str:

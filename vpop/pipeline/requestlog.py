@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Callable, TextIO
 
+from vpop.logs import printable
+
 LINE = "%s vpop.requests client=%s code=%s user=%s caller=%s method=%s outcome=%s reason=%s ms=%.2f\n"
 
 
@@ -45,10 +47,17 @@ class RequestLog:
             self.stream.flush()
 
 
+
+
 def _q(value: str) -> str:
-    """A logfmt value: quoted when it has spaces, quotes or '='; '-' when empty."""
+    """A logfmt value: '-' when empty; quoted when it has white space, quotes, '=' or
+    a backslash (or is "-"), with \\ and \\" inside the quotes and control characters and bytes
+    that were not UTF-8 as \\xNN (vpop.logs.printable)."""
     if not value:
         return "-"
-    if " " in value or '"' in value or "=" in value or "\n" in value:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return value
+    # isprintable() is False for controls, separators other than " ", format characters
+    # and surrogates: the common value passes a few fast tests. "-" itself is quoted.
+    if value.isprintable() and " " not in value and '"' not in value and "=" not in value \
+            and "\\" not in value and value != "-":
+        return value
+    return '"' + printable(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
