@@ -13,11 +13,16 @@ BIN := $(VENV)/bin
 
 .PHONY: run test install test-deps clean
 
+# pip says only what goes wrong (-qq: setuptools' notice that an editable install is
+# one would bury the output); the last line says whether the compiled module was built.
 $(BIN)/vpop: setup.cfg setup.py pyproject.toml vpop/radius/_wire.c
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@echo "installing vpop and its dependencies into $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --quiet --upgrade pip
+	@$(BIN)/pip install --quiet --quiet -e '.[test]'
+	@$(BIN)/python -c "import vpop, vpop.radius.wire as w; \
+		print('installed vpop', vpop.__version__, '- wire primitives:', w.IMPLEMENTATION)"
+	@touch $@
 
 install: $(BIN)/vpop
 
