@@ -365,7 +365,7 @@ def serve(settings: Settings) -> int:
             for sock in open_source_sockets(port).values():
                 sock.close()
         except OSError as exc:
-            raise ListenError("0.0.0.0 and ::", port, "udp", exc.strerror or str(exc),
+            raise ListenError("*", port, "udp", exc.strerror or str(exc),
                               option="isp.accounting_source_port") from None
     stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
     ledger = LedgerProcess(settings, stats_dir) if settings.accounting.journal else None
