@@ -33,7 +33,7 @@ from vpop.accounting.routing import Routing
 from vpop.config import DatabaseSettings, Settings
 from vpop.store import accounting as store
 from vpop.store import schema
-from vpop.store.accounting_models import AcctRecord as HistoryRow
+from vpop.store.accounting_models import AcctHistory as HistoryRow
 from vpop.store.accounting_models import AcctRollup, Lease, LeasePlace, RadAcct
 from vpop.store.engine import make_engine, make_sessionmaker
 

@@ -13,7 +13,7 @@ from vpop.config import Settings
 from vpop.isp.acct_forward import ForwardOrder
 from vpop.server.ledger import INFLOW_WINDOW, Inflow, Ledger, deferring
 from vpop.store import accounting as store
-from vpop.store.accounting_models import AcctRecord, RadAcct
+from vpop.store.accounting_models import AcctHistory, RadAcct
 from vpop.store.engine import make_sessionmaker
 from vpop.store.isp_models import AcctForward
 from vpop.store.journal import Journal, encode_entry
@@ -33,8 +33,8 @@ def records():
 def history(sessions) -> list[tuple[str, str]]:
     with sessions() as session:
         return sorted(tuple(row) for row in session.execute(
-            select(RadAcct.acct_session_id, AcctRecord.status)
-            .join(AcctRecord, AcctRecord.radacct_id == RadAcct.id)))
+            select(RadAcct.acct_session_id, AcctHistory.status)
+            .join(AcctHistory, AcctHistory.radacct_id == RadAcct.id)))
 
 
 def drain(ledger: Ledger) -> list[int]:
@@ -96,8 +96,8 @@ def test_the_workers_journals_are_applied_in_the_order_their_records_were_stored
         ledger = Ledger(SETTINGS, [first, second], sessions)
         assert drain(ledger) == [3]
         with sessions() as session:
-            flags = session.execute(select(AcctRecord.status, AcctRecord.flags)
-                                    .order_by(AcctRecord.id)).all()
+            flags = session.execute(select(AcctHistory.status, AcctHistory.flags)
+                                    .order_by(AcctHistory.id)).all()
             assert [tuple(row) for row in flags] == [("start", ""), ("interim", ""),
                                                      ("stop", "")]  # no "no-start"
             assert store.journal_applied(session, first.stream) == 2

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from acct_support import H, NAS, T0, add_lease, apply, at, life, play_day, rec, tick
 from vpop.accounting.rollups import GRAINS
 from vpop.store import accounting as store
-from vpop.store.accounting_models import (AcctGauge, AcctPeak, AcctRecord, AcctRollup,
+from vpop.store.accounting_models import (AcctGauge, AcctPeak, AcctHistory, AcctRollup,
                                           LeaseRollup, RadAcct, RoutingRecord,
                                           UtilizationEvent)
 from vpop.store.engine import make_sessionmaker
@@ -30,7 +30,7 @@ def rows(sessions, model, *order):
 
 def table_state(sessions):
     return {model.__tablename__: rows(sessions, model, *model.__table__.primary_key.columns)
-            for model in (RadAcct, AcctRecord, RoutingRecord, AcctRollup, AcctGauge, AcctPeak,
+            for model in (RadAcct, AcctHistory, RoutingRecord, AcctRollup, AcctGauge, AcctPeak,
                           LeaseRollup, UtilizationEvent)}
 
 
@@ -42,7 +42,7 @@ def test_a_session_from_start_to_stop(sessions):
         "closed", "stop", "isp-a", "proxy")
     assert (row["start_time"], row["stop_time"], row["input_octets"]) == (
         at(T0), at(T0 + 600), 6000)
-    assert [r["status"] for r in rows(sessions, AcctRecord, AcctRecord.id)] == [
+    assert [r["status"] for r in rows(sessions, AcctHistory, AcctHistory.id)] == [
         "start", "interim", "stop"]
     (route,) = rows(sessions, RoutingRecord, RoutingRecord.id)
     assert (route["username"], route["isp"], route["route_mode"], route["route_reason"],
@@ -88,7 +88,7 @@ def test_accounting_on_closes_what_that_nas_had_open_before(sessions):
         "nas-reboot"}
     gauges = {(g["kind"], g["key"]): g["level"] for g in rows(sessions, AcctGauge, AcctGauge.key)}
     assert gauges[("nas", NAS)] == 1 and gauges[("nas", "192.0.2.2")] == 1
-    history = rows(sessions, AcctRecord, AcctRecord.id)
+    history = rows(sessions, AcctHistory, AcctHistory.id)
     assert (history[-2]["status"], history[-2]["radacct_id"]) == ("on", 0)
     assert apply(sessions, [on]).duplicates == 1
 
@@ -118,7 +118,7 @@ def test_a_reused_session_id_starts_a_new_row(sessions):
     old, new = rows(sessions, RadAcct, RadAcct.id)
     assert old["unique_id"].endswith(f"#{old['id']}") and "id-reused" in old["flags"]
     assert (new["status"], new["start_time"]) == ("open", at(T0 + 3600))
-    assert len(rows(sessions, AcctRecord, AcctRecord.id)) == 3
+    assert len(rows(sessions, AcctHistory, AcctHistory.id)) == 3
 
 
 @pytest.mark.parametrize("batch", [1, 2, None])
@@ -133,7 +133,7 @@ def test_a_reused_session_id_within_one_batch_keeps_both_sessions_whole(sessions
     assert "id-reused" in old["flags"] and old["unique_id"] != new["unique_id"]
     assert (new["status"], new["start_time"], new["input_octets"]) == (
         "closed", at(T0 + 3600), 9)
-    history = rows(sessions, AcctRecord, AcctRecord.id)
+    history = rows(sessions, AcctHistory, AcctHistory.id)
     assert [h["radacct_id"] for h in history] == [old["id"], old["id"], new["id"], new["id"]]
     routes = {r["radacct_id"]: r["input_octets"]
               for r in rows(sessions, RoutingRecord, RoutingRecord.id)}
@@ -146,7 +146,7 @@ def test_bad_input_is_stored_with_its_flags_and_counted(sessions):
                               rec("interim", "x", T0 + 600, session_time=600, octets_in=10,
                                   gigawords=True)])
     assert result.flags == {"no-start": 1, "out-of-order": 1, "negative": 1}
-    assert [r["flags"] for r in rows(sessions, AcctRecord, AcctRecord.id)] == [
+    assert [r["flags"] for r in rows(sessions, AcctHistory, AcctHistory.id)] == [
         "no-start", "out-of-order", "negative"]
     (row,) = rows(sessions, RadAcct, RadAcct.id)
     assert (row["input_octets"], row["flags"]) == (50, "no-start,out-of-order,negative")
@@ -277,7 +277,7 @@ def test_an_implausible_time_is_stored_flagged_and_kept_out_of_the_figures(sessi
     day = [r for r in after["acct_rollup"] if r["grain"] == "day"]
     assert (day[0]["records"], day[0]["flagged"], day[0]["session_seconds"],
             day[0]["input_octets"]) == (6, 2, 600, 6000)
-    assert [h["flags"] for h in rows(sessions, AcctRecord, AcctRecord.id)][-2:] == [
+    assert [h["flags"] for h in rows(sessions, AcctHistory, AcctHistory.id)][-2:] == [
         "bad-timestamp,implausible-time", "implausible-time"]
     assert before["acct_peak"] != after["acct_peak"]  # s2's start, only
     with sessions() as session:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from e2e_support import METRIC_TIMEOUT, REPLY_TIMEOUT, SECRET, run_vpop
 from vpop.radius import codec
 from vpop.radius.dictionary import shipped_dictionary
-from vpop.store.accounting_models import AcctRecord, RadAcct, RoutingRecord
+from vpop.store.accounting_models import AcctHistory, RadAcct, RoutingRecord
 from vpop.store.engine import make_engine
 
 pytestmark = pytest.mark.e2e
@@ -106,8 +106,8 @@ def test_a_session_life_cycle(server, nas, freeradius, sender):
         T0 + 3600, T0 + 3600 + 400)  # Event-Timestamp minus Acct-Delay-Time
     assert (row.session_time, row.input_octets, row.output_octets) == (400, (1 << 32) + 1500,
                                                                        12000)
-    history = query(server, select(AcctRecord.status).where(AcctRecord.radacct_id == row.id)
-                    .order_by(AcctRecord.id))
+    history = query(server, select(AcctHistory.status).where(AcctHistory.radacct_id == row.id)
+                    .order_by(AcctHistory.id))
     assert [h.status for h in history] == ["start", "interim", "stop"]
     (route,), = query(server, select(RoutingRecord).where(RoutingRecord.radacct_id == row.id))
     assert (route.username, route.isp, route.route_mode, route.session_time) == (

@@ -25,7 +25,7 @@ from support.relay import Exchange, UdpRelay
 
 from vpop.radius import attributes as A
 from vpop.radius import codec
-from vpop.store.accounting_models import AcctRecord, RadAcct
+from vpop.store.accounting_models import AcctHistory, RadAcct
 from vpop.store.engine import make_engine
 
 pytestmark = pytest.mark.e2e
@@ -208,8 +208,8 @@ def session_rows(server: VpopServer, session_id: str):
         with Session(engine) as session:
             row = session.scalars(select(RadAcct).where(
                 RadAcct.acct_session_id == session_id)).one()
-            history = session.scalars(select(AcctRecord.status).where(
-                AcctRecord.radacct_id == row.id).order_by(AcctRecord.id)).all()
+            history = session.scalars(select(AcctHistory.status).where(
+                AcctHistory.radacct_id == row.id).order_by(AcctHistory.id)).all()
             return row, history
     finally:
         engine.dispose()

@@ -17,9 +17,10 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable
+from typing import Callable, Iterable
 
-from vpop.accounting.records import nas_identity, nas_port_number
+from vpop.accounting.records import AcctRecord, nas_identity, nas_port_number
+from vpop.accounting.sessions import Attribution
 from vpop.pipeline.core import Rcode
 
 POLICIES = ("admit", "reject")
@@ -90,6 +91,27 @@ class LeaseIndex:
     def at_place(self, nas: str, port: int | None, at: float) -> LeaseTerms | None:
         """Whoever's lease covers the NAS (a port range before the whole NAS) at `at`."""
         return _best(self._by_nas.get(nas, ()), nas, port, at)
+
+
+def attribute(record: AcctRecord, start: int, leases: LeaseIndex,
+              realm_isp: Callable[[str], str | None] | None) -> Attribution:
+    """The lease a new session counts against (and its ISP when no Class named one): the
+    Class's ISP, else the ISP of the realm in its User-Name, and that ISP's lease covering
+    the NAS (and port) at the session's start; with neither, the lease covering the NAS
+    and port, whoever holds it."""
+    port, nas = record.nas_port_number, record.nas_address
+    isp = record.routing.isp
+    if isp is not None:
+        lease = leases.match(isp, nas, port, start)
+        return Attribution(lease.id if lease else None)
+    isp = realm_isp(record.username) if realm_isp is not None else None
+    if isp is not None:
+        lease = leases.match(isp, nas, port, start)
+        return Attribution(lease.id if lease else None, isp, "realm")
+    lease = leases.at_place(nas, port, start)
+    if lease is not None:
+        return Attribution(lease.id, lease.isp, "lease")
+    return Attribution(None)
 
 
 def _best(leases: Iterable[LeaseTerms], nas: str, port: int | None, at: float

@@ -20,20 +20,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from vpop.accounting import sessions as S
-from vpop.accounting.leases import LeaseIndex, LeaseTerms, PortRange
-from vpop.accounting.records import BAD_TIMESTAMP, IMPLAUSIBLE, AcctRecord, content_key
+from vpop.accounting.leases import LeaseIndex, LeaseTerms, PortRange, attribute
+from vpop.accounting.clocks import NAS_REBOOT, NasClocks
+from vpop.accounting.records import IMPLAUSIBLE, AcctRecord, content_key
 from vpop.accounting.rollups import MEASURES, RollupBatch, bucket, net_changes
 from vpop.store import gauges, utilization
 from vpop.store.accounting_models import (AcctClock, AcctGauge, AcctJournal, AcctPeak,
                                           AcctRollup, Lease, LeaseRollup, RadAcct,
                                           RoutingRecord, UtilizationEvent)
 from vpop.store.timestamps import seconds, when
-from vpop.store.accounting_models import AcctRecord as AcctRecordRow
+from vpop.store.accounting_models import AcctHistory
 
 _LOCK_KEY = 0x7670_6F61  # "vpoa": accounting writers, any process
 _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
-NAS_REBOOT = "NAS-Reboot"
-STALE = "Stale-Session"
 
 _TIMES = ("start_time", "update_time", "stop_time")
 
@@ -170,7 +169,7 @@ class _Sql:
         self._greatest = func.greatest if dialect == "postgresql" else func.max
         self._insert = upsert_into
         keys = bindparam("keys", expanding=True)
-        acct, history = RadAcct.__table__, AcctRecordRow.__table__
+        acct, history = RadAcct.__table__, AcctHistory.__table__
         self.sessions_by_uid = select(acct).where(acct.c.unique_id.in_(keys))
         self.open_by_nas = select(acct).where(acct.c.nas_address.in_(keys),
                                               acct.c.status == S.OPEN)
@@ -253,15 +252,11 @@ _NOT_APPLIED = frozenset({S.AFTER_STOP, S.OUT_OF_RANGE, S.REPEATED_START, IMPLAU
 REAP_LIMIT = 5000  # sessions the reaper looks at per batch
 
 
-class Ledger:
-    """Applies records (and closures) to the sessions they belong to, then writes the
-    sessions, history, routing records, rollups, gauges and events at once.
-
-    Time is event time throughout: each NAS's clock is the newest event time applied
-    from it (`acct_clock`); `now` is the newest of all, or the caller's event clock if
-    that is later (it moves on with the wall clock while nothing newer arrives). A
-    session is stale once its NAS's clock, or `now` while the NAS is silent, has passed
-    its last record by `stale` seconds; it is closed as of that last record.
+class AccountingBatch:
+    """One transaction's worth of accounting: applies records (and closures) to the
+    sessions they belong to, then writes the sessions, history, routing records, rollups,
+    gauges and events at once. Time is event time throughout: the NASes' clocks
+    (`acct_clock`, vpop.accounting.clocks) decide what is stale and what a restart ends.
     """
 
     def __init__(self, session: Session, leases: LeaseIndex, *, settle: int = 300,
@@ -271,7 +266,6 @@ class Ledger:
         self.sql = _sql(self.connection)
         self.leases = leases
         self.settle = settle
-        self.stale = stale
         self.wall = wall
         self.realm_isp = realm_isp
         self.states: dict[str, S.SessionState] = {}  # by unique_id, loaded or new
@@ -285,14 +279,10 @@ class Ledger:
         self.rollup = RollupBatch()
         self.result = BatchResult()
         self._seen: set[tuple[int | str, int]] = set()
-        # per NAS: [newest event time, last restart], as stored and as this batch moves them
-        self.clocks: dict[str, list[int | None]] = {
-            nas: [seconds(newest), seconds(restarted)]
-            for nas, newest, restarted in self._run(self.sql.clocks)}
-        self._moved: set[str] = set()
+        self.clocks = NasClocks(
+            ((nas, seconds(newest), seconds(restarted))
+             for nas, newest, restarted in self._run(self.sql.clocks)), stale=stale, now=now)
         self.restarts: dict[str, list[int]] = collections.defaultdict(list)  # this batch's
-        newest = max((c[0] for c in self.clocks.values()), default=None)
-        self.now = max(filter(None, (newest, now)), default=None)
 
     def _run(self, statement, parameters=None):
         return self.connection.execute(statement, parameters)
@@ -300,56 +290,7 @@ class Ledger:
     # --- attribution ---
 
     def _assign(self, record: AcctRecord, start: int) -> S.Attribution:
-        """The lease a session counts against (and its ISP when no Class named one): the
-        Class's ISP, else the ISP of the realm in its User-Name, and that ISP's lease
-        covering the NAS (and port) at the session's start; with neither, the lease
-        covering the NAS and port, whoever holds it."""
-        port, nas = record.nas_port_number, record.nas_address
-        isp = record.routing.isp
-        if isp is not None:
-            lease = self.leases.match(isp, nas, port, start)
-            return S.Attribution(lease.id if lease else None)
-        isp = self.realm_isp(record.username) if self.realm_isp is not None else None
-        if isp is not None:
-            lease = self.leases.match(isp, nas, port, start)
-            return S.Attribution(lease.id if lease else None, isp, "realm")
-        lease = self.leases.at_place(nas, port, start)
-        if lease is not None:
-            return S.Attribution(lease.id, lease.isp, "lease")
-        return S.Attribution(None)
-
-    # --- clocks ---
-
-    def _observe(self, nas: str, t: int, restart: bool = False) -> None:
-        clock = self.clocks.setdefault(nas, [t, None])
-        clock[0] = max(clock[0] or t, t)
-        if restart:
-            clock[1] = max(clock[1] or t, t)
-        self._moved.add(nas)
-        self.now = t if self.now is None else max(self.now, t)
-
-    def _nas_clock(self, nas: str) -> int | None:
-        """The NAS's clock: its newest event time; `now` once it has been silent longer
-        than the stale threshold."""
-        newest = (self.clocks.get(nas) or [None])[0]
-        if newest is None or self.stale is None or self.now - newest > self.stale:
-            return self.now
-        return newest
-
-    def _implausible(self, state: S.SessionState | None, record: AcctRecord) -> bool:
-        """A time no NAS can have meant for this record, which would skew the figures: an
-        Interim or Stop before its session's start; a time taken from the arrival (the NAS
-        clock was unusable) that is far from the NAS's clock (a replay, or a stale
-        record); or more than MAX_SPAN behind the NAS's clock."""
-        t = record.event_time
-        if state is not None and record.status != "start" and t < state.start_time:
-            return True
-        newest = (self.clocks.get(record.nas_address) or [None])[0]
-        if newest is None:
-            return False
-        if BAD_TIMESTAMP in record.flags and abs(t - newest) > (self.stale or S.MAX_SPAN):
-            return True
-        return t < newest - S.MAX_SPAN
+        return attribute(record, start, self.leases, self.realm_isp)
 
     # --- input ---
 
@@ -388,12 +329,12 @@ class Ledger:
         nases = sorted({r.nas_address for r, nas in zip(records, nas_events) if nas})
         for chunk in _chunks(nases):
             self._load(sql.open_by_nas, {"keys": list(chunk)})
-        if self.stale is not None:
+        if self.clocks.stale is not None:
             for record, nas in zip(records, nas_events):
                 if nas:
                     self._load(sql.reaped_by_nas, {
                         "nas": record.nas_address, "until": when(record.event_time),
-                        "since": when(record.event_time - self.stale)})
+                        "since": when(record.event_time - self.clocks.stale)})
         # Retransmissions of records already stored: their sessions are stored too.
         stored = set()
         for record, key, nas in zip(records, keys, nas_events):
@@ -425,7 +366,7 @@ class Ledger:
         owner = state.id if state is not None and state.id is not None else record.unique_id
         if self._duplicate(owner, key) or (state is None and (0, key) in self._seen):
             return
-        if self._implausible(state, record):
+        if self.clocks.implausible(state, record):
             self._keep_out(state, record, key)
             return
         step = S.apply(state, record, self._assign, self._neighbours(state, record))
@@ -433,7 +374,7 @@ class Ledger:
         self.history.append((record.unique_id, self._generation.get(record.unique_id, 0),
                              record, key, step.flags))
         self.result.stored += 1
-        self._observe(record.nas_address, record.event_time)
+        self.clocks.observe(record.nas_address, record.event_time)
         after = step.after
         if after.status == S.OPEN and (step.before is None or step.before.status == S.CLOSED):
             self._restarted_since(after)
@@ -447,8 +388,8 @@ class Ledger:
             unique_id=record.unique_id, session_id=record.session_id,
             username=record.username, nas_address=record.nas_address,
             start_time=record.event_time, update_time=record.event_time)
-        at = (self.clocks.get(record.nas_address) or [None])[0]
-        at = state.update_time if state is not None else (at or record.arrival)
+        at = (state.update_time if state is not None
+              else self.clocks.newest(record.nas_address) or record.arrival)
         self.rollup.add(S.Step(before=state, after=cell, flags=flags), at=at)
         if state is not None:
             self.states[record.unique_id] = dataclasses.replace(
@@ -498,25 +439,19 @@ class Ledger:
         (the Accounting-On/Off came first): it ended with that restart, or was stale."""
         nas, u = state.nas_address, state.update_time
         later = [t for t in self.restarts.get(nas, ()) if t > u]
-        stored = (self.clocks.get(nas) or [None, None])[1]
+        stored = self.clocks.restarted(nas)
         if stored is not None and stored > u and not later:
             found = self._run(self.sql.first_restart, {"nas": nas, "after": when(u)}).scalar()
             if found is not None:
                 later.append(seconds(found))
         if later:
-            self._close_for_restart(state, min(later))
-
-    def _close_for_restart(self, state: S.SessionState, at: int) -> None:
-        if self.stale is None or at - state.update_time <= self.stale:
-            self._take(S.close(state, at, S.BY_NAS, NAS_REBOOT))
-        else:  # silent longer than the threshold before the restart: it was stale
-            self._take(S.close(state, at, S.BY_REAPER, STALE))
+            self._take(self.clocks.end_at_restart(state, min(later)))
 
     def _nas_restarted(self, record: AcctRecord, key: int) -> None:
         """RFC 2866 §5.1 Accounting-On/Off: the NAS's sessions from before are over."""
         if self._duplicate(0, key):
             return
-        if self._implausible(None, record):
+        if self.clocks.implausible(None, record):
             self._keep_out(None, record, key)
             return
         t, nas = record.event_time, record.nas_address
@@ -524,29 +459,24 @@ class Ledger:
             if state.nas_address != nas or state.update_time >= t:
                 continue
             if state.status == S.OPEN:
-                self._close_for_restart(state, t)
-            elif (state.closed_by == S.BY_REAPER and self.stale is not None
-                  and t - state.update_time <= self.stale):
-                # the reaper came first, but the NAS restarted before it was stale
+                self._take(self.clocks.end_at_restart(state, t))
+            elif self.clocks.reaped_but_restarted(state, t):
                 self._take(S.unreap(state, t, NAS_REBOOT))
         self.restarts[nas].append(t)
-        self._observe(nas, t, restart=True)
+        self.clocks.observe(nas, t, restart=True)
         self.history.append(("", 0, record, key, record.flags))
         self.result.flags.update(record.flags)
         self.result.stored += 1
 
     def reap(self) -> None:
-        """Close the sessions that went stale by event time (see the class)."""
-        if self.stale is None or self.now is None:
+        """Close the sessions that went stale by event time (vpop.accounting.clocks)."""
+        before = self.clocks.stale_before()
+        if before is None:
             return
-        self._load(self.sql.stale, {"before": when(self.now - self.stale),
-                                    "limit": REAP_LIMIT})
+        self._load(self.sql.stale, {"before": when(before), "limit": REAP_LIMIT})
         for state in list(self.states.values()):
-            if state.status != S.OPEN:
-                continue
-            clock = self._nas_clock(state.nas_address)
-            if clock is not None and state.update_time < clock - self.stale:
-                self._take(S.close(state, clock, S.BY_REAPER, STALE))
+            if self.clocks.is_stale(state):
+                self._take(self.clocks.reap(state))
 
     # --- output ---
 
@@ -561,9 +491,10 @@ class Ledger:
         final = gauges.apply_changes(self.connection, changes)
         utilization.add_lease_octets(self.connection, self.rollup.lease_octets,
                                      self.sql.add_lease_octets)
-        if len(self.leases) and self.now is not None:
+        now = self.clocks.now
+        if len(self.leases) and now is not None:
             events = utilization.Events(
-                self.connection, self.leases.by_id, now=self.now,
+                self.connection, self.leases.by_id, now=now,
                 epoch=seconds(self._run(self.sql.epoch).scalar()), settle=self.settle,
                 wall=self.wall)
             events.sessions_changed({int(key): min(seconds_) for (kind, key), seconds_
@@ -575,16 +506,16 @@ class Ledger:
             events.time_passes({int(k): n for k, n in
                                 gauges.levels(self.connection, "lease").items()})
         self._write_clocks()
-        self.result.now = self.now
+        self.result.now = now
         self.result.lease_levels = {int(key): n for (kind, key), n in final.items()
                                     if kind == "lease"}
         return self.result
 
     def _write_clocks(self) -> None:
-        if self._moved:
+        if self.clocks.moved:
             self._run(self.sql.set_clocks, [
-                dict(nas=nas, newest=when(self.clocks[nas][0]),
-                     restarted=when(self.clocks[nas][1])) for nas in sorted(self._moved)])
+                dict(nas=nas, newest=when(newest), restarted=when(restarted))
+                for nas, newest, restarted in self.clocks.rows(self.clocks.moved)])
 
     def _sessions(self):
         """(unique_id, generation, state, as loaded or None) of every session touched."""
@@ -688,10 +619,10 @@ def apply_batch(session: Session, records: Sequence[AcctRecord], *,
     commits."""
     if not locked:
         lock(session)
-    ledger = Ledger(session, leases if leases is not None else load_leases(session),
+    batch = AccountingBatch(session, leases if leases is not None else load_leases(session),
                     settle=settle, stale=stale, now=now, wall=wall, realm_isp=realm_isp)
-    ledger.records(records)
-    return ledger.flush()
+    batch.records(records)
+    return batch.flush()
 
 
 def tick(session: Session, *, now: int | None, leases: LeaseIndex, settle: int = 300,
@@ -700,7 +631,8 @@ def tick(session: Session, *, now: int | None, leases: LeaseIndex, settle: int =
     events see it."""
     if not locked:
         lock(session)
-    return Ledger(session, leases, settle=settle, stale=stale, now=now, wall=wall).flush()
+    return AccountingBatch(session, leases, settle=settle, stale=stale, now=now,
+                           wall=wall).flush()
 
 
 def event_clock(session: Session) -> int | None:

@@ -59,7 +59,7 @@ class RadAcct(Base):
     flags: Mapped[str] = mapped_column(String(255), default="")  # comma-separated
 
 
-class AcctRecord(Base):
+class AcctHistory(Base):
     """Session history: every accounting record stored, as it was applied.
 
     (radacct_id, content_key) is unique: a retransmission of a stored record is
