@@ -26,9 +26,19 @@ $(BIN)/vpop: setup.cfg setup.py pyproject.toml vpop/radius/_wire.c
 
 install: $(BIN)/vpop
 
+# The demo's proxy-mode ISP, isp-proxy, has its own RADIUS server: a second vpop that
+# `vpop init --demo` sets up here, on 127.0.0.1 ports 11645-11647.
+DEMO_ISP = $(dir $(CONFIG))var/isp-proxy
+
 run: install
 	test -f $(CONFIG) || $(BIN)/vpop --config $(CONFIG) init --demo
 	$(BIN)/vpop --config $(CONFIG) db upgrade
+	@if [ -f $(DEMO_ISP)/vpop.toml ]; then \
+		env -u VPOP_DATABASE_URL $(BIN)/vpop --config $(DEMO_ISP)/vpop.toml db upgrade >/dev/null || exit 1; \
+		env -u VPOP_DATABASE_URL $(BIN)/vpop --config $(DEMO_ISP)/vpop.toml serve 2>>$(DEMO_ISP)/serve.log & \
+		isp=$$!; trap 'kill $$isp 2>/dev/null; wait $$isp' EXIT INT TERM; \
+		echo "isp-proxy's RADIUS server: vpop pid $$isp, config $(DEMO_ISP)/vpop.toml, log $(DEMO_ISP)/serve.log"; \
+	fi; \
 	$(BIN)/vpop --config $(CONFIG) serve --auth-port $(AUTH_PORT) --acct-port $(ACCT_PORT) \
 		--coa-port $(COA_PORT) --workers $(WORKERS)
 

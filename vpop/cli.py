@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="write a commented config and create the database")
-    init.add_argument("--demo", action="store_true", help="load the demo NAS and subscribers")
+    init.add_argument("--demo", action="store_true",
+                      help="load the demo data (NAS clients, subscribers, ISPs, leases) and "
+                           "set up the demo proxy ISP's own vpop in var/isp-proxy/")
     init.add_argument("--country-code", default="49",
                       help="for caller ID normalisation (default: 49)")
     init.add_argument("--force", action="store_true", help="overwrite an existing config file")
@@ -108,9 +110,26 @@ def cmd_init(args) -> int:
     settings = _settings(args)
     _upgrade(settings)
     if args.demo:
-        from vpop.store.demo import demo_plan_path
-        _import(settings, str(demo_plan_path()), dry_run=False)
+        from vpop.store import demo
+        _import(settings, str(demo.demo_plan_path()), dry_run=False)
+        _init_demo_isp(demo.isp_config_path(path), force=args.force)
     return 0
+
+
+def _init_demo_isp(config: Path, *, force: bool) -> None:
+    """The demo's proxy-mode ISP's own RADIUS server, a second vpop: its config, database
+    and data in var/isp-proxy/ beside the demo's (whatever VPOP_DATABASE_URL says)."""
+    from vpop.store import demo
+    if config.exists() and not force:
+        print(f"vpop: {config} exists; keeping it (use --force to overwrite)", file=sys.stderr)
+    else:
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(demo.isp_config_template().read_text())
+        print(f"wrote {config}")
+    env = {k: v for k, v in os.environ.items() if k != "VPOP_DATABASE_URL"}
+    settings = config_module.load(config, env=env)
+    _upgrade(settings)
+    _import(settings, str(demo.isp_plan_path()), dry_run=False)
 
 
 def _upgrade(settings) -> None:

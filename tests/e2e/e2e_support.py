@@ -84,6 +84,33 @@ def init_demo(home: Path) -> Path:
     return config
 
 
+DEMO_ISP_PORTS = "auth_port = 11645, acct_port = 11646"  # isp-proxy's, vpop/store/demo.toml
+DEMO_ISP_SECRET = b"isp-proxy-secret"  # the demo vpop's secret at isp-proxy's vpop
+
+
+def demo_isp_server(home: Path) -> "VpopServer":
+    """The demo proxy ISP's own vpop, as `vpop init --demo` in `home` wrote it, moved to
+    free ports (its config, and isp-proxy's server in the demo's database), its log in
+    a file. Not started."""
+    from vpop.store import demo
+    config = demo.isp_config_path(home / "vpop.toml")
+    auth, acct, coa = reserve_ports(3)
+    server = VpopServer(home=config.parent, config=config, log=config.parent / "vpop.log",
+                        output=config.parent / "serve.out", auth_port=auth, acct_port=acct,
+                        coa_port=coa, metrics_port=0, secret=DEMO_ISP_SECRET)
+    text = set_options(config.read_text(), {
+        "server": {"auth_port": auth, "acct_port": acct, "coa_port": coa},
+        "metrics": {"port": 0}})
+    config.write_text(text + f'\n[logging]\nfile = "{server.log}"\n')
+    plan = demo.demo_plan_path().read_text()
+    assert plan.count(DEMO_ISP_PORTS) == 1, "the demo's isp-proxy server has moved"
+    moved = home / "demo-isp-moved.toml"
+    moved.write_text(plan.replace(DEMO_ISP_PORTS, f"auth_port = {auth}, acct_port = {acct}"))
+    result = run_vpop(home / "vpop.toml", "import", str(moved))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return server
+
+
 def set_options(text: str, options: dict[str, dict[str, object]]) -> str:
     """Replace `key = value` lines inside their [section]; every key must be found once."""
     lines = text.splitlines(keepends=True)
@@ -155,9 +182,9 @@ def process_state(pid: int) -> str | None:
     return None if state in "ZX" else state
 
 
-def children_of(pid: int) -> list[int]:
-    """The live processes whose parent is `pid`."""
-    found = []
+def _live_processes():
+    """(pid, the fields of /proc/PID/stat after the command: state, parent, group...) of
+    every live process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -166,9 +193,18 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] not in "ZX":
-            found.append(int(entry.name))
-    return sorted(found)
+        if fields[0] not in "ZX":
+            yield int(entry.name), fields
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`."""
+    return sorted(child for child, fields in _live_processes() if int(fields[1]) == pid)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group `pgid`."""
+    return sorted(member for member, fields in _live_processes() if int(fields[2]) == pgid)
 
 
 def wait_gone(pids: list[int]) -> None:
@@ -196,6 +232,7 @@ class VpopServer:
     coa_port: int
     metrics_port: int
     workers: int = 1
+    secret: bytes = SECRET  # the NAS secret its readiness probe (Status-Server) uses
     process: subprocess.Popen | None = None
     exit_status: int | None = None
     _output_file: object = field(default=None, repr=False)
@@ -290,7 +327,7 @@ class VpopServer:
                 self._abort(f"no 'worker N ready' line for {self.workers} worker(s) "
                             f"within {START_TIMEOUT:.0f} s")
             time.sleep(0.05)
-        nas = Nas()
+        nas = Nas(self.secret)
         while True:
             self._check_running("while starting")
             reply = nas.exchange(nas.status_server(), self.auth(), timeout=0.5)
