@@ -32,12 +32,12 @@ import acct_loadgen  # noqa: E402  (next to this file)
 import loadgen  # noqa: E402
 
 from vpop.accounting.leases import LeaseIndex  # noqa: E402
-from vpop.accounting.settings import AccountingSettings  # noqa: E402
+from vpop.config import AccountingSettings  # noqa: E402
 from vpop.config import Settings  # noqa: E402
 from vpop.server.ledger import Ledger  # noqa: E402
 from vpop.store.journal import Journal, encode_entry  # noqa: E402
 from vpop.accounting.records import AccountingPolicy, record_from  # noqa: E402
-from vpop.pipeline.receiver import ACCT, Receiver  # noqa: E402
+from vpop.dispatch.receiver import ACCT, Receiver  # noqa: E402
 from vpop.radius import codec  # noqa: E402
 from vpop.radius.clients import ClientTable, NasClient  # noqa: E402
 from vpop.store import schema  # noqa: E402

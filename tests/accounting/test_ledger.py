@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from acct_support import T0, life
-from vpop.accounting.settings import AccountingSettings
+from vpop.config import AccountingSettings
 from vpop.config import Settings
 from vpop.isp.acct_forward import ForwardOrder
 from vpop.server.ledger import INFLOW_WINDOW, Inflow, Ledger, deferring

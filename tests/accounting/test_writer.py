@@ -9,7 +9,7 @@ import pytest
 
 from acct_support import T0, add_lease, life, rec
 from vpop.accounting.leases import LeaseBook
-from vpop.accounting.settings import AccountingSettings
+from vpop.config import AccountingSettings
 from vpop.server import writer as writer_module
 from vpop.server.writer import Ack, AccountingWriter
 from vpop.store.engine import make_sessionmaker

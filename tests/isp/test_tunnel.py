@@ -260,10 +260,9 @@ def test_radclient_decodes_every_attribute(nas_type):
     assert avpairs == ([] if nas_type == "generic" else vendor_pairs(encode(nas_type="cisco")))
 
 
-def test_the_reply_renderer_serves_tunnel_templates_from_its_directory(tmp_path):
-    from vpop.aaa.reply import ReplyRenderer
+def test_tunnel_templates_come_from_the_reply_templates_directory(tmp_path):
     (tmp_path / "tunnel").mkdir()
     (tmp_path / "tunnel" / "generic.j2").write_text('Reply-Message = "via {{ isp.name }}"\n')
-    templates = ReplyRenderer(DICT, str(tmp_path)).tunnel_templates()
+    templates = TunnelTemplates(DICT, str(tmp_path))
     assert templates.pairs(ISP, "generic") == [("Reply-Message", "via acme")]
-    assert ReplyRenderer(DICT).tunnel_templates().pairs(ISP, "generic") == []
+    assert TunnelTemplates(DICT).pairs(ISP, "generic") == []

@@ -12,8 +12,8 @@ from vpop.aaa.reply import ReplyRenderer
 from vpop.aaa.subscribers import Account, ServiceProfile, SubscriberSnapshot
 from vpop.accounting.records import AccountingPolicy
 from vpop.config import Settings, IdentificationSettings
-from vpop.pipeline.deps import Deps
-from vpop.pipeline.receiver import ACCT, AUTH, COA, Defer, Drop, Persist, Receiver, Send
+from vpop.dispatch.deps import Deps
+from vpop.dispatch.receiver import ACCT, AUTH, COA, Defer, Drop, Persist, Receiver, Send
 from vpop.radius import attributes as A
 from vpop.radius import codec
 from vpop.radius.clients import ClientTable, NasClient

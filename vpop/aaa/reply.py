@@ -13,11 +13,8 @@ from pathlib import Path
 
 import jinja2
 
-from vpop.aaa.request import AccessContext
 from vpop.aaa.subscribers import Account
 from vpop.errors import ConfigError
-from vpop.isp.stages import routing_class
-from vpop.pipeline.core import Rcode
 from vpop.radius.dictionary import Dictionary
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates" / "reply"
@@ -62,15 +59,7 @@ class ReplyRenderer:
         self.env = template_environment(search + [str(SHIPPED)])
         self.dictionary = dictionary
         self._cache: dict[tuple, bytes] = {}  # (user, NAS type) and ("isp", ISP, user, NAS type)
-        self.extra_dir = extra_dir
-        self._tunnels = None
-
-    def tunnel_templates(self):
-        """Tunnel-mode extras per NAS type (vpop/isp/tunnel.py), from the same directory."""
-        if self._tunnels is None:
-            from vpop.isp.tunnel import TunnelTemplates
-            self._tunnels = TunnelTemplates(self.dictionary, self.extra_dir)
-        return self._tunnels
+        self.extra_dir = extra_dir  # also where tunnel templates are looked for
 
     def template_for(self, nas_type: str) -> jinja2.Template:
         try:
@@ -119,26 +108,3 @@ class ReplyRenderer:
             data = self.dictionary.encode_pairs(self.parse(text, isp.template))
             self._cache[key] = data
         return data
-
-
-def render_reply(ctx: AccessContext, deps) -> Rcode:
-    ctx.reply_attrs.insert(0, deps.replies.encoded(ctx.account, ctx.client.nas_type))
-    if ctx.decision is not None:
-        ctx.reply_attrs.append(deps.replies.isp_extra(ctx.decision.isp, ctx.account,
-                                                      ctx.client.nas_type))
-    ctx.reply_attrs.append(routing_class(ctx))
-    return Rcode.UPDATED
-
-
-def render_tunnel(ctx: AccessContext, deps) -> Rcode:
-    """Tunnel mode (VPDN): the NAS opens an L2TP tunnel to the ISP's LNS (RFC 2868)."""
-    from vpop.isp.tunnel import tunnel_attributes  # it builds on this module's parser
-    isp = ctx.decision.isp
-    ctx.reply_attrs.append(tunnel_attributes(
-        isp, deps.dictionary, secret=ctx.client.secret,
-        request_authenticator=ctx.packet.authenticator, nas_type=ctx.client.nas_type,
-        templates=deps.replies.tunnel_templates(),
-        salt=lambda: (deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big")))
-    ctx.reply_attrs.append(deps.replies.isp_extra(isp, ctx.account, ctx.client.nas_type))
-    ctx.reply_attrs.append(routing_class(ctx))
-    return Rcode.UPDATED

@@ -43,10 +43,11 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from vpop.config import ISP_RULES
 from vpop.isp.model import Isp, Window
 from vpop.isp.realms import find_realm, realm_text, upstream_name
 
-RULES = ("realm", "choice", "number", "score", "default")
+RULES = ISP_RULES  # the rules, in their default order (validated by the config)
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
 # Made per request: not frozen, as a frozen dataclass's __init__ pays a call per field.
 _PER_REQUEST = dict(slots=True, kw_only=True)

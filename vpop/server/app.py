@@ -32,8 +32,8 @@ from vpop.isp.proxy import ProxyEngine
 from vpop.isp.selection import policy_from_settings as selection_policy
 from vpop.config import Settings
 from vpop.errors import ListenError
-from vpop.pipeline.deps import Deps
-from vpop.pipeline.receiver import ACCT, AUTH, COA, Receiver
+from vpop.dispatch.deps import Deps
+from vpop.dispatch.receiver import ACCT, AUTH, COA, Receiver
 from vpop.pipeline.requestlog import RequestLog
 from vpop.radius import wire
 from vpop.radius.clients import ClientTable
@@ -275,6 +275,7 @@ class Worker:
         clients, directory = data.clients, data.directory
         deps = self.receiver.deps
         deps.settings, deps.directory, deps.replies = settings, directory, data.replies
+        deps.tunnels = None  # read again from the reply templates' directory
         deps.isps, deps.pools, deps.selection_policy = data.isps, pools, policy
         self.proxy.engine.replace_pools(pools)
         if self.forwarder is not None:

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from vpop.accounting.settings import AccountingSettings
+from vpop.config import AccountingSettings
 from vpop.config import Settings
 from vpop.logs import setup_logging
 from vpop.server.lifetime import die_with_parent

@@ -19,6 +19,7 @@ from vpop.aaa.reply import ReplyRenderer
 from vpop.aaa.subscribers import Account, ServiceProfile
 from vpop.config import Settings
 from vpop.errors import ConfigError, StoreUnavailable
+from vpop.isp.tunnel import TunnelTemplates
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.ledger import journal_path
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker, safe_url
@@ -109,7 +110,8 @@ def _check_database(settings: Settings, replies: ReplyRenderer) -> list[ConfigEr
                 f"database {safe_url(url)} is at schema revision {revision or 'none (empty)'}, "
                 f"this vpop needs {head}: run `vpop db upgrade`")
         with make_sessionmaker(engine)() as session:
-            problems = check_stored_isps(session, replies, replies.tunnel_templates())
+            problems = check_stored_isps(session, replies,
+                                         TunnelTemplates(replies.dictionary, replies.extra_dir))
             try:
                 names = {isp.name for isp in load_isps(session)}
             except ValueError:  # a stored realm that does not compile: among the problems

@@ -8,7 +8,7 @@ import socket
 from concurrent.futures import Executor
 
 from vpop.errors import ListenError
-from vpop.pipeline.receiver import Defer, Drop, Forward, Persist, Receiver, Send
+from vpop.dispatch.receiver import Defer, Drop, Forward, Persist, Receiver, Send
 from vpop.server.writer import Ack
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vpop.accounting.leases import LeaseBook, LeaseIndex
-from vpop.accounting.settings import AccountingSettings
+from vpop.config import AccountingSettings
 from vpop.accounting.utilization import EventClock
 from vpop.isp.acct_forward import ForwardOrder
 from vpop.isp.realms import find_realm

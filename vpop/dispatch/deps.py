@@ -10,6 +10,7 @@ from typing import Any
 from vpop.aaa.reply import ReplyRenderer
 from vpop.aaa.subscribers import SubscriberDirectory
 from vpop.config import Settings
+from vpop.isp.selection import IspHealth
 from vpop.radius.dictionary import Dictionary
 
 
@@ -32,6 +33,7 @@ class Deps:
     selection_policy: Any = None  # vpop.isp.selection.SelectionPolicy
     qos_health: dict = field(default_factory=dict)  # ISP name -> IspHealth from the QoS monitor
     leases: Any = None  # vpop.accounting.leases.LeaseBook: sessions in use per lease
+    tunnels: Any = None  # vpop.isp.tunnel.TunnelTemplates, read when first needed
 
     _health: tuple = (None, -1.0, {})  # (pools, computed at, value)
 
@@ -46,7 +48,6 @@ class Deps:
         return value
 
     def _compute_health(self) -> dict:
-        from vpop.isp.selection import IspHealth
         out = {}
         for isp in self.isps:
             measured = self.qos_health.get(isp.name)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vpop.aaa.access import PROXY, process_access
+from vpop.dispatch.access import PROXY, process_access
 from vpop.accounting.leases import admit_by_lease
 from vpop.isp.acct_forward import ForwardOrder
 from vpop.pipeline.core import Rcode

@@ -1,0 +1,64 @@
+"""The Access-Request sections, in FreeRADIUS's order."""
+
+from __future__ import annotations
+
+from vpop.aaa.authenticate import authenticate
+from vpop.aaa.identify import check_account, choose_method, identify, read_identity
+from vpop.aaa.request import AccessContext
+from vpop.accounting.leases import admit_by_lease
+from vpop.isp.stages import route, routing_class, select_isp
+from vpop.isp.tunnel import TunnelTemplates, tunnel_attributes
+from vpop.pipeline.core import Rcode, run_section
+
+
+def render_reply(ctx: AccessContext, deps) -> Rcode:
+    """The subscriber's profile for its NAS type, what its ISP's template adds, and the
+    routing Class the NAS will echo in accounting."""
+    ctx.reply_attrs.insert(0, deps.replies.encoded(ctx.account, ctx.client.nas_type))
+    if ctx.decision is not None:
+        ctx.reply_attrs.append(deps.replies.isp_extra(ctx.decision.isp, ctx.account,
+                                                      ctx.client.nas_type))
+    ctx.reply_attrs.append(routing_class(ctx))
+    return Rcode.UPDATED
+
+
+def render_tunnel(ctx: AccessContext, deps) -> Rcode:
+    """Tunnel mode (VPDN): the NAS opens an L2TP tunnel to the ISP's LNS (RFC 2868)."""
+    if deps.tunnels is None:  # from the reply templates' directory, read once
+        deps.tunnels = TunnelTemplates(deps.dictionary, deps.replies.extra_dir)
+    isp = ctx.decision.isp
+    ctx.reply_attrs.append(tunnel_attributes(
+        isp, deps.dictionary, secret=ctx.client.secret,
+        request_authenticator=ctx.packet.authenticator, nas_type=ctx.client.nas_type,
+        templates=deps.tunnels,
+        salt=lambda: (deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big")))
+    ctx.reply_attrs.append(deps.replies.isp_extra(isp, ctx.account, ctx.client.nas_type))
+    ctx.reply_attrs.append(routing_class(ctx))
+    return Rcode.UPDATED
+
+
+AUTHORIZE = [read_identity, identify, select_isp, route, check_account, choose_method]
+AUTHENTICATE = [authenticate]
+# A new session beyond its ISP's lease is refused here, once everything else said yes.
+POST_AUTH = [admit_by_lease, render_reply]
+POST_AUTH_TUNNEL = [admit_by_lease, render_tunnel]
+
+# The three sections run as one chain: every section stops at REJECT, FAIL or DEFER
+# alike, and only authorize's route stage answers HANDLED (proxy or tunnel), so one
+# pass decides the same as three and costs one loop instead of three.
+ACCESS = AUTHORIZE + AUTHENTICATE + POST_AUTH
+
+PROXY = "proxy"  # process_access outcome: the shell forwards the request upstream
+
+
+def process_access(ctx: AccessContext, deps, start: int = 0) -> int | str | None:
+    """Decide the request. None: decided; PROXY: forward it; an int: the stage to
+    resume at (start=) after the shell has run ctx.deferred."""
+    code, index = run_section(ACCESS, ctx, deps, start)
+    if code is Rcode.DEFER:
+        return index
+    if code is Rcode.HANDLED:
+        if ctx.route == "proxy":
+            return PROXY
+        run_section(POST_AUTH_TUNNEL, ctx, deps)
+    return None
