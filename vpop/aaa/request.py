@@ -32,6 +32,8 @@ class AccessContext:
     # Slow work a stage hands to the shell (see pipeline.core).
     deferred: Callable[[], Any] | None = None
     deferred_result: Any = None
+    upstream: Any = None  # post-proxy: vpop.isp.proxy.Finished, the ISP's answer or none
+    silent: bool = False  # post-proxy: send nothing (the NAS retries)
 
     def reject(self, reason: str, reply_message: str = "") -> Rcode:
         """Decide Access-Reject; the reason is logged, the Reply-Message goes to the NAS."""

@@ -6,9 +6,12 @@ from vpop.aaa.authenticate import authenticate
 from vpop.aaa.identify import check_account, choose_method, identify, read_identity
 from vpop.aaa.request import AccessContext
 from vpop.accounting.leases import admit_by_lease
+from vpop.errors import MalformedPacket
+from vpop.isp.forwarding import downstream_attributes
 from vpop.isp.stages import route, routing_class, select_isp
 from vpop.isp.tunnel import TunnelTemplates, tunnel_attributes
 from vpop.pipeline.core import Rcode, run_section
+from vpop.radius.codec import ACCESS_ACCEPT
 
 
 def render_reply(ctx: AccessContext, deps) -> Rcode:
@@ -43,6 +46,53 @@ AUTHENTICATE = [authenticate]
 POST_AUTH = [admit_by_lease, render_reply]
 POST_AUTH_TUNNEL = [admit_by_lease, render_tunnel]
 
+
+
+def take_upstream_reply(ctx: AccessContext, deps) -> Rcode:
+    """Post-proxy: the ISP's answer becomes ours, its attributes re-signed for the NAS;
+    no answer is a reject when the ISP says so, else silence (the NAS will retry)."""
+    finished = ctx.upstream
+    isp, reply = finished.job.isp, finished.reply
+    if reply is None:
+        if not isp.timeout_reject:
+            ctx.silent = True
+            return Rcode.FAIL
+        return ctx.reject(f"ISP {isp.name} did not answer", "Service unavailable")
+    try:
+        attrs = downstream_attributes(
+            reply, secret=finished.server.secret, authenticator=finished.authenticator,
+            nas_secret=ctx.client.secret, nas_authenticator=ctx.packet.authenticator,
+            salt=lambda: (deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big"))
+    except MalformedPacket as exc:
+        return ctx.reject(f"unusable reply from {finished.server.name}: {exc.reason}",
+                          "Service unavailable")
+    ctx.reply_code = reply.code
+    ctx.reason = f"proxied to {finished.server.name}"
+    ctx.reply_attrs = [attrs]
+    return Rcode.UPDATED if reply.code == ACCESS_ACCEPT else Rcode.HANDLED
+
+
+def admit_accepted(ctx: AccessContext, deps) -> Rcode:
+    """The ISP said yes; the lease may still say no."""
+    if admit_by_lease(ctx, deps) is Rcode.REJECT:
+        ctx.reply_attrs = []
+        return Rcode.REJECT
+    return Rcode.NOOP
+
+
+def render_proxied(ctx: AccessContext, deps) -> Rcode:
+    """What the ISP's template adds, and the routing Class the NAS will echo."""
+    ctx.reply_attrs.append(deps.replies.isp_extra(ctx.decision.isp, ctx.account,
+                                                  ctx.client.nas_type))
+    ctx.reply_attrs.append(routing_class(ctx))
+    return Rcode.UPDATED
+
+
+# Post-proxy, on the ISP's answer: a reject or challenge goes back as it is (HANDLED),
+# an accept is admitted against the lease and completed; no answer is FAIL (silence)
+# or a reject.
+POST_PROXY = [take_upstream_reply, admit_accepted, render_proxied]
+
 # The three sections run as one chain: every section stops at REJECT, FAIL or DEFER
 # alike, and only authorize's route stage answers HANDLED (proxy or tunnel), so one
 # pass decides the same as three and costs one loop instead of three.
@@ -62,3 +112,9 @@ def process_access(ctx: AccessContext, deps, start: int = 0) -> int | str | None
             return PROXY
         run_section(POST_AUTH_TUNNEL, ctx, deps)
     return None
+
+
+def process_proxied(ctx: AccessContext, deps) -> bool:
+    """Decide on the ISP's answer (ctx.upstream); False: send nothing."""
+    run_section(POST_PROXY, ctx, deps)
+    return not ctx.silent

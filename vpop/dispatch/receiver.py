@@ -2,7 +2,11 @@
 
 The shell hands each datagram to Receiver.datagram() and carries out what comes
 back: send a reply, drop, run deferred work off the loop and resume, or persist
-accounting and send the reply once it is committed.
+accounting and send the reply once it is committed. The receiver checks what every
+packet must pass (known client, duplicates, signatures), runs the sections of its kind
+(dispatch/access.py: authorize, authenticate, post-auth, post-proxy;
+dispatch/accounting.py: preacct, accounting; dispatch/dynauth.py: CoA/Disconnect) and
+turns their result into an action.
 """
 
 from __future__ import annotations
@@ -12,15 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vpop.dispatch.access import PROXY, process_access
-from vpop.accounting.leases import admit_by_lease
-from vpop.isp.acct_forward import ForwardOrder
-from vpop.pipeline.core import Rcode
 from vpop.aaa.request import AccessContext
+from vpop.dispatch.access import PROXY, process_access, process_proxied
+from vpop.dispatch.accounting import AccountingContext, process_accounting
+from vpop.dispatch.dynauth import DynAuthContext, process_dynauth
 from vpop.errors import MalformedPacket
-from vpop.isp.forwarding import downstream_attributes
+from vpop.isp.acct_forward import ForwardOrder
 from vpop.isp.proxy import Finished, ProxyJob
-from vpop.isp.stages import accounting_owed, routing_class
 from vpop.pipeline.requestlog import RequestLog
 from vpop.pipeline.stats import Stats
 from vpop.radius import codec
@@ -138,11 +140,11 @@ class Receiver:
                 return self._finish(key, packet, client, started, reply, code, "", "")
             if packet.code == codec.ACCOUNTING_REQUEST:
                 return self._accounting(packet, client, key, started)
-            # Dynamic authorization is answered but not yet relayed (RFC 5176 §3.5).
-            code = codec.COA_NAK if packet.code == codec.COA_REQUEST else codec.DISCONNECT_NAK
-            attrs = codec.attribute(A.ERROR_CAUSE, (405).to_bytes(4, "big"))  # Unsupported Service
-            reply = self._reply(packet, client, code, attrs)
-            return self._finish(key, packet, client, started, reply, code, "", "not supported")
+            ctx = DynAuthContext(packet, client, self.wallclock())
+            process_dynauth(ctx, self.deps)
+            reply = self._reply(packet, client, ctx.reply_code, b"".join(ctx.reply_attrs))
+            return self._finish(key, packet, client, started, reply, ctx.reply_code, "",
+                                ctx.reason)
         except MalformedPacket as exc:
             self.dedup.finish(key, None, started)
             return self._malformed(client, exc.reason, started)
@@ -178,42 +180,20 @@ class Receiver:
                             user, why, caller, ctx.method)
 
     def proxied(self, finished: Finished):
-        """The ISP answered (or nobody did): the reply to the NAS."""
+        """The ISP answered (or nobody did): the post-proxy section, then the reply."""
         ctx, key, started = finished.job.context
-        isp = finished.job.isp
-        reply = finished.reply
-        if reply is None:
-            if not isp.timeout_reject:
-                self.dedup.finish(key, None, self.clock())
-                self.stats.drop("upstream timeout")
-                return Drop("upstream timeout")
-            ctx.reject(f"ISP {isp.name} did not answer", "Service unavailable")
-            return self._access(ctx, key, started, None)
-        try:
-            attrs = downstream_attributes(
-                reply, secret=finished.server.secret, authenticator=finished.authenticator,
-                nas_secret=ctx.client.secret, nas_authenticator=ctx.packet.authenticator,
-                salt=lambda: (self.deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big"))
-        except MalformedPacket as exc:
-            ctx.reject(f"unusable reply from {finished.server.name}: {exc.reason}",
-                       "Service unavailable")
-            return self._access(ctx, key, started, None)
-        ctx.reply_code = reply.code
-        ctx.reason = f"proxied to {finished.server.name}"
-        ctx.reply_attrs = [attrs]
-        if reply.code == codec.ACCESS_ACCEPT and admit_by_lease(ctx, self.deps) is Rcode.REJECT:
-            ctx.reply_attrs = []  # the ISP said yes, the lease says no
-            return self._access(ctx, key, started, None)
-        if reply.code == codec.ACCESS_ACCEPT:
-            ctx.reply_attrs.append(self.deps.replies.isp_extra(isp, ctx.account,
-                                                               ctx.client.nas_type))
-            ctx.reply_attrs.append(routing_class(ctx))
+        ctx.upstream = finished
+        if not process_proxied(ctx, self.deps):
+            self.dedup.finish(key, None, self.clock())
+            self.stats.drop("upstream timeout")
+            return Drop("upstream timeout")
         return self._access(ctx, key, started, None)
 
     # --- accounting -----------------------------------------------------------------
 
     def _accounting(self, packet: codec.Packet, client: NasClient, key, started: float):
-        record = self.deps.accounting.record(packet, client, self.wallclock())
+        ctx = AccountingContext(packet, client, self.wallclock())
+        stored = process_accounting(ctx, self.deps)
         reply = self._reply(packet, client, codec.ACCOUNTING_RESPONSE, b"")
         username = _as_sent(packet, A.USER_NAME) if self.request_log.stream is not None else ""
 
@@ -226,13 +206,12 @@ class Receiver:
                 self.dedup.finish(key, None, now)
                 self.request_log.write(client.name, "Accounting-Request", username, "", "",
                                        "error", "store failed", (now - started) * 1000)
-        if record is None:
+        if not stored:
             return self._finish(key, packet, client, started, reply,
-                                codec.ACCOUNTING_RESPONSE, username, "ignored")
+                                codec.ACCOUNTING_RESPONSE, username, ctx.reason)
         awaiting = Awaiting(reply)
         self.dedup.begin(key, started, awaiting)
-        return Persist(record, reply, done, awaiting,
-                       accounting_owed(packet, record, self.deps, self.wallclock()))
+        return Persist(ctx.record, reply, done, awaiting, ctx.forward)
 
     # --- helpers --------------------------------------------------------------------
 
