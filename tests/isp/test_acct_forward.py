@@ -13,7 +13,7 @@ from vpop.isp.acct_forward import (AccountingForwarder, Attempt, Delivered, Queu
                                    Retry, queued_attributes)
 from vpop.isp.model import Isp, UpstreamServer
 from vpop.isp.pool import PoolSettings, Pools
-from vpop.isp.proxy import SendUpstream
+from vpop.radius.exchange import Send
 from vpop.radius import attributes as A
 from vpop.radius import codec
 
@@ -51,7 +51,7 @@ def retried(rec: QueuedRecord, retry: Retry) -> QueuedRecord:
     return dataclasses.replace(rec, attempts=retry.attempts)
 
 
-def answer(send: SendUpstream, secret=SECRET) -> bytes:
+def answer(send: Send, secret=SECRET) -> bytes:
     """The ISP's Accounting-Response to the datagram vpop sent it."""
     request = codec.decode(send.data)
     return codec.encode_reply(codec.ACCOUNTING_RESPONSE, request.ident, request.authenticator,

@@ -8,7 +8,8 @@ import pytest
 from vpop.isp.forwarding import downstream_attributes
 from vpop.isp.model import Isp, UpstreamServer
 from vpop.isp.pool import ALIVE, DEAD, ZOMBIE, PoolSettings, Pools
-from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob, SendUpstream
+from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob
+from vpop.radius.exchange import Send
 from vpop.radius import attributes as A
 from vpop.radius import codec
 from vpop.radius.crypto import (decrypt_salted, decrypt_user_password, encrypt_salted,
@@ -46,7 +47,7 @@ def job(packet, isp=ISP):
                     key="4930123")
 
 
-def upstream_reply(send: SendUpstream, code=codec.ACCESS_ACCEPT, *, secret=UP_SECRET,
+def upstream_reply(send: Send, code=codec.ACCESS_ACCEPT, *, secret=UP_SECRET,
                    attrs=b"", echo=True, signed=True):
     """What a RADIUS server would answer to the datagram vpop sent it."""
     request = codec.decode(send.data)
@@ -204,7 +205,7 @@ def revive_by_probes(proxy, *, signed, start=2.0):
     assert proxy.pools.health[PRIMARY.name].status == ZOMBIE
     now = start
     for _ in range(SETTINGS.revive_probes):
-        probes = [a for a in proxy.poll(now) if isinstance(a, SendUpstream)
+        probes = [a for a in proxy.poll(now) if isinstance(a, Send)
                   and codec.decode(a.data).code == codec.STATUS_SERVER]
         for probe in probes:
             proxy.on_reply(upstream_reply(probe, signed=signed), probe.addr, now + 0.01,
@@ -305,3 +306,35 @@ def test_more_than_256_requests_in_flight_use_several_source_sockets():
     assert len({(s.sock, codec.decode(s.data).ident) for s in sends}) == 1000
     answered = [proxy.on_reply(upstream_reply(s), s.addr, 0.1, s.sock) for s in sends]
     assert all(isinstance(a[0], Finished) for a in answered)
+
+
+def test_two_isps_naming_one_server_share_its_identifiers():
+    # The server tells requests apart by source port and Identifier, whatever name
+    # each ISP gives it (RFC 2865 §3).
+    twin = UpstreamServer(name="isp-b/1", address=PRIMARY.address, auth_port=PRIMARY.auth_port,
+                          secret=b"other-secret")
+    other = Isp(name="isp-b", servers=(twin,))
+    proxy = ProxyEngine(Pools((ISP, other), SETTINGS), budget=5.0, rng=random.Random(7),
+                        sockets=1)
+    sends = [proxy.forward(job(nas_request(), isp=isp), now=0.0)[0]
+             for isp in (ISP, other) * 128]
+    assert len({(s.sock, codec.decode(s.data).ident) for s in sends}) == 256
+    (exhausted,) = proxy.forward(job(nas_request(), isp=other), now=0.0)
+    assert type(exhausted) is Finished and exhausted.reply is None
+    # Each reply is checked with the secret of the server it answers.
+    first, second = sends[0], sends[1]
+    assert type(proxy.on_reply(upstream_reply(second, secret=b"other-secret"), second.addr,
+                               0.1, second.sock)[0]) is Finished
+    assert type(proxy.on_reply(upstream_reply(first), first.addr, 0.1, first.sock)[0]) is Finished
+
+
+def test_a_server_removed_by_a_reload_may_still_answer_or_time_out():
+    proxy = engine()
+    (send,) = proxy.forward(job(nas_request()), now=0.0)
+    proxy.forward(job(nas_request()), now=0.0)
+    proxy.replace_pools(Pools((Isp(name="isp-a", servers=(SECONDARY,)),), SETTINGS,
+                              previous=proxy.pools))
+    (finished,) = proxy.on_reply(upstream_reply(send), send.addr, 0.1, send.sock)
+    assert finished.server == PRIMARY and finished.reply.code == codec.ACCESS_ACCEPT
+    (retry,) = proxy.poll(now=1.0)  # the other one goes to the server that is left
+    assert retry.addr == (SECONDARY.address, SECONDARY.auth_port)

@@ -19,19 +19,24 @@ RFC 2866 §5.2): no ISP remembers the first copy that long (RFC 5080 §2.2.2: at
 30 seconds), and the delay it is told stays true. An Identifier that may still be
 resent as it was is not given to another record meanwhile (RFC 5080 §2.2.2: a new
 Request Authenticator under it would make the ISP forget the first).
+
+Identifiers, what is in flight, deadlines and the checks of an answer are the
+client-side exchange's (vpop/radius/exchange.py); the resend window, the order per
+session and the choice of server are this module's.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 
 from vpop.accounting.routing import own_class_index
 from vpop.errors import MalformedPacket
 from vpop.isp.pool import ALIVE, Pools
-from vpop.isp.proxy import SendUpstream
 from vpop.radius import attributes as A
 from vpop.radius import codec
+from vpop.radius.exchange import TOO_SHORT, Address, Answer, Discarded, Exchange, Send
 
 SKIP = frozenset({A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, A.ACCT_DELAY_TIME})
 MAX_BACKOFF = 60.0
@@ -71,7 +76,7 @@ class Attempt:
     server: str
     built: float  # seconds since the epoch; its Acct-Delay-Time is as of then
     retry_at: float  # when the record is due again if no answer comes, even after a crash
-    send: SendUpstream
+    send: Send
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,45 +115,44 @@ def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, 2.0 ** max(0, attempts - 1))
 
 
-@dataclass(slots=True)
-class _InFlight:
-    record: QueuedRecord
-    server: str
-    ident: int
-    authenticator: bytes
-    built: float
-    expires: float
-
-
 class AccountingForwarder:
     def __init__(self, pools: Pools, *, resend_window: float = RESEND_WINDOW,
                  rng: random.Random | None = None):
         self.pools = pools
         self.resend_window = resend_window
         self.rng = rng or random.SystemRandom()
-        self.in_flight: dict[tuple[str, int], _InFlight] = {}
+        # One source port. A request's context: (record, server name, when built).
+        self.exchange = Exchange(rng=self.rng)
         self.settling: dict[int, str] = {}  # answered, not yet committed: id -> session
-        # (server, Identifier) of datagrams that may still be resent as they are -> until
-        self._reserved: dict[tuple[str, int], float] = {}
+        # Identifiers of datagrams that may still be resent as they are, per destination:
+        # identifier -> until when (wall clock)
+        self._reserved: dict[Address, dict[int, float]] = {}
         self._sessions: set[str] = set()
         self.counters = {"sent": 0, "resent": 0, "delivered": 0, "timeouts": 0,
                          "bad_replies": 0}
 
     @property
+    def in_flight(self) -> dict:
+        """The datagrams awaiting the ISP's answer."""
+        return self.exchange.pending
+
+    @property
     def pending(self) -> bool:
         """Something is in flight, or answered and not yet committed."""
-        return bool(self.in_flight or self.settling)
+        return bool(self.exchange.pending or self.settling)
 
     def remember(self, records: list[QueuedRecord]) -> None:
         """At start: the datagrams stored by an earlier run that may be resent as they
         are keep their Identifiers from new records."""
         for record in records:
-            if record.datagram and record.server:
-                self._reserve(record.server, record.datagram[1], record.built)
+            health = self.pools.health.get(record.server) if record.server else None
+            if record.datagram and health is not None:
+                self._reserve(_address(health.server), record.datagram[1], record.built)
 
     def offer(self, records: list[QueuedRecord], now: float, wallclock: float) -> list:
         """Send what may go now; `records` are due, oldest first."""
         actions = []
+        deadline = now + self.pools.settings.response_window
         for record in records:
             if record.session in self._sessions:
                 continue  # this session has a record in flight or not yet settled
@@ -157,30 +161,33 @@ class AccountingForwarder:
                 actions.append(Retry(record.id, record.attempts + 1,
                                      wallclock + backoff(record.attempts + 1)))
                 continue
-            addr = (server.address, server.acct_port)
+            addr = _address(server)
             if self._resendable(record, server, wallclock):
-                key = (server.name, record.datagram[1])
-                if key in self.in_flight:
+                send = self.exchange.resend(record.datagram, addr, secret=server.secret,
+                                            now=now, deadline=deadline,
+                                            context=(record, server.name, record.built))
+                if send is None:
                     continue  # its Identifier is out with another record: wait for it
-                self._fly(record, server.name, record.datagram, record.built, now)
+                self._flying(record, addr, send)
                 self.counters["resent"] += 1
-                actions.append(SendUpstream(record.datagram, addr))
+                actions.append(send)
                 continue
             # RFC 2866 §3, §5.2: new contents (Acct-Delay-Time), a new Identifier.
             again = record.datagram[1] if record.datagram and record.server == server.name \
                 else None
-            ident = self._ident(server.name, wallclock, again)
-            if ident is None:
-                continue  # every Identifier of this server is taken for now
             delay = record.delay + max(0, int(wallclock - record.received))
             attrs = record.attrs + codec.attribute(A.ACCT_DELAY_TIME,
                                                    min(delay, 0xFFFFFFFF).to_bytes(4, "big"))
-            data = codec.encode_request(codec.ACCOUNTING_REQUEST, ident, attrs, server.secret)
-            self._fly(record, server.name, data, wallclock, now)
+            send = self.exchange.send(addr, partial(_accounting_request, attrs, server.secret),
+                                      secret=server.secret, now=now, deadline=deadline,
+                                      context=(record, server.name, wallclock),
+                                      avoid=self._avoid(addr, wallclock, again))
+            if send is None:
+                continue  # every Identifier toward this server is taken for now
+            self._flying(record, addr, send)
             self.counters["sent"] += 1
             actions.append(Attempt(record.id, server.name, wallclock,
-                                   wallclock + self.pools.settings.response_window,
-                                   SendUpstream(data, addr)))
+                                   wallclock + self.pools.settings.response_window, send))
         return actions
 
     def _server_for(self, record: QueuedRecord):
@@ -204,66 +211,51 @@ class AccountingForwarder:
         except MalformedPacket:
             return False
 
-    def _fly(self, record: QueuedRecord, server: str, data: bytes, built: float,
-             now: float) -> None:
-        ident = data[1]
-        self.in_flight[(server, ident)] = _InFlight(
-            record, server, ident, data[4:20], built, now + self.pools.settings.response_window)
-        self._reserved.pop((server, ident), None)
+    def _flying(self, record: QueuedRecord, addr: Address, send: Send) -> None:
+        reserved = self._reserved.get(addr)
+        if reserved is not None:
+            reserved.pop(send.data[1], None)
         self._sessions.add(record.session)
 
-    def _reserve(self, server: str, ident: int, built: float) -> None:
+    def _reserve(self, addr: Address, ident: int, built: float) -> None:
         until = built + self.resend_window
-        key = (server, ident)
-        if key not in self.in_flight and until > self._reserved.get(key, 0.0):
-            self._reserved[key] = until
+        reserved = self._reserved.setdefault(addr, {})
+        if until > reserved.get(ident, 0.0):
+            reserved[ident] = until
 
-    def _ident(self, server: str, wallclock: float, again: int | None = None) -> int | None:
-        def free(ident: int) -> bool:
-            key = (server, ident)
-            if ident == again or key in self.in_flight:
-                return False
-            return self._reserved.get(key, 0.0) <= wallclock
-        for _ in range(8):
-            ident = self.rng.randrange(256)
-            if free(ident):
-                return ident
-        return next((i for i in range(256) if free(i)), None)
+    def _avoid(self, addr: Address, wallclock: float, again: int | None) -> set[int]:
+        """Identifiers a new datagram toward `addr` must not take: those that may still
+        be resent as they were, and the record's own last one."""
+        avoid = {ident for ident, until in self._reserved.get(addr, {}).items()
+                 if until > wallclock}
+        if again is not None:
+            avoid.add(again)
+        return avoid
 
     def abandon(self, ids: list[int]) -> None:
         """Attempts the shell could not store, so did not send: as if never offered."""
         gone = set(ids)
-        for key, flight in list(self.in_flight.items()):
-            if flight.record.id in gone:
-                del self.in_flight[key]
-                self._sessions.discard(flight.record.session)
+        for request in list(self.exchange.pending.values()):
+            record = request.context[0]
+            if record.id in gone:
+                self.exchange.cancel(request)
+                self._sessions.discard(record.session)
                 self.counters["sent"] -= 1
 
     def on_reply(self, data: bytes, addr: tuple, now: float) -> list:
-        if len(data) < codec.MIN_LENGTH:
-            self.counters["bad_replies"] += 1
-            return []
-        for (name, ident), flight in list(self.in_flight.items()):
-            if ident != data[1]:
-                continue
-            server = self.pools.health[name].server if name in self.pools.health else None
-            if server is None or (server.address, server.acct_port) != tuple(addr[:2]):
-                continue
-            try:
-                ok = codec.reply_ok(data, flight.authenticator, server.secret) and \
-                    data[0] == codec.ACCOUNTING_RESPONSE
-            except MalformedPacket:
-                ok = False
-            if not ok:
-                self.counters["bad_replies"] += 1
-                self.pools.bad_reply(name)
-                return []
-            del self.in_flight[(name, ident)]
+        event = self.exchange.on_reply(data, addr)
+        if type(event) is Answer:
+            record, server, _ = event.request.context
             # The session's next record waits until this one is committed as delivered.
-            self.settling[flight.record.id] = flight.record.session
-            self.pools.answered(name, now)
+            self.settling[record.id] = record.session
+            self.pools.answered(server, now)
             self.counters["delivered"] += 1
-            return [Delivered(flight.record.id)]
+            return [Delivered(record.id)]
+        if type(event) is Discarded:
+            self.counters["bad_replies"] += 1
+            self.pools.bad_reply(event.request.context[1])
+        elif event is TOO_SHORT:
+            self.counters["bad_replies"] += 1
         return []
 
     def settled(self, ids: list[int]) -> None:
@@ -275,18 +267,29 @@ class AccountingForwarder:
 
     def poll(self, now: float, wallclock: float) -> list:
         """Unanswered records go back to the queue with a later time."""
-        for key, until in list(self._reserved.items()):
-            if until <= wallclock:
-                del self._reserved[key]
+        for addr, reserved in list(self._reserved.items()):
+            for ident, until in list(reserved.items()):
+                if until <= wallclock:
+                    del reserved[ident]
+            if not reserved:
+                del self._reserved[addr]
         actions = []
-        for key, flight in list(self.in_flight.items()):
-            if flight.expires > now:
-                continue
-            del self.in_flight[key]
-            self._sessions.discard(flight.record.session)
-            self._reserve(flight.server, flight.ident, flight.built)
+        for timeout in self.exchange.expire(now):
+            request = timeout.request
+            record, server, built = request.context
+            self._sessions.discard(record.session)
+            self._reserve(request.addr, request.ident, built)
             self.counters["timeouts"] += 1
-            self.pools.timed_out(flight.server, now)
-            attempts = flight.record.attempts + 1
-            actions.append(Retry(flight.record.id, attempts, wallclock + backoff(attempts)))
+            self.pools.timed_out(server, now)
+            attempts = record.attempts + 1
+            actions.append(Retry(record.id, attempts, wallclock + backoff(attempts)))
         return actions
+
+
+def _address(server) -> Address:
+    return (server.address, server.acct_port)
+
+
+def _accounting_request(attrs: bytes, secret: bytes, ident: int, _authenticator: bytes) -> bytes:
+    """RFC 2866 §3: the Request Authenticator is a hash over the packet, not the one given."""
+    return codec.encode_request(codec.ACCOUNTING_REQUEST, ident, attrs, secret)

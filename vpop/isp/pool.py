@@ -125,8 +125,12 @@ class Pools:
 
     # --- what happened ----------------------------------------------------------------
 
+    # A server removed by a reload may still answer, or time out, what it was sent.
+
     def answered(self, name: str, now: float) -> list[Transition]:
-        health = self.health[name]
+        health = self.health.get(name)
+        if health is None:
+            return []
         health.answered += 1
         health.last_answer = now
         if health.status != ALIVE:
@@ -134,14 +138,18 @@ class Pools:
         return []
 
     def timed_out(self, name: str, now: float) -> list[Transition]:
-        health = self.health[name]
+        health = self.health.get(name)
+        if health is None:
+            return []
         health.timeouts += 1
         if health.status == ALIVE:
             return [self._move(health, ZOMBIE, now, "request unanswered")]
         return []
 
     def bad_reply(self, name: str) -> None:
-        self.health[name].bad_replies += 1
+        health = self.health.get(name)
+        if health is not None:
+            health.bad_replies += 1
 
     def probes_due(self, now: float) -> list[UpstreamServer]:
         due = []
@@ -152,12 +160,16 @@ class Pools:
         return due
 
     def probe_answered(self, name: str, now: float) -> list[Transition]:
-        health = self.health[name]
+        health = self.health.get(name)
+        if health is None:
+            return []
         health.last_answer = now
         return self._probe_ok(health, now, "answered Status-Server")
 
     def probe_unanswered(self, name: str, now: float) -> list[Transition]:
-        health = self.health[name]
+        health = self.health.get(name)
+        if health is None:
+            return []
         health.good_probes = 0
         if health.status == ZOMBIE and now - health.since >= self.settings.zombie_period:
             return [self._move(health, DEAD, now, "no answer for the zombie period")]

@@ -16,14 +16,15 @@ import time
 from typing import Callable
 
 from vpop.isp.acct_forward import AccountingForwarder, Attempt, Delivered, Retry
-from vpop.isp.proxy import SendUpstream
+from vpop.radius.exchange import Send
+from vpop.server.sockets import family_of, open_udp
 from vpop.store import acct_forward as queue
 
 log = logging.getLogger(__name__)
 INTERVAL = 0.25
 PURGE_INTERVAL = 3600.0
 KEEP_DELIVERED = 7 * 86400.0  # long after any NAS stops retransmitting
-FAMILIES = ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::"))
+FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def open_source_sockets(port: int, tries: int = 16) -> dict[int, socket.socket]:
@@ -32,13 +33,9 @@ def open_source_sockets(port: int, tries: int = 16) -> dict[int, socket.socket]:
         socks: dict[int, socket.socket] = {}
         chosen = port
         try:
-            for family, host in FAMILIES:
-                sock = socks[family] = socket.socket(family, socket.SOCK_DGRAM)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((host, chosen))
+            for family in FAMILIES:
+                sock = socks[family] = open_udp(port=chosen, family=family)
                 chosen = sock.getsockname()[1]
-                sock.setblocking(False)
             return socks
         except OSError:
             for sock in socks.values():
@@ -119,10 +116,9 @@ class ForwarderShell:
         for action in actions:
             if type(action) is Attempt:
                 action = action.send
-            if type(action) is SendUpstream:
-                family = socket.AF_INET6 if ":" in action.addr[0] else socket.AF_INET
+            if type(action) is Send:
                 try:
-                    self.socks[family].sendto(action.data, action.addr)
+                    self.socks[family_of(action.addr[0])].sendto(action.data, action.addr)
                 except OSError as exc:
                     log.warning("sendto ISP accounting server %s: %s", action.addr[0], exc)
             elif type(action) is Delivered:

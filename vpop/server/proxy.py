@@ -11,8 +11,10 @@ import time
 from typing import Callable
 
 from vpop.isp.pool import ServerState, Transition
-from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob, SendUpstream
+from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob
 from vpop.isp.qos import QosRecorder
+from vpop.radius.exchange import Send
+from vpop.server.sockets import family_of, open_udp
 from vpop.store import qos as qos_store
 
 log = logging.getLogger(__name__)
@@ -34,16 +36,8 @@ class ProxyShell:
         self.socks: dict[tuple[int, int], socket.socket] = {}
         for index in range(engine.sockets):
             for family in (socket.AF_INET, socket.AF_INET6):
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
-                except OSError:
-                    pass
-                sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-                sock.setblocking(False)
-                self.socks[(family, index)] = sock
+                sock = self.socks[(family, index)] = open_udp(family=family,
+                                                             recv_buffer=recv_buffer)
                 loop.add_reader(sock.fileno(), self._readable, sock, index)
         self.callbacks: dict[int, Callable[[Finished], None]] = {}
         self._poller = asyncio.ensure_future(self._poll())
@@ -137,10 +131,10 @@ class ProxyShell:
 
     def _carry_out(self, actions: list) -> None:
         for action in actions:
-            if type(action) is SendUpstream:
-                family = socket.AF_INET6 if ":" in action.addr[0] else socket.AF_INET
+            if type(action) is Send:
+                sock = self.socks[(family_of(action.addr[0]), action.sock)]
                 try:
-                    self.socks[(family, action.sock)].sendto(action.data, action.addr)
+                    sock.sendto(action.data, action.addr)
                 except OSError as exc:
                     log.warning("sendto upstream %s: %s", action.addr[0], exc)
             elif type(action) is Finished:
