@@ -9,30 +9,18 @@ from concurrent.futures import Executor
 
 from vpop.errors import ListenError
 from vpop.dispatch.receiver import Defer, Drop, Forward, Persist, Receiver, Send
+from vpop.server.sockets import open_udp
 from vpop.server.writer import Ack
 
 log = logging.getLogger(__name__)
 
 
 def open_socket(host: str, port: int, recv_buffer: int, reuse_port: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    """A listening socket; one that cannot be bound is a ListenError naming it."""
     try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        # No SO_REUSEADDR: on UDP it would let a second server bind the same port.
-        if reuse_port:  # several worker processes share the port; the kernel spreads load
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
-        except OSError:
-            log.warning("could not set SO_RCVBUF to %d", recv_buffer)
-        sock.bind((host, port))
-        sock.setblocking(False)
+        return open_udp(host, port, reuse_port=reuse_port, recv_buffer=recv_buffer)
     except OSError as exc:
-        sock.close()
         raise ListenError(host, port, "udp", exc.strerror or str(exc)) from None
-    return sock
 
 
 class Listener:
