@@ -109,6 +109,44 @@ def test_wrong_password_is_rejected_with_a_reply_message(receiver):
     assert reply_message(reply) == "Authentication failed"
 
 
+class RemoteDirectory:
+    """A directory whose lookups may wait (a directory server): records what it is asked
+    and by which thread, so the test sees that the event loop's stage never asks."""
+    remote = True
+
+    def __init__(self, snapshot):
+        self.snapshot, self.asked = snapshot, []
+
+    def by_name(self, name):
+        self.asked.append(("name", name))
+        return self.snapshot.by_name(name)
+
+    def by_caller_id(self, number):
+        self.asked.append(("caller_id", number))
+        return self.snapshot.by_caller_id(number)
+
+    def by_line(self, kind, value):
+        self.asked.append((kind, value))
+        return self.snapshot.by_line(kind, value)
+
+
+def test_a_remote_directory_is_asked_off_the_event_loop_while_the_request_waits(receiver):
+    remote = receiver.deps.directory = RemoteDirectory(receiver.deps.directory)
+    action = receiver.datagram(*pap("alice", "alice-pass")[:1], NAS, AUTH)
+    assert isinstance(action, Defer) and remote.asked == []  # nothing asked on the loop
+    assert answer(receiver, *pap("alice", "alice-pass")).code == codec.ACCESS_ACCEPT
+    assert ("name", "alice") in remote.asked
+    # A subscriber with a slow hash waits twice: for the directory, then for the hash.
+    assert answer(receiver, *pap("bob", "bob-pass")).code == codec.ACCESS_ACCEPT
+    assert answer(receiver, *pap("nobody", "x")).code == codec.ACCESS_REJECT
+    line = [("User-Name", "x"), ("Agent-Circuit-Id", "bras1 eth 0/1/2:100")]
+    hidden = encrypt_user_password(b"carol-pass", SECRET, b"\1" * 16)
+    reply = answer(receiver, *request(line, auth=b"\1" * 16,
+                                      raw=codec.attribute(A.USER_PASSWORD, hidden)))
+    assert reply.code == codec.ACCESS_ACCEPT and remote.asked[-1] == (
+        "circuit_id", "bras1 eth 0/1/2:100")
+
+
 def test_slow_hash_is_deferred_then_cached(receiver):
     data, auth = pap("bob", "bob-pass")
     assert isinstance(receiver.datagram(data, NAS, AUTH), Defer)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 from vpop.aaa.caller_id import normalise_caller_id
 from vpop.aaa.request import AccessContext
-from vpop.aaa.subscribers import SubscriberDirectory
+from vpop.aaa.subscribers import Account, SubscriberDirectory
 from vpop.config import IdentificationSettings
 from vpop.pipeline.core import Rcode
 from vpop.radius import attributes as A
@@ -25,33 +28,76 @@ def read_identity(ctx: AccessContext, deps) -> Rcode:
     return Rcode.NOOP
 
 
-def identify(ctx: AccessContext, deps) -> Rcode:
-    settings: IdentificationSettings = deps.settings.identification
-    directory: SubscriberDirectory = deps.directory
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    way: str  # line | caller_id | user_name: what identified the subscriber if it answers
+    kind: str  # by_line's kind, or "" for caller IDs and names
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Identified:
+    """What the lookups found (account None: nobody), as a deferred result too."""
+    account: Account | None
+    way: str = ""
+
+
+def lookups(ctx: AccessContext, settings: IdentificationSettings) -> list[Lookup]:
+    """The directory lookups for this request, in the configured order."""
     attrs = ctx.packet.attrs
+    found = []
     for way in settings.order:
-        account = None
         if way == "line":
             for kind, key in LINE_ATTRIBUTES:
                 values = attrs.get(key)
                 if values:
-                    account = directory.by_line(kind, values[0].decode("utf-8", "replace"))
-                    if account is not None:
-                        break
+                    found.append(Lookup("line", kind, values[0].decode("utf-8", "replace")))
         elif way == "caller_id" and ctx.caller_id:
             number = caller_number(ctx.caller_id, settings)
-            account = directory.by_caller_id(number) if number else None
+            if number:
+                found.append(Lookup("caller_id", "", number))
         elif way == "user_name" and ctx.username:
-            account = directory.by_name(ctx.username)
+            found.append(Lookup("user_name", "", ctx.username))
             delimiter = settings.realm_delimiter
-            if account is None and settings.strip_realm and delimiter in ctx.username:
-                account = directory.by_name(ctx.username.rsplit(delimiter, 1)[0])
+            if settings.strip_realm and delimiter in ctx.username:
+                found.append(Lookup("user_name", "", ctx.username.rsplit(delimiter, 1)[0]))
+    return found
+
+
+def first_found(directory: SubscriberDirectory, wanted: list[Lookup]) -> Identified:
+    """Ask the directory, in order, until one lookup finds a subscriber."""
+    for lookup in wanted:
+        if lookup.way == "line":
+            account = directory.by_line(lookup.kind, lookup.value)
+        elif lookup.way == "caller_id":
+            account = directory.by_caller_id(lookup.value)
+        else:
+            account = directory.by_name(lookup.value)
         if account is not None:
-            ctx.account = account
-            ctx.identified_by = way
-            return Rcode.OK
-    # Not necessarily an error: an ISP's own users are known only upstream (route decides).
-    return Rcode.NOTFOUND
+            return Identified(account, lookup.way)
+    return Identified(None)
+
+
+def identify(ctx: AccessContext, deps) -> Rcode:
+    """Find the subscriber by line, caller ID or name, in the configured order. A remote
+    directory is asked off the event loop (DEFER), and the stage resumes with what it
+    found."""
+    found = ctx.deferred_result
+    if type(found) is Identified:
+        ctx.deferred_result = None  # a later stage may defer too
+    else:
+        directory: SubscriberDirectory = deps.directory
+        wanted = lookups(ctx, deps.settings.identification)
+        if directory.remote:
+            ctx.deferred = functools.partial(first_found, directory, wanted)
+            return Rcode.DEFER
+        found = first_found(directory, wanted)
+    if found.account is None:
+        # Not necessarily an error: an ISP's own users are known only upstream (route decides).
+        return Rcode.NOTFOUND
+    ctx.account = found.account
+    ctx.identified_by = found.way
+    return Rcode.OK
 
 
 def caller_number(raw: str, settings: IdentificationSettings) -> str:

@@ -47,6 +47,12 @@ class Account:
 
 
 class SubscriberDirectory(Protocol):
+    """Where subscribers are looked up. `remote`: a lookup may wait (a directory server):
+    the identify stage then hands its lookups to the shell to run off the event loop
+    while the request waits, as a slow password hash is; an in-memory directory answers
+    at once."""
+    remote: bool
+
     def by_name(self, username: str) -> Account | None: ...
     def by_caller_id(self, number: str) -> Account | None: ...
     def by_line(self, kind: str, value: str) -> Account | None: ...
@@ -54,6 +60,8 @@ class SubscriberDirectory(Protocol):
 
 class SubscriberSnapshot:
     """In-memory directory, rebuilt from the store at start and on reload."""
+
+    remote = False  # answers at once
 
     def __init__(self, accounts: list[Account], caller_ids: dict[str, str],
                  lines: dict[tuple[str, str], str]):
