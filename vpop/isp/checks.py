@@ -12,8 +12,8 @@ from vpop.errors import ConfigError
 from vpop.isp.model import BALANCES, MODES, STATUSES, Isp
 from vpop.isp.realms import REGEX, check_rewrite, has_user_group
 from vpop.isp.tunnel import MAX_TAG
+from vpop.radius.clients import NAS_TYPES
 
-NAS_TYPES = ("generic", "cisco", "mikrotik", "juniper")
 # A subscriber with every profile value set, so templates meet each branch they have.
 SAMPLE_ACCOUNT = Account(
     username="check", methods=frozenset({"pap"}), profile=ServiceProfile(

@@ -20,14 +20,13 @@ from vpop.aaa.subscribers import Account, ServiceProfile
 from vpop.config import Settings
 from vpop.errors import ConfigError, StoreUnavailable
 from vpop.isp.tunnel import TunnelTemplates
+from vpop.radius.clients import NAS_TYPES
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.ledger import journal_path
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker, safe_url
 from vpop.store.files import readable_by_others
 from vpop.store.isp_snapshot import check_stored_isps, load_isps
 from vpop.store.journal import JournalError, check_usable, journal_files
-
-NAS_TYPES = ("generic", "cisco", "mikrotik", "juniper")
 
 
 @dataclass(slots=True)
