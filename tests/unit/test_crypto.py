@@ -16,6 +16,7 @@ from vpop.radius.crypto import (
     encrypt_mschap_mppe_keys,
     encrypt_salted,
     encrypt_user_password,
+    random_salt,
 )
 
 SECRET = b"xyzzy5461"
@@ -130,6 +131,14 @@ def test_salts_give_different_ciphertexts():
     one = encrypt_salted(b"key", SECRET, AUTHENTICATOR, b"\x80\x01")
     two = encrypt_salted(b"key", SECRET, AUTHENTICATOR, b"\x80\x02")
     assert one[2:] != two[2:]
+
+
+def test_random_salts_have_the_high_bit_and_vary():
+    rng = random.Random(11)
+    salts = {random_salt(rng) for _ in range(200)}
+    assert all(len(s) == 2 and s[0] & 0x80 for s in salts) and len(salts) > 190
+    assert decrypt_salted(encrypt_salted(b"key", SECRET, AUTHENTICATOR, random_salt(rng)),
+                          SECRET, AUTHENTICATOR) == b"key"
 
 
 @pytest.mark.parametrize("salt", [b"\x00\x01", b"\x7f\xff", b"\x80", b"\x80\x00\x00"])

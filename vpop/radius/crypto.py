@@ -12,6 +12,8 @@ the Access-Request being answered (RFC 2548 §2.4.2, RFC 2868 §3.5).
 
 from __future__ import annotations
 
+import random
+
 from vpop.errors import MalformedPacket
 from vpop.radius.wire import md5_chain
 
@@ -68,6 +70,13 @@ def decrypt_mschap_mppe_keys(data: bytes, secret: bytes, authenticator: bytes) -
         raise MalformedPacket(f"MS-CHAP-MPPE-Keys of {len(data)} octets, "
                               f"expected {MSCHAP_MPPE_KEYS_LENGTH}")
     return md5_chain(data, secret, authenticator, True)
+
+
+def random_salt(rng: random.Random) -> bytes:
+    """A salt for encrypt_salted: 15 random bits under the most significant one, which
+    is set (RFC 2868 §3.5, RFC 2548 §2.4.2). Unique within a packet is the caller's
+    concern (a second salt can be this one with the last bit flipped)."""
+    return (rng.getrandbits(15) | 0x8000).to_bytes(SALT_LENGTH, "big")
 
 
 def encrypt_salted(value: bytes, secret: bytes, authenticator: bytes, salt: bytes) -> bytes:
