@@ -131,7 +131,7 @@ class AccountingSettings:
 class IspSettings:
     # Selection chain, tried in order (vpop/isp/selection.py).
     chain: tuple[str, ...] = ISP_RULES
-    default_isp: str = ""  # empty: no default, the request is rejected
+    default_isp: str = ""  # empty: sessions no rule routes are authenticated locally
     weight_quality: float = 0.5  # of the ranked choice's score
     weight_price: float = 0.3
     weight_availability: float = 0.2
