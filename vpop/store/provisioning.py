@@ -954,7 +954,8 @@ class _Locator:
             return None
         position = positions[index - 1]
         own_end = None  # the table's own keys end at the next header of any kind
-        for number, name, _ in self._headers[position + 1:]:
+        for later in range(position + 1, len(self._headers)):  # no copy of the rest
+            number, name, _ = self._headers[later]
             own_end = own_end or number
             if name == f"{section}.{key}":  # [[subscriber.lines]]
                 return number
