@@ -19,6 +19,7 @@ from typing import TextIO
 from vpop.accounting import reports
 from vpop.accounting.rollups import GRAINS
 from vpop.errors import ConfigError
+from vpop.progress import Progress
 
 
 def add_report_parser(commands) -> None:
@@ -105,7 +106,7 @@ def report_utilization(settings, args, *, out: TextIO | None = None,
                 out.write(reports.render(rows, reports.EVENT_COLUMNS, args.format))
                 return 0
             slices = reports.time_slices(filters.start, filters.end, filters.grain)
-            progress = reports.Progress(len(slices), _progress_stream(args, err), "utilization")
+            progress = Progress(len(slices), _progress_stream(args, err), "utilization")
             seconds_, traffic, peaks = {}, {}, {}
             for start, end in slices:
                 seconds_.update(store.lease_seconds(session, ids, filters.grain, start, end))
@@ -150,7 +151,7 @@ def report_sessions(settings, args, *, out: TextIO | None = None, err: TextIO | 
                 return 0
             filters = filters_from(args, now)
             slices = reports.time_slices(filters.start, filters.end, filters.grain)
-            progress = reports.Progress(len(slices), _progress_stream(args, err), "sessions")
+            progress = Progress(len(slices), _progress_stream(args, err), "sessions")
             sums = []
             for start, end in slices:
                 sums += store.rollup_sums(session, args.by, filters.grain, start, end,

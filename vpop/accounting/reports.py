@@ -18,7 +18,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 from vpop.accounting.leases import LeaseTerms
 from vpop.accounting.rollups import FIVE_MINUTES, bucket, bucket_end
@@ -254,31 +254,6 @@ def _csv_cell(value: Any) -> Any:
 
 def _numeric(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-
-
-class Progress:
-    """A progress bar on a terminal: `step()` per unit of work, `done()` at the end.
-    Silent when `stream` is None (output not to a terminal)."""
-
-    def __init__(self, total: int, stream: TextIO | None, label: str = "", width: int = 30):
-        self.total = max(1, total)
-        self.stream = stream
-        self.label = label
-        self.width = width
-        self.count = 0
-
-    def step(self, n: int = 1) -> None:
-        self.count += n
-        if self.stream is not None:
-            filled = self.width * min(self.count, self.total) // self.total
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-                              f"{min(self.count, self.total)}/{self.total}")
-            self.stream.flush()
-
-    def done(self) -> None:
-        if self.stream is not None:
-            self.stream.write("\r" + " " * (len(self.label) + self.width + 30) + "\r")
-            self.stream.flush()
 
 
 def time_slices(start: int, end: int, grain: str) -> list[tuple[int, int]]:
