@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser("import", help="provision NAS clients, profiles, subscribers")
     imp.add_argument("file", help="the TOML file to import (docs/provisioning.md)")
     imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    imp.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                     help="wait this long for the running server to serve the change, "
+                          "then say whether it does (default: 60; 0: look once)")
 
     commands.add_parser("check-config", help="validate the config, its templates and "
                         "database, and the provisioned ISPs, as serve would")
@@ -154,30 +157,17 @@ def cmd_db(args) -> int:
 
 
 def cmd_import(args) -> int:
-    return _import(_settings(args), args.file, dry_run=args.dry_run)
+    return _import(_settings(args), args.file, dry_run=args.dry_run, wait=max(args.wait, 0.0))
 
 
-def _import(settings, file: str, *, dry_run: bool) -> int:
-    from vpop.store import provisioning
+def _import(settings, file: str, *, dry_run: bool, wait: float | None = None) -> int:
     from vpop.aaa.reply import ReplyRenderer
     from vpop.server.app import load_dictionary
-    from vpop.store.engine import check_connection, make_engine, make_sessionmaker
+    from vpop.store.import_cli import run_import
     # ISP reply templates are checked where the server will look for them.
     replies = ReplyRenderer(load_dictionary(settings),
                             settings.relative(settings.radius.templates))
-    plan = provisioning.parse(file, identification=settings.identification, replies=replies)
-    engine = make_engine(settings.database_url)
-    check_connection(engine)
-    sessions = make_sessionmaker(engine)
-    with sessions() as session:
-        summary = provisioning.apply(session, plan)
-        if dry_run:
-            session.rollback()
-        else:
-            session.commit()
-    engine.dispose()
-    print(("would import " if dry_run else "imported ") + f"{file}: {summary}")
-    return 0
+    return run_import(settings, file, replies=replies, dry_run=dry_run, wait=wait)
 
 
 def cmd_check_config(args) -> int:

@@ -7,6 +7,7 @@ same Protocol. Profiles arrive with the subscriber's overrides already applied.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,12 +59,23 @@ class SubscriberDirectory(Protocol):
     def by_line(self, kind: str, value: str) -> Account | None: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriberChanges:
+    """Some subscribers as they are now: `accounts` maps each changed name to its
+    account, None for one that is gone; with their caller IDs and lines."""
+
+    accounts: dict[str, Account | None]
+    caller_ids: dict[str, str]
+    lines: dict[tuple[str, str], str]
+
+
 class SubscriberSnapshot:
-    """In-memory directory, rebuilt from the store at start and on reload."""
+    """In-memory directory, loaded from the store at start and on reload, and kept
+    current by `update` as provisioning changes subscribers."""
 
     remote = False  # answers at once
 
-    def __init__(self, accounts: list[Account], caller_ids: dict[str, str],
+    def __init__(self, accounts: Iterable[Account], caller_ids: dict[str, str],
                  lines: dict[tuple[str, str], str]):
         self._by_name = {a.username: a for a in accounts}
         self._caller_ids = caller_ids
@@ -82,3 +94,25 @@ class SubscriberSnapshot:
     def by_line(self, kind: str, value: str) -> Account | None:
         name = self._lines.get((kind, value))
         return self._by_name.get(name) if name else None
+
+    def contents(self) -> tuple[dict[str, Account], dict[str, str],
+                                dict[tuple[str, str], str]]:
+        """The accounts by name, caller IDs and lines, to read only: a new load keeps
+        the objects of what did not change."""
+        return self._by_name, self._caller_ids, self._lines
+
+    def update(self, changes: SubscriberChanges) -> None:
+        """Replace the changed subscribers, their caller IDs and lines in place. The
+        caller IDs and lines they held are found by looking through all of them, which
+        is quick next to loading everything again."""
+        names = changes.accounts.keys()
+        for held in (self._caller_ids, self._lines):
+            for key in [key for key, name in held.items() if name in names]:
+                del held[key]
+        for name, account in changes.accounts.items():
+            if account is None:
+                self._by_name.pop(name, None)
+            else:
+                self._by_name[name] = account
+        self._caller_ids.update(changes.caller_ids)
+        self._lines.update(changes.lines)

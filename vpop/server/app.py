@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import logging
 import multiprocessing
@@ -42,6 +44,7 @@ from vpop.server.preflight import load_dictionary
 from vpop.server.metrics import (VpopCollector, publish_snapshot, read_snapshots,
                                  serve_metrics)
 from vpop.server.forwarder import ForwarderShell, open_source_sockets
+from vpop.server.generation import GenerationFollower
 from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.lifetime import die_with_parent
@@ -50,6 +53,7 @@ from vpop.server.udp import Listener, open_socket
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
+from vpop.store import generation as generations
 from vpop.store import qos as qos_store
 from vpop.store.journal import Journal, worker_journal
 from vpop.store.isp_snapshot import load_isps
@@ -92,15 +96,19 @@ class Snapshot:
     directory: SubscriberSnapshot
     replies: ReplyRenderer
     isps: tuple[Isp, ...]
+    generation: int = 0  # the data generation it holds, at least
 
 
-def load_data(settings: Settings, sessions, dictionary: Dictionary) -> Snapshot:
+def load_data(settings: Settings, sessions, dictionary: Dictionary,
+              previous: SubscriberSnapshot | None = None) -> Snapshot:
+    """With `previous`, the subscribers served now: what did not change is kept."""
     with sessions() as session:
+        generation = generations.current(session).generation  # first: the rest is newer
         clients = ClientTable(load_clients(session))
-        directory = load_subscribers(session)
+        directory = load_subscribers(session, previous)
         isps = load_isps(session)
     replies = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
-    return Snapshot(clients, directory, replies, isps)
+    return Snapshot(clients, directory, replies, isps, generation)
 
 
 def pool_settings(settings: Settings) -> PoolSettings:
@@ -119,10 +127,32 @@ def settle_heap() -> None:
     over 50,000 young objects took 15 ms, one over 2,000 takes 0.1-0.4), and full
     ones, which walk the duplicate cache (20-25 ms), only every
     FULL_COLLECTION_INTERVAL (collect_cycles).
+
+    On a reload, what the last load froze is unfrozen first: a cycle in the data it
+    replaced (templates, pools) is collected, not kept for the life of the process.
+    Then the C allocator hands its free pages back to the system (malloc_trim).
     """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION, 20, NO_AUTOMATIC_FULL_COLLECTION)
+    release_free_memory()
+
+
+def release_free_memory() -> None:
+    """glibc's malloc_trim(0): return the free pages of every arena to the system
+    (a no-op where the C library has no such function)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
 
 
 async def collect_cycles() -> None:
@@ -206,12 +236,17 @@ class Worker:
                                 settings.server.max_batch, proxy=self.proxy)
             listener.start()
             self.listeners.append(listener)
+        # Provisioning changes reach this worker by the data generation, within seconds.
+        self.follower = GenerationFollower(sessions, worker=self.index)
+        self.follower.generation = data.generation
+        self._loading = asyncio.Lock()  # a reload or a swap of changes at a time
         settle_heap()
         self.stopping = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP,
                                 lambda: asyncio.ensure_future(self._reload(sessions, dictionary)))
+        await self._report_serving(stale=True)  # before "ready": an import then sees it
         log.info("worker %d ready: %d clients, %d subscribers, listening on %s", self.index,
                  len(clients), len(directory),
                  ", ".join(f"{k} {s.getsockname()[0]}:{s.getsockname()[1]}" for k, s in socks))
@@ -221,7 +256,12 @@ class Worker:
         qos_task = asyncio.ensure_future(self._qos(sessions))
         follow_task = (asyncio.ensure_future(self._follow_ledger(sessions, journal.stream, book))
                        if journal is not None else None)
+        generation_task = asyncio.ensure_future(self.follower.follow(
+            lambda: self.receiver.deps.directory,
+            lambda: self._load_again(sessions, dictionary, reread_config=False),
+            self._loading))
         await self.stopping.wait()
+        generation_task.cancel()
         # Graceful stop: no new requests; finish the ones in flight.
         for listener in self.listeners:
             listener.stop_reading()
@@ -246,6 +286,7 @@ class Worker:
         if journal is not None:
             journal.close()
         await loop.run_in_executor(None, self._store_qos, sessions, True)
+        await self._report_serving(stopped=True)
         receiver.request_log.flush()
         for _, sock in socks:
             sock.close()
@@ -256,22 +297,43 @@ class Worker:
         engine.dispose()
         log.info("worker %d stopped", self.index)
 
-    async def _reload(self, sessions, dictionary) -> None:
-        """SIGHUP: re-read the config file and the store, then swap atomically."""
+    async def _reload(self, sessions, dictionary, *, reread_config: bool = True) -> bool:
+        """SIGHUP: re-read the config file and the store, then swap atomically. Without
+        `reread_config`, the store only (a provisioning change the worker cannot apply
+        subscriber by subscriber). True if it succeeded."""
+        async with self._loading:
+            return await self._load_again(sessions, dictionary, reread_config)
+
+    async def _report_serving(self, *, stale: bool = False, stopped: bool = False) -> None:
+        """The generation this worker serves, in the store for `vpop import`; with
+        `stale`, rows of processes long gone are removed; `stopped`: this one's."""
+        loop = asyncio.get_running_loop()
+        try:
+            if stale or stopped:
+                await loop.run_in_executor(None, lambda: self.follower.forget(stale=stale))
+            if not stopped:
+                await loop.run_in_executor(None, self.follower.report)
+        except Exception as exc:
+            log.warning("could not record the generation served: %s", exc)
+
+    async def _load_again(self, sessions, dictionary, reread_config: bool) -> bool:
         loop = asyncio.get_running_loop()
         try:
             settings = self.settings
-            if settings.path:
+            if settings.path and reread_config:
                 fresh = config_module.load(settings.path)
                 # Sockets, workers and the database stay as they are until a restart.
                 settings = dataclasses.replace(fresh, server=settings.server,
                                                database=settings.database)
-            data = await loop.run_in_executor(None, load_data, settings, sessions, dictionary)
+            previous = self.receiver.deps.directory
+            data = await loop.run_in_executor(
+                None, load_data, settings, sessions, dictionary,
+                previous if isinstance(previous, SubscriberSnapshot) else None)
             pools = Pools(data.isps, pool_settings(settings), previous=self.proxy.engine.pools)
             policy = selection_policy(settings.isp)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
-            return
+            return False
         clients, directory = data.clients, data.directory
         deps = self.receiver.deps
         deps.settings, deps.directory, deps.replies = settings, directory, data.replies
@@ -285,8 +347,11 @@ class Worker:
         self.receiver.request_log.flush()
         self.receiver.request_log.stream = request_stream(settings)
         self.settings = settings
+        self.follower.generation = data.generation
         settle_heap()
-        log.info("reloaded: %d clients, %d subscribers", len(clients), len(directory))
+        log.info("reloaded: %d clients, %d subscribers (generation %d)", len(clients),
+                 len(directory), data.generation)
+        return True
 
     def _follow(self, sessions, stream: str, book: LeaseBook) -> None:
         """Lease counts as the ledger has applied them (journal mode; from any thread

@@ -13,17 +13,23 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import dataclasses
 import datetime as dt
 import ipaddress
+import multiprocessing
 import os
 import re
 import tomllib
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from vpop.aaa.caller_id import normalise_caller_id
@@ -31,6 +37,8 @@ from vpop.aaa.credentials import PBKDF2_SCHEME, hash_password, nt_hash, verify_p
 from vpop.aaa.subscribers import LINE_KINDS, METHODS
 from vpop.config import IdentificationSettings
 from vpop.errors import ConfigError
+from vpop.progress import Progress, silent
+from vpop.store.generation import record_change
 from vpop.store.isp_models import Isp as IspRecord
 from vpop.store.models import Nas, Profile, Subscriber, SubscriberCallerId, SubscriberLine
 
@@ -52,10 +60,46 @@ NAS_TYPES = ("generic", "cisco", "mikrotik", "juniper")
 MESSAGE_AUTHENTICATOR = ("yes", "no", "auto")
 _INT_MAX = 2**31 - 1  # INTEGER columns on PostgreSQL
 _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
+_WRITE_CHUNK = 1_000  # subscribers written at a time
+_POOL_MIN_JOBS = 32  # PBKDF2 hashes worth starting processes for (about a second's work)
+# Sections the workers hold as a whole (subscribers inherit profiles): a change of one
+# of them makes them load everything again; subscribers are loaded one by one.
+_SERVED_WHOLE = ("nas", "isp", "profile")
 _MAX_SHOWN = 50  # problems listed in the message; all are in .problems
 
 
 # --- values ------------------------------------------------------------------
+
+class _Values(Mapping[str, Any]):
+    """An entry's values, kept compact (a large file has a million entries): one tuple,
+    and the field names' positions shared by every entry with the same fields."""
+
+    __slots__ = ("_positions", "_items")
+    _layouts: dict[tuple[str, ...], dict[str, int]] = {}
+
+    def __init__(self, values: Mapping[str, Any]):
+        names = tuple(values)
+        positions = self._layouts.get(names)
+        if positions is None:
+            positions = self._layouts.setdefault(names, {n: i for i, n in enumerate(names)})
+        self._positions = positions
+        self._items = tuple(values.values())
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[self._positions[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+_NO_LINES: Mapping[str, int] = MappingProxyType({})
+
 
 @dataclass(**_FROZEN)
 class Entry:
@@ -66,13 +110,20 @@ class Entry:
     key: str  # the identifying value: NAS and profile name, username
     values: Mapping[str, Any]  # normalised, every field present (defaults filled in)
     line: int | None = None
-    field_lines: Mapping[str, int] = field(default_factory=dict)
+    field_lines: Mapping[str, int] = field(default_factory=lambda: _NO_LINES)
+    # Finds the lines of fields not in field_lines, when a message needs one.
+    locator: _Locator | None = field(default=None, compare=False, repr=False)
 
     def qualified(self, name: str) -> str:
         return f"{self.section}[{self.index}].{name}"
 
     def line_of(self, name: str) -> int | None:
-        return self.field_lines.get(re.split(r"[\[.]", name, maxsplit=1)[0], self.line)
+        root = re.split(r"[\[.]", name, maxsplit=1)[0]
+        if root in self.field_lines:
+            return self.field_lines[root]
+        if self.locator is not None:
+            return self.locator.field_line(self.section, self.index, root) or self.line
+        return self.line
 
 
 @dataclass(**_FROZEN)
@@ -94,11 +145,14 @@ class Counts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    # The keys of the records created or updated, where a section lists them (subscribers).
+    changed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 @dataclass(**_FROZEN)
 class Summary:
     counts: Mapping[str, Counts]  # section name -> counts
+    generation: int | None = None  # the data generation the change made, if it changed any
 
     def __getitem__(self, section: str) -> Counts:
         return self.counts.get(section, Counts())
@@ -130,12 +184,18 @@ class ProvisioningError(ConfigError):
 # --- the two steps -----------------------------------------------------------
 
 def parse(path: str | os.PathLike[str], *, identification: IdentificationSettings,
-          env: Mapping[str, str] | None = None, replies: Any = None) -> Plan:
+          env: Mapping[str, str] | None = None, replies: Any = None,
+          progress: Callable[[str, int], Progress] = silent) -> Plan:
     """Read and check the whole file; ProvisioningError lists every problem found.
 
     Environment variables named by ``*_env`` fields are read here, and caller IDs
     are normalised with ``identification``. ``replies`` (a vpop.aaa.reply.ReplyRenderer)
     renders the reply templates records name; without it, the shipped templates only.
+    ``progress(label, total)`` returns the vpop.progress.Progress to step per table.
+
+    A long file is parsed a few thousand tables at a time, each batch checked and its
+    TOML values dropped before the next, so the whole file's values are never in
+    memory at once; a TOML error is reported as a parse of the whole file reports it.
     """
     path = str(path)
     try:
@@ -143,38 +203,16 @@ def parse(path: str | os.PathLike[str], *, identification: IdentificationSetting
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise ProvisioningError([ConfigError(f"cannot read: {reason}", file=path)]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"at line (\d+)", str(exc))  # tomllib has no lineno attribute
-        raise ProvisioningError([ConfigError(
-            f"not valid TOML: {exc}", file=path,
-            line=int(found.group(1)) if found else None)]) from None
     context = _Context(env=os.environ if env is None else env, identification=identification,
                        replies=replies)
     locator = _Locator(text)
-    problems: list[ConfigError] = []
-    for name, value in data.items():
-        if name not in _BY_NAME:
-            problems.append(ConfigError(
-                f"unknown section: use {', '.join(s.name for s in SECTIONS)}",
-                file=path, line=locator.top_line(name), field=name))
-        elif not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-            problems.append(ConfigError(f"must be an array of tables: write [[{name}]] blocks",
-                                        file=path, line=locator.top_line(name), field=name))
-    entries: dict[str, tuple[Entry, ...]] = {}
-    for section in SECTIONS:
-        tables = data.get(section.name)
-        if not isinstance(tables, list):
-            continue
-        found = []
-        for index, table in enumerate(tables, 1):
-            if isinstance(table, dict):
-                entry = _validate(section, index, table, context, locator, path, problems)
-                if entry is not None:
-                    found.append(entry)
-        entries[section.name] = tuple(found)
-    plan = Plan(file=path, entries=entries, context=context)
+    try:
+        problems, found = _check_tables(_toml_batches(text, locator, path), context, locator,
+                                        path, progress)
+    except _Unbatchable:
+        problems, found = _check_tables([_toml_whole(text, path)], context, locator, path,
+                                        progress)
+    plan = Plan(file=path, entries=found, context=context)
     for section in SECTIONS:
         problems.extend(_file_unique(section, plan))
         problems.extend(section.check_file(plan))
@@ -182,30 +220,125 @@ def parse(path: str | os.PathLike[str], *, identification: IdentificationSetting
     return plan
 
 
+def _check_tables(batches: Iterable[dict[str, Any]], context: _Context, locator: _Locator,
+                  path: str, progress: Callable[[str, int], Progress]
+                  ) -> tuple[list[ConfigError], dict[str, tuple[Entry, ...]]]:
+    """Every table of the file checked: (the problems, the valid entries per section)."""
+    problems: list[ConfigError] = []
+    reported: set[str] = set()  # top-level names already found wrong
+    found: dict[str, list[Entry]] = {}
+    counted: dict[str, int] = {}  # tables seen per section, for their index
+    bar = progress("checking", locator.table_count())
+    for data in batches:
+        for name, value in data.items():
+            if name in reported:
+                continue
+            if name not in _BY_NAME:
+                problems.append(ConfigError(
+                    f"unknown section: use {', '.join(s.name for s in SECTIONS)}",
+                    file=path, line=locator.top_line(name), field=name))
+                reported.add(name)
+            elif not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+                problems.append(ConfigError(
+                    f"must be an array of tables: write [[{name}]] blocks",
+                    file=path, line=locator.top_line(name), field=name))
+                reported.add(name)
+        tables = 0
+        for section in SECTIONS:
+            batch = data.get(section.name)
+            if not isinstance(batch, list):
+                continue
+            entries = found.setdefault(section.name, [])
+            for table in batch:
+                index = counted[section.name] = counted.get(section.name, 0) + 1
+                if isinstance(table, dict):
+                    entry = _validate(section, index, table, context, locator, path, problems)
+                    if entry is not None:
+                        entries.append(entry)
+            tables += len(batch)
+        bar.step(tables)
+    bar.done()
+    return problems, {name: tuple(entries) for name, entries in found.items()}
+
+
+class _Unbatchable(Exception):
+    """The file cannot be parsed in batches: parse it whole."""
+
+
+def _toml_batches(text: str, locator: _Locator, path: str) -> Iterator[dict[str, Any]]:
+    """The file's TOML values, a batch of whole top-level [[tables]] at a time.
+
+    Batches are cut only before a top-level ``[[name]]`` header, so each holds whole
+    tables and its arrays are pieces of the file's arrays. What a cut could change is
+    left to a parse of the whole file (_Unbatchable, perhaps after some batches): keys
+    before the first header, a name that is not an array of tables, a batch that is not
+    valid TOML (the whole file's parse names the error as it stands in the file)."""
+    cuts = locator.cuts(_BATCH_TABLES)
+    if len(cuts) < 2 or locator.keys_before_first_header():
+        yield _toml_whole(text, path)
+        return
+    for first, end in zip(cuts, [*cuts[1:], None]):
+        try:
+            data = tomllib.loads(locator.text_of(first, end))
+        except tomllib.TOMLDecodeError:
+            raise _Unbatchable from None
+        if not all(isinstance(value, list) for value in data.values()):
+            raise _Unbatchable
+        yield data
+
+
+def _toml_whole(text: str, path: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))  # tomllib has no lineno attribute
+        raise ProvisioningError([ConfigError(
+            f"not valid TOML: {exc}", file=path,
+            line=int(found.group(1)) if found else None)]) from None
+
+
 def apply(session: Session, plan: Plan, *, salt: Callable[[int], bytes] = os.urandom,
-          iterations: int = PBKDF2_ITERATIONS) -> Summary:
+          iterations: int = PBKDF2_ITERATIONS, processes: int | None = None,
+          progress: Callable[[str, int], Progress] = silent,
+          now: dt.datetime | None = None) -> Summary:
     """Check the plan against the database, then write it. Never commits.
 
-    ``salt(n)`` returns n random bytes for each new PBKDF2 hash.
+    ``salt(n)`` returns n random bytes for each new PBKDF2 hash. The hashes of
+    PAP-only passwords are made (and stored ones checked) in ``processes`` processes,
+    one per core by default, when there are many. ``progress`` as for parse.
+
+    A change makes a new data generation (vpop.store.generation, in the same
+    transaction): running workers load it within seconds of the commit.
+    Summary.generation is its number.
     """
     problems: list[ConfigError] = []
     for section in SECTIONS:
         problems.extend(section.check_db(session, plan))
         problems.extend(_check_references(session, plan, section))
     _raise_if(problems)
-    hashing = _Hashing(salt=salt, iterations=iterations)
-    counts = {section.name: section.write(session, plan, hashing) for section in SECTIONS}
+    with _pbkdf2_runner(_pbkdf2_count(plan), processes) as run:
+        hashing = _Hashing(salt=salt, iterations=iterations, run=run, progress=progress)
+        counts = {section.name: section.write(session, plan, hashing) for section in SECTIONS}
     session.flush()
-    return Summary(counts=counts)
+    summary = Summary(counts=counts)
+    if not summary.changed:
+        return summary
+    everything = any(counts[name].created or counts[name].updated
+                     for name in _SERVED_WHOLE if name in counts)
+    generation = record_change(session, subscribers=summary["subscriber"].changed,
+                               everything=everything,
+                               now=now or dt.datetime.now(dt.timezone.utc))
+    return dataclasses.replace(summary, generation=generation)
 
 
 def import_file(session: Session, path: str | os.PathLike[str], *,
                 identification: IdentificationSettings, env: Mapping[str, str] | None = None,
                 salt: Callable[[int], bytes] = os.urandom,
-                iterations: int = PBKDF2_ITERATIONS, replies: Any = None) -> Summary:
+                iterations: int = PBKDF2_ITERATIONS, replies: Any = None,
+                processes: int | None = None) -> Summary:
     """parse, then apply: the caller commits on success and rolls back on ConfigError."""
     plan = parse(path, identification=identification, env=env, replies=replies)
-    return apply(session, plan, salt=salt, iterations=iterations)
+    return apply(session, plan, salt=salt, iterations=iterations, processes=processes)
 
 
 def _raise_if(problems: list[ConfigError]) -> None:
@@ -437,8 +570,13 @@ class _Claim:
 
 @dataclass(**_FROZEN)
 class _Hashing:
+    """What the writers are given beside the session: how to make PBKDF2 hashes, and
+    where to show their progress."""
+
     salt: Callable[[int], bytes]
     iterations: int
+    run: Callable[[Callable, Sequence], list] = lambda function, items: list(map(function, items))
+    progress: Callable[[str, int], Progress] = silent
 
 
 def _nothing(*args) -> tuple:
@@ -473,12 +611,12 @@ class Section:
 def _validate(section: Section, index: int, table: dict[str, Any], context: _Context,
               locator: _Locator, path: str, problems: list[ConfigError]) -> Entry | None:
     header = locator.entry_line(section.name, index)
-    lines = {key: locator.field_line(section.name, index, key) or header for key in table}
     before = len(problems)
 
     def report(where: str, reason: str) -> None:
         root = re.split(r"[\[.]", where, maxsplit=1)[0]
-        problems.append(ConfigError(reason, file=path, line=lines.get(root, header),
+        line = locator.field_line(section.name, index, root) if root in table else None
+        problems.append(ConfigError(reason, file=path, line=line or header,
                                     field=f"{section.name}[{index}].{where}"))
 
     known = {f.name: f for f in section.fields}
@@ -503,8 +641,8 @@ def _validate(section: Section, index: int, table: dict[str, Any], context: _Con
         report(where, reason)
     if len(problems) > before:
         return None
-    return Entry(section=section.name, index=index, key=values[section.key], values=values,
-                 line=header, field_lines={k: v for k, v in lines.items() if v is not None})
+    return Entry(section=section.name, index=index, key=values[section.key],
+                 values=_Values(values), line=header, locator=locator)
 
 
 def _file_unique(section: Section, plan: Plan) -> Iterator[ConfigError]:
@@ -742,11 +880,10 @@ def _held_elsewhere(plan: Plan, entries: Sequence[Entry], claims: Iterable[tuple
                                f"{kind} {owner!r}, which is not in this file")
 
 
-def _stored_credentials(values: Mapping[str, Any], current_hash: str | None,
-                        hashing: _Hashing) -> dict[str, str | None]:
+def _stored_credentials(values: Mapping[str, Any], pbkdf2: str | None) -> dict[str, str | None]:
     """Only the forms the methods need: CHAP the cleartext, MS-CHAP the NT hash, PAP
     the PBKDF2 hash unless the cleartext or the NT hash is kept anyway (PAP is then
-    checked against that)."""
+    checked against that). `pbkdf2` is the hash made for a PAP-only password."""
     methods = set(values["methods"])
     chap, pap = "chap" in methods, "pap" in methods
     mschap = bool(methods & {"mschap", "mschapv2"})
@@ -755,16 +892,14 @@ def _stored_credentials(values: Mapping[str, Any], current_hash: str | None,
         pbkdf2 = values["password_hash"] if pap else None
         nt = values["nt_hash"] if mschap or (pap and pbkdf2 is None) else None
         return {"cleartext_password": None, "password_hash": pbkdf2, "nt_hash": nt}
-    pbkdf2 = None
-    if pap and not chap and not mschap:
-        # Keep a hash that already matches: re-importing the same file changes nothing.
-        if current_hash is not None and _verifies(password, current_hash):
-            pbkdf2 = current_hash
-        else:
-            pbkdf2 = hash_password(password, salt=hashing.salt(SALT_BYTES),
-                                   iterations=hashing.iterations)
-    return {"cleartext_password": password if chap else None, "password_hash": pbkdf2,
+    return {"cleartext_password": password if chap else None,
+            "password_hash": pbkdf2 if _needs_pbkdf2(values) else None,
             "nt_hash": nt_hash(password).hex() if mschap else None}
+
+
+def _needs_pbkdf2(values: Mapping[str, Any]) -> bool:
+    """A password for PAP alone: stored as a PBKDF2 hash."""
+    return values["password"] is not None and set(values["methods"]) == {"pap"}
 
 
 def _verifies(password: str, stored: str) -> bool:
@@ -774,64 +909,156 @@ def _verifies(password: str, stored: str) -> bool:
         return False
 
 
+def _verify_job(job: tuple[str, str]) -> bool:
+    return _verifies(*job)
+
+
+def _hash_job(job: tuple[str, bytes, int]) -> str:
+    password, salt, iterations = job
+    return hash_password(password, salt=salt, iterations=iterations)
+
+
+def _pbkdf2_hashes(entries: Sequence[Entry], existing: Mapping[str, Subscriber],
+                   hashing: _Hashing) -> dict[str, str]:
+    """The PBKDF2 hash to store for each PAP-only password of `entries`: the stored one
+    if it already matches (re-importing the same file changes nothing), else a new one
+    with a fresh salt. Both kinds of work run through hashing.run (over the cores)."""
+    wanted = [(e.key, e.values["password"]) for e in entries if _needs_pbkdf2(e.values)]
+    stored = [(key, password, existing[key].password_hash) for key, password in wanted
+              if key in existing and existing[key].password_hash is not None]
+    matches = hashing.run(_verify_job, [(password, current) for _, password, current in stored])
+    kept = {key: current for (key, _, current), ok in zip(stored, matches) if ok}
+    new = [(key, password) for key, password in wanted if key not in kept]
+    made = hashing.run(_hash_job, [(password, hashing.salt(SALT_BYTES), hashing.iterations)
+                                   for _, password in new])
+    return {**kept, **dict(zip((key for key, _ in new), made))}
+
+
+def _pbkdf2_count(plan: Plan) -> int:
+    return sum(1 for e in plan["subscriber"] if _needs_pbkdf2(e.values))
+
+
+@contextmanager
+def _pbkdf2_runner(jobs: int, processes: int | None) -> Iterator[Callable]:
+    """run(function, jobs) -> results, in order: in this process for a few jobs, else
+    spread over `processes` processes (default: one per core). PBKDF2 costs tens of
+    milliseconds a hash, so a file of PAP-only subscribers is bound by it."""
+    processes = processes or os.cpu_count() or 1
+    if processes < 2 or jobs < _POOL_MIN_JOBS:
+        yield lambda function, items: list(map(function, items))
+        return
+    # spawn: the workers start clean, without this process's database connections
+    with ProcessPoolExecutor(max_workers=processes,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        def run(function: Callable, items: Sequence) -> list:
+            size = max(1, len(items) // (processes * 4))
+            return list(pool.map(function, items, chunksize=size))
+        yield run
+
+
+def _existing_subscribers(session: Session, entries: Sequence[Entry]) -> dict[str, Subscriber]:
+    return {row.username: row for (row,) in _rows(
+        session, select(Subscriber).options(selectinload(Subscriber.caller_ids),
+                                            selectinload(Subscriber.lines)),
+        Subscriber.username, (e.key for e in entries))}
+
+
+def _forget(session: Session, rows: Iterable[Any]) -> None:
+    """Written rows leave the session, so a large file's rows are not all kept at once."""
+    for row in rows:
+        session.expunge(row)
+
+
+def _chunks(entries: Sequence[Entry], size: int = _WRITE_CHUNK) -> Iterator[Sequence[Entry]]:
+    for start in range(0, len(entries), size):
+        yield entries[start:start + size]
+
+
 def _write_subscribers(session: Session, plan: Plan, hashing: _Hashing) -> Counts:
+    """In chunks of _WRITE_CHUNK subscribers: new ones inserted in bulk, stored ones
+    compared and updated, each chunk's rows let go once flushed."""
     section = _BY_NAME["subscriber"]
     entries = plan["subscriber"]
     if not entries:
         return Counts()
-    existing = {row.username: row for (row,) in _rows(
-        session, select(Subscriber).options(selectinload(Subscriber.caller_ids),
-                                            selectinload(Subscriber.lines)),
-        Subscriber.username, (e.key for e in entries))}
+    bar = hashing.progress("writing", 2 * len(entries))
     changed: set[str] = set()
+    created: set[str] = set()
     # Free caller IDs and lines first: one may move to another subscriber of this file,
     # and a flush inserts before it deletes, which the unique constraints would refuse.
-    for entry in entries:
-        row = existing.get(entry.key)
-        if row is None:
-            continue
-        numbers, lines = set(entry.values["caller_ids"]), set(entry.values["lines"])
-        for gone in [c for c in row.caller_ids if c.number not in numbers]:
-            row.caller_ids.remove(gone)
-            changed.add(entry.key)
-        for gone in [li for li in row.lines if (li.kind, li.value) not in lines]:
-            row.lines.remove(gone)
-            changed.add(entry.key)
-    session.flush()
-    profiles = {row.name: row for (row,) in _rows(
-        session, select(Profile), Profile.name, (e.values["profile"] for e in entries))}
+    for chunk in _chunks(entries):
+        existing = _existing_subscribers(session, chunk)
+        for entry in chunk:
+            row = existing.get(entry.key)
+            if row is None:
+                continue
+            numbers, lines = set(entry.values["caller_ids"]), set(entry.values["lines"])
+            for gone in [c for c in row.caller_ids if c.number not in numbers]:
+                row.caller_ids.remove(gone)
+                changed.add(entry.key)
+            for gone in [li for li in row.lines if (li.kind, li.value) not in lines]:
+                row.lines.remove(gone)
+                changed.add(entry.key)
+        session.flush()
+        _forget(session, existing.values())
+        bar.step(len(chunk))
+    profiles = dict(_rows(session, select(Profile.name, Profile.id), Profile.name,
+                          (e.values["profile"] for e in entries)))
     references = _resolver(session, plan, section)
-    created = 0
-    for entry in entries:
-        values = entry.values
-        row = existing.get(entry.key)
-        columns = {**_columns(section, entry), **references(entry),
-                   "auth_methods": ",".join(values["methods"]),
-                   **_stored_credentials(values, row.password_hash if row else None, hashing)}
-        profile = profiles[values["profile"]]
-        if row is None:
-            row = Subscriber(profile=profile, **columns)
-            session.add(row)
-            created += 1
-        else:
+    for chunk in _chunks(entries):
+        existing = _existing_subscribers(session, chunk)
+        hashes = _pbkdf2_hashes(chunk, existing, hashing)
+        new: list[tuple[Entry, dict[str, Any]]] = []
+        for entry in chunk:
+            values = entry.values
+            columns = {**_columns(section, entry), **references(entry),
+                       "auth_methods": ",".join(values["methods"]),
+                       "profile_id": profiles[values["profile"]],
+                       **_stored_credentials(values, hashes.get(entry.key))}
+            row = existing.get(entry.key)
+            if row is None:
+                new.append((entry, columns))
+                continue
             if _assign(row, columns):
                 changed.add(entry.key)
-            if row.profile is not profile:
-                row.profile = profile
-                changed.add(entry.key)
-        have = {c.number for c in row.caller_ids}
-        for number in values["caller_ids"]:
-            if number not in have:
-                row.caller_ids.append(SubscriberCallerId(number=number))
-                changed.add(entry.key)
-        have_lines = {(li.kind, li.value) for li in row.lines}
-        for kind, value in values["lines"]:
-            if (kind, value) not in have_lines:
-                row.lines.append(SubscriberLine(kind=kind, value=value))
-                changed.add(entry.key)
-    updated = len(changed - {e.key for e in entries if e.key not in existing})
-    return Counts(created=created, updated=updated,
-                  unchanged=len(entries) - created - updated)
+            have = {c.number for c in row.caller_ids}
+            for number in values["caller_ids"]:
+                if number not in have:
+                    row.caller_ids.append(SubscriberCallerId(number=number))
+                    changed.add(entry.key)
+            have_lines = {(li.kind, li.value) for li in row.lines}
+            for kind, value in values["lines"]:
+                if (kind, value) not in have_lines:
+                    row.lines.append(SubscriberLine(kind=kind, value=value))
+                    changed.add(entry.key)
+        session.flush()
+        _insert_subscribers(session, new)
+        created.update(entry.key for entry, _ in new)
+        _forget(session, existing.values())
+        bar.step(len(chunk))
+    bar.done()
+    updated = len(changed - created)
+    return Counts(created=len(created), updated=updated,
+                  unchanged=len(entries) - len(created) - updated,
+                  changed=frozenset(changed | created))
+
+
+def _insert_subscribers(session: Session, new: Sequence[tuple[Entry, dict[str, Any]]]) -> None:
+    """New subscribers with their caller IDs and lines, a statement per table."""
+    if not new:
+        return
+    ids = dict(session.execute(
+        insert(Subscriber).returning(Subscriber.username, Subscriber.id,
+                                     sort_by_parameter_order=True),
+        [columns for _, columns in new]).all())
+    numbers = [{"subscriber_id": ids[entry.key], "number": number}
+               for entry, _ in new for number in entry.values["caller_ids"]]
+    lines = [{"subscriber_id": ids[entry.key], "kind": kind, "value": value}
+             for entry, _ in new for kind, value in entry.values["lines"]]
+    if numbers:
+        session.execute(insert(SubscriberCallerId), numbers)
+    if lines:
+        session.execute(insert(SubscriberLine), lines)
 
 
 # --- the sections, in the order they are written (profiles before subscribers) -------
@@ -918,6 +1145,7 @@ _BY_NAME = {section.name: section for section in SECTIONS}
 # --- where things are in the file (tomllib reports no positions) -------------------
 
 _HEADER = re.compile(r"\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
+_BATCH_TABLES = 2_000  # top-level tables parsed at a time
 
 
 class _Locator:
@@ -925,75 +1153,155 @@ class _Locator:
 
     Only lines that start outside strings and brackets count, so a multi-line
     string or array that happens to contain "[[subscriber]]" does not confuse it.
+    Kept compact (arrays of numbers and the text itself) because a plan holds it for
+    the messages of problems found later: a key's line is looked up when needed.
     """
 
     def __init__(self, text: str):
-        self._structural: list[tuple[int, str]] = list(_structural_lines(text))
-        self._numbers = [number for number, _ in self._structural]
-        # (line number, dotted table name, is an array of tables) for every header
-        self._headers: list[tuple[int, str, bool]] = []
-        for number, line in self._structural:
+        self._text = text
+        self._starts = array("q")  # offset in the text where each line starts
+        self._structural = array("l")  # numbers of the lines that start at the top level
+        # every header: its line number, its dotted table name, whether [[an array]]
+        self._header_lines = array("l")
+        self._header_names: list[str] = []
+        self._header_arrays = bytearray()
+        names: dict[str, str] = {}  # one string per distinct name
+        for number, line in _structural_lines(text, self._starts):
+            self._structural.append(number)
+            if "[" not in line:
+                continue
             match = _HEADER.match(line)
             if match:
                 name = re.sub(r"\s*\.\s*", ".", match.group(2)).replace('"', "").replace("'", "")
-                self._headers.append((number, name, match.group(1) == "[["))
-        self._arrays: dict[str, list[int]] = {}
-        for position, (number, name, is_array) in enumerate(self._headers):
-            if is_array:
-                self._arrays.setdefault(name, []).append(position)
+                self._header_lines.append(number)
+                self._header_names.append(names.setdefault(name, name))
+                self._header_arrays.append(match.group(1) == "[[")
+        self._arrays: dict[str, array] = {}  # array name -> positions of its headers
+        for position, name in enumerate(self._header_names):
+            if self._header_arrays[position]:
+                self._arrays.setdefault(name, array("l")).append(position)
 
     def entry_line(self, section: str, index: int) -> int | None:
-        positions = self._arrays.get(section, [])
+        positions = self._arrays.get(section, ())
         if index <= len(positions):
-            return self._headers[positions[index - 1]][0]
+            return self._header_lines[positions[index - 1]]
         return self.top_line(section)  # e.g. subscriber = [{...}, ...]
 
     def field_line(self, section: str, index: int, key: str) -> int | None:
-        positions = self._arrays.get(section, [])
+        positions = self._arrays.get(section, ())
         if index > len(positions):
             return None
         position = positions[index - 1]
         own_end = None  # the table's own keys end at the next header of any kind
-        for later in range(position + 1, len(self._headers)):  # no copy of the rest
-            number, name, _ = self._headers[later]
-            own_end = own_end or number
+        for later in range(position + 1, len(self._header_names)):
+            own_end = own_end or self._header_lines[later]
+            name = self._header_names[later]
             if name == f"{section}.{key}":  # [[subscriber.lines]]
-                return number
+                return self._header_lines[later]
             if not name.startswith(section + "."):
                 break
-        return self._key_in(key, self._headers[position][0], own_end)
+        return self._key_in(key, self._header_lines[position], own_end)
 
     def top_line(self, key: str) -> int | None:
-        for number, name, _ in self._headers:
+        for number, name in zip(self._header_lines, self._header_names):
             if name == key or name.startswith(key + "."):
                 return number
-        first_header = self._headers[0][0] if self._headers else None
+        first_header = self._header_lines[0] if self._header_lines else None
         return self._key_in(key, 0, first_header)
+
+    def table_count(self) -> int:
+        """The top-level [[tables]] of the file."""
+        return sum(1 for name, is_array in zip(self._header_names, self._header_arrays)
+                   if is_array and "." not in name)
+
+    def cuts(self, tables: int) -> list[int]:
+        """Line numbers before which to cut the file into batches of `tables` top-level
+        [[tables]]; the first is the first header's."""
+        cuts, count = [], 0
+        for number, name, is_array in zip(self._header_lines, self._header_names,
+                                          self._header_arrays):
+            if is_array and "." not in name:
+                if count % tables == 0:
+                    cuts.append(number)
+                count += 1
+        return cuts
+
+    def keys_before_first_header(self) -> bool:
+        """Whether anything but blank lines and comments precedes the first header."""
+        first = self._header_lines[0] if self._header_lines else None
+        for number in self._structural:
+            if first is not None and number >= first:
+                break
+            line = self._line(number).strip()
+            if line and not line.startswith("#"):
+                return True
+        return False
+
+    def text_of(self, first: int, end: int | None) -> str:
+        """Lines `first` up to `end` (not included; None: to the end of the file)."""
+        stop = len(self._text) if end is None else self._starts[end - 1]
+        return self._text[self._starts[first - 1]:stop]
+
+    def _line(self, number: int) -> str:
+        start = self._starts[number - 1]
+        stop = self._starts[number] if number < len(self._starts) else len(self._text)
+        return self._text[start:stop].rstrip("\r\n")
 
     def _key_in(self, key: str, start: int, end: int | None) -> int | None:
         """The first line after ``start`` and before ``end`` that assigns ``key``."""
         pattern = re.compile(rf"\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
                              r"\s*[=.]")
-        for position in range(bisect.bisect_right(self._numbers, start), len(self._numbers)):
-            number, line = self._structural[position]
+        for position in range(bisect.bisect_right(self._structural, start),
+                              len(self._structural)):
+            number = self._structural[position]
             if end is not None and number >= end:
                 break
-            if pattern.match(line):
+            if pattern.match(self._line(number)):
                 return number
         return None
 
 
-def _structural_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(number, line) for each line that starts at the top level of the TOML syntax."""
+_TOP_LEVEL_SPECIAL = re.compile(r"[#\"'\[\]{}]")
+_SIMPLE_STRINGS = re.compile(r'"[^"\\]*"|\'[^\']*\'')
+_BASIC_STRING_END = re.compile(r'[\\"]')
+_MULTILINE_BASIC_END = re.compile(r'\\|"""')
+
+
+def _structural_lines(text: str, starts: array | None = None) -> Iterator[tuple[int, str]]:
+    """(number, line) for each line that starts at the top level of the TOML syntax;
+    with `starts`, the offset of every line's start is appended to it. Lines end at
+    "\\n", as tomllib counts them. Runs of plain characters are skipped by regular
+    expression, not looked at one by one."""
     state = ""  # "", '"', "'", '"""' or "'''"
     depth = 0
-    for number, line in enumerate(text.splitlines(), 1):
+    position, number, size = 0, 0, len(text)
+    while position < size:
+        end = text.find("\n", position)
+        end = size if end < 0 else end
+        line = text[position:end]
+        if line.endswith("\r"):
+            line = line[:-1]
+        number += 1
+        if starts is not None:
+            starts.append(position)
+        position = end + 1
         if not state and depth == 0:
             yield number, line
+        # Most lines hold only strings that close on the line, brackets and comments:
+        # counted without walking them (a triple quote or an escape takes the long way).
+        if not state and '"""' not in line and "'''" not in line:
+            bare = _SIMPLE_STRINGS.sub("", line)
+            if '"' not in bare and "'" not in bare:
+                bare = bare.split("#", 1)[0]
+                depth += bare.count("[") + bare.count("{") - bare.count("]") - bare.count("}")
+                continue
         i = 0
-        while i < len(line):
-            char = line[i]
+        while True:
             if not state:
+                found = _TOP_LEVEL_SPECIAL.search(line, i)
+                if found is None:
+                    break
+                i, char = found.start(), found.group()
                 if char == "#":
                     break
                 if line.startswith('"""', i) or line.startswith("'''", i):
@@ -1003,18 +1311,36 @@ def _structural_lines(text: str) -> Iterator[tuple[int, str]]:
                     state = char
                 elif char in "[{":
                     depth += 1
-                elif char in "]}":
+                else:
                     depth -= 1
-            elif char == "\\" and state in ('"', '"""'):
-                i += 2
-                continue
-            elif len(state) == 3 and line.startswith(state, i):
-                run = len(line[i:]) - len(line[i:].lstrip(state[0]))
-                state, i = "", i + run  # up to two quotes may end the content itself
-                continue
-            elif char == state:
-                state = ""
-            i += 1
+                i += 1
+            elif state == '"':
+                found = _BASIC_STRING_END.search(line, i)
+                if found is None:
+                    break
+                if found.group() == "\\":
+                    i = found.start() + 2
+                    continue
+                state, i = "", found.end()
+            elif state == "'":
+                found_at = line.find("'", i)
+                if found_at < 0:
+                    break
+                state, i = "", found_at + 1
+            else:  # a multi-line string: escapes in basic ones only
+                if state == '"""':
+                    found = _MULTILINE_BASIC_END.search(line, i)
+                    if found is not None and found.group() == "\\":
+                        i = found.start() + 2
+                        continue
+                    found_at = -1 if found is None else found.start()
+                else:
+                    found_at = line.find("'''", i)
+                if found_at < 0:
+                    break
+                rest = line[found_at:]
+                run = len(rest) - len(rest.lstrip(state[0]))
+                state, i = "", found_at + run  # up to two quotes may end the content itself
         if len(state) == 1:  # single-line strings end with the line in valid TOML
             state = ""
 
