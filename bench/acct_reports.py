@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import func, select, text
 
-from vpop.accounting import cli as report_cli
+from vpop.cli import report as report_cli
 from vpop.accounting.records import AcctRecord
 from vpop.accounting.routing import Routing
 from vpop.config import DatabaseSettings, Settings

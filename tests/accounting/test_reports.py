@@ -10,7 +10,8 @@ import json
 import pytest
 
 from acct_support import H, LEASE_TERMS, T0, add_lease, play_day
-from vpop.accounting import cli, reports
+from vpop.accounting import reports
+from vpop.cli import report as cli
 from vpop.config import DatabaseSettings, Settings
 from vpop.errors import ConfigError
 from vpop.store.engine import make_sessionmaker

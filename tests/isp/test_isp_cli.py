@@ -7,7 +7,7 @@ import datetime as dt
 import json
 
 from vpop.config import DatabaseSettings, Settings
-from vpop.isp.cli import add_arguments, isp_status
+from vpop.cli.isp_status import add_arguments, isp_status
 from vpop.isp.pool import ServerState
 from vpop.isp.qos import BucketSummary, Histogram
 from vpop.store.engine import make_engine, make_sessionmaker

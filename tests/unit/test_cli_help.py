@@ -8,7 +8,7 @@ from importlib import metadata
 
 import pytest
 
-from vpop import cli
+from vpop.cli import commands as cli
 
 
 def parsers(parser: argparse.ArgumentParser, path: str = "vpop"):

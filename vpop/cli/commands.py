@@ -65,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", help="validate the config, its templates and "
                         "database, and the provisioned ISPs, as serve would")
 
-    from vpop.accounting.cli import add_report_parser
+    from vpop.cli.report import add_report_parser
     add_report_parser(commands)
 
-    from vpop.isp.cli import add_arguments as add_isp_status_arguments
+    from vpop.cli.isp_status import add_arguments as add_isp_status_arguments
     isp = commands.add_parser("isp", help="upstream ISPs")
     isp_commands = isp.add_subparsers(dest="isp_command", required=True)
     add_isp_status_arguments(isp_commands.add_parser(
@@ -104,7 +104,7 @@ def cmd_init(args) -> int:
     if path.exists() and not args.force:
         print(f"vpop: {path} exists; keeping it (use --force to overwrite)", file=sys.stderr)
     else:
-        template = (Path(__file__).parent / "templates" / "vpop.toml").read_text()
+        template = (Path(__file__).parent.parent / "templates" / "vpop.toml").read_text()
         text = jinja2.Template(template, keep_trailing_newline=True).render(
             database_path="var/vpop.db", country_code=args.country_code)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def cmd_import(args) -> int:
 def _import(settings, file: str, *, dry_run: bool, wait: float | None = None) -> int:
     from vpop.aaa.reply import ReplyRenderer
     from vpop.server.app import load_dictionary
-    from vpop.store.import_cli import run_import
+    from vpop.cli.imports import run_import
     # ISP reply templates are checked where the server will look for them.
     replies = ReplyRenderer(load_dictionary(settings),
                             settings.relative(settings.radius.templates))
@@ -213,13 +213,13 @@ def cmd_serve(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from vpop.accounting import cli as reports
+    from vpop.cli import report as reports
     run = {"utilization": reports.report_utilization, "sessions": reports.report_sessions}
     return run[args.report](_settings(args), args)
 
 
 def cmd_isp(args) -> int:
-    from vpop.isp.cli import isp_status
+    from vpop.cli.isp_status import isp_status
     return isp_status(_settings(args), args)
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from vpop.cli.commands import main
+
+sys.exit(main())
