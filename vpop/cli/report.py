@@ -89,92 +89,41 @@ def _session_maker(settings):
 
 def report_utilization(settings, args, *, out: TextIO | None = None,
                        err: TextIO | None = None, now: float | None = None) -> int:
-    from vpop.store import accounting as store
+    from vpop.store import reports as queries
     out, err = out or sys.stdout, err or sys.stderr
     now = time.time() if now is None else now
     filters = filters_from(args, now)
     engine, sessions = _session_maker(settings)
     try:
         with sessions() as session:
-            leases = reports.select_leases(store.load_leases(session).by_id.values(), filters)
-            if filters.lease is not None and not leases:
-                raise ConfigError(f"--lease {filters.lease!r}: no such lease in the period")
-            ids = [lease.id for lease in leases]
-            if args.events:
-                events = store.utilization_events(session, ids, filters.start, filters.end)
-                rows = reports.event_rows({lease.id: lease for lease in leases}, events, int(now))
-                out.write(reports.render(rows, reports.EVENT_COLUMNS, args.format))
-                return 0
-            slices = reports.time_slices(filters.start, filters.end, filters.grain)
-            progress = Progress(len(slices), _progress_stream(args, err), "utilization")
-            seconds_, traffic, peaks = {}, {}, {}
-            for start, end in slices:
-                seconds_.update(store.lease_seconds(session, ids, filters.grain, start, end))
-                traffic.update(store.lease_traffic(session, ids, filters.grain, start, end))
-                for key, found in store.gauge_peaks(session, "lease", [str(i) for i in ids],
-                                                    filters.grain, start, end).items():
-                    peaks.setdefault(int(key), {}).update(found)
-                progress.step()
-            carry = {int(k): v for k, v in store.gauge_carry(
-                session, "lease", [str(i) for i in ids], filters.grain, filters.start).items()}
-            events = store.utilization_events(session, ids, filters.start, filters.end)
-            progress.done()
+            rows, columns = queries.utilization(
+                session, filters, events=args.events, now=now,
+                progress=_progress(args, err, "utilization"))
     finally:
         engine.dispose()
-    rows = reports.utilization_rows(leases, filters, seconds=seconds_, peaks=peaks, carry=carry,
-                                    traffic=traffic, events=events)
-    out.write(reports.render(rows, reports.UTILIZATION_COLUMNS, args.format))
+    out.write(reports.render(rows, columns, args.format))
     return 0
 
 
 def report_sessions(settings, args, *, out: TextIO | None = None, err: TextIO | None = None,
                     now: float | None = None) -> int:
-    from vpop.store import accounting as store
+    from vpop.store import reports as queries
     out, err = out or sys.stdout, err or sys.stderr
     now = time.time() if now is None else now
+    filters = filters_from(args, now)
     engine, sessions = _session_maker(settings)
     try:
         with sessions() as session:
-            by_name = {lease.name: lease for lease in store.load_leases(session).by_id.values()}
-            lease_id = None
-            if args.lease is not None:
-                if args.lease not in by_name:
-                    raise ConfigError(f"--lease {args.lease!r}: no such lease")
-                lease_id = by_name[args.lease].id
-            if args.online:
-                rows = store.online_sessions(session, isp=args.isp, lease_id=lease_id,
-                                             nas=args.nas, limit=args.limit)
-                for row in rows:
-                    row["start"] = reports.iso(row["start"])
-                    row["last_update"] = reports.iso(row["last_update"])
-                out.write(reports.render(rows, reports.ONLINE_COLUMNS, args.format))
-                return 0
-            filters = filters_from(args, now)
-            slices = reports.time_slices(filters.start, filters.end, filters.grain)
-            progress = Progress(len(slices), _progress_stream(args, err), "sessions")
-            sums = []
-            for start, end in slices:
-                sums += store.rollup_sums(session, args.by, filters.grain, start, end,
-                                          isp=args.isp, lease_id=lease_id, nas=args.nas)
-                progress.step()
-            # A gauge's peak is the group's only when no other filter narrows the group.
-            narrowing = {"isp": args.isp, "lease": lease_id, "nas": args.nas}
-            narrowing.pop(args.by)
-            peaks = carry = None
-            if all(v is None for v in narrowing.values()):
-                keys = sorted({str(s[1]) for s in sums if s[1] not in ("", 0)})
-                peaks, carry = {}, {}
-                for start, end in slices:
-                    for key, found in store.gauge_peaks(session, args.by, keys, filters.grain,
-                                                        start, end).items():
-                        peaks.setdefault(key, {}).update(found)
-                carry = store.gauge_carry(session, args.by, keys, filters.grain, filters.start)
-            progress.done()
+            rows, columns = queries.sessions(
+                session, filters, by=args.by, online=args.online, limit=args.limit,
+                progress=_progress(args, err, "sessions"))
     finally:
         engine.dispose()
-    names = {lease.id: lease.name for lease in by_name.values()} if args.by == "lease" else {}
-    if args.by == "lease":
-        names[0] = "(no lease)"
-    rows = reports.session_rows(filters, args.by, sums, names=names, peaks=peaks, carry=carry)
-    out.write(reports.render(rows, reports.SESSION_COLUMNS, args.format))
+    out.write(reports.render(rows, columns, args.format))
     return 0
+
+
+def _progress(args, err: TextIO, label: str):
+    """A progress bar (or lines) on `err` for a given number of slices."""
+    stream = _progress_stream(args, err)
+    return lambda total: Progress(total, stream, label)

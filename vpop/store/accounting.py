@@ -23,13 +23,12 @@ from vpop.accounting import sessions as S
 from vpop.accounting.leases import LeaseIndex, LeaseTerms, PortRange, attribute
 from vpop.accounting.clocks import NAS_REBOOT, NasClocks
 from vpop.accounting.records import IMPLAUSIBLE, AcctRecord, content_key
-from vpop.accounting.rollups import MEASURES, RollupBatch, bucket, net_changes
+from vpop.accounting.rollups import MEASURES, RollupBatch, net_changes
 from vpop.store import gauges, utilization
-from vpop.store.accounting_models import (AcctClock, AcctGauge, AcctJournal, AcctPeak,
+from vpop.store.accounting_models import (AcctClock, AcctGauge, AcctHistory, AcctJournal,
                                           AcctRollup, Lease, LeaseRollup, RadAcct,
-                                          RoutingRecord, UtilizationEvent)
+                                          RoutingRecord)
 from vpop.store.timestamps import seconds, when
-from vpop.store.accounting_models import AcctHistory
 
 _LOCK_KEY = 0x7670_6F61  # "vpoa": accounting writers, any process
 _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
@@ -638,112 +637,3 @@ def tick(session: Session, *, now: int | None, leases: LeaseIndex, settle: int =
 def event_clock(session: Session) -> int | None:
     """The newest event time applied from any NAS."""
     return seconds(session.scalar(select(func.max(AcctClock.newest))))
-
-
-# --- reports: rollups only, never the raw accounting ------------------------------------
-
-def _period(table, grain: str, start: int, end: int):
-    return (table.c.grain == grain, table.c.bucket >= when(start), table.c.bucket < when(end))
-
-
-def lease_seconds(session: Session, lease_ids: Sequence[int], grain: str, start: int,
-                  end: int) -> dict[tuple[int, int], int]:
-    """Session seconds per (lease, bucket)."""
-    table = AcctRollup.__table__
-    rows = session.execute(
-        select(table.c.lease_id, table.c.bucket, func.sum(table.c.session_seconds))
-        .where(*_period(table, grain, start, end), table.c.lease_id.in_(list(lease_ids)))
-        .group_by(table.c.lease_id, table.c.bucket))
-    return {(lease_id, seconds(b)): int(total or 0) for lease_id, b, total in rows}
-
-
-def lease_traffic(session: Session, lease_ids: Sequence[int], grain: str, start: int,
-                  end: int) -> dict[tuple[int, int], tuple[int, int]]:
-    """(octets, busiest 5 minutes' octets) per (lease, bucket)."""
-    table = LeaseRollup.__table__
-    rows = session.execute(
-        select(table.c.lease_id, table.c.bucket, table.c.octets, table.c.peak_5min_octets)
-        .where(*_period(table, grain, start, end), table.c.lease_id.in_(list(lease_ids))))
-    return {(lease_id, seconds(b)): (octets, peak) for lease_id, b, octets, peak in rows}
-
-
-def gauge_peaks(session: Session, kind: str, keys: Sequence[str] | None, grain: str,
-                start: int, end: int) -> dict[str, dict[int, tuple[int, int]]]:
-    """Per gauge key and bucket: (peak, level after the bucket's last change)."""
-    table = AcctPeak.__table__
-    query = select(table.c.key, table.c.bucket, table.c.peak, table.c.last).where(
-        table.c.kind == kind, *_period(table, grain, start, end))
-    if keys is not None:
-        query = query.where(table.c.key.in_(list(keys)))
-    found: dict[str, dict[int, tuple[int, int]]] = collections.defaultdict(dict)
-    for key, b, peak, last in session.execute(query):
-        found[key][seconds(b)] = (peak, last)
-    return found
-
-
-def gauge_carry(session: Session, kind: str, keys: Iterable[str], grain: str,
-                before: int) -> dict[str, int]:
-    """The level of each gauge when the bucket holding `before` began."""
-    table = AcctPeak.__table__
-    carry = {}
-    for key in sorted(set(keys)):
-        last = session.execute(
-            select(table.c.last).where(table.c.kind == kind, table.c.key == key,
-                                       table.c.grain == grain,
-                                       table.c.bucket < when(bucket(before, grain)))
-            .order_by(table.c.bucket.desc()).limit(1)).scalar()
-        carry[key] = last or 0
-    return carry
-
-
-def utilization_events(session: Session, lease_ids: Sequence[int] | None, start: int,
-                       end: int) -> list[dict]:
-    """Events going on at any time in [start, end)."""
-    table = UtilizationEvent.__table__
-    query = select(table).where(table.c.start_time < when(end),
-                                (table.c.end_time.is_(None)) | (table.c.end_time > when(start)))
-    if lease_ids is not None:
-        query = query.where(table.c.lease_id.in_(list(lease_ids)))
-    return [dict(lease_id=row.lease_id, isp=row.isp, kind=row.kind,
-                 start=seconds(row.start_time), end=seconds(row.end_time), peak=row.peak,
-                 limit=row.limit_value, recorded=seconds(row.recorded_at))
-            for row in session.execute(query.order_by(table.c.start_time, table.c.id))]
-
-
-def rollup_sums(session: Session, by: str, grain: str, start: int, end: int, *,
-                isp: str | None = None, lease_id: int | None = None,
-                nas: str | None = None) -> list[tuple]:
-    """(bucket, group, starts, stops, session seconds, input octets, output octets,
-    records, flagged) per bucket and ISP ("" for local), lease id (0: none) or NAS."""
-    table = AcctRollup.__table__
-    group = table.c[{"isp": "isp", "lease": "lease_id", "nas": "nas"}[by]]
-    query = select(table.c.bucket, group, *(func.sum(table.c[m]) for m in MEASURES)).where(
-        *_period(table, grain, start, end))
-    if isp is not None:
-        query = query.where(table.c.isp == isp)
-    if lease_id is not None:
-        query = query.where(table.c.lease_id == lease_id)
-    if nas is not None:
-        query = query.where(table.c.nas == nas)
-    rows = session.execute(query.group_by(table.c.bucket, group))
-    return [(seconds(b), g, *(int(v or 0) for v in values)) for b, g, *values in rows]
-
-
-def online_sessions(session: Session, *, isp: str | None = None, lease_id: int | None = None,
-                    nas: str | None = None, limit: int = 1000) -> list[dict]:
-    """Who is online now: open sessions, most recent first."""
-    table = RadAcct.__table__
-    query = select(table).where(table.c.status == S.OPEN)
-    if isp is not None:
-        query = query.where(table.c.isp == isp)
-    if lease_id is not None:
-        query = query.where(table.c.lease_id == lease_id)
-    if nas is not None:
-        query = query.where(table.c.nas_address == nas)
-    rows = session.execute(query.order_by(table.c.start_time.desc(), table.c.id.desc())
-                           .limit(limit))
-    return [dict(username=r.username, isp=r.isp, route_mode=r.route_mode, nas=r.nas_address,
-                 port=r.nas_port, caller=r.calling_station_id, framed_ip=r.framed_ip,
-                 start=seconds(r.start_time), last_update=seconds(r.update_time),
-                 seconds=r.session_time, input_octets=r.input_octets,
-                 output_octets=r.output_octets, flags=r.flags) for r in rows]
