@@ -2,6 +2,7 @@
 
 import ast
 import random
+import weakref
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,17 @@ def test_the_exchange_does_no_io():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"socket", "asyncio", "threading", "selectors", "os", "time"}
+
+
+def test_an_answered_request_is_not_kept():
+    # The proxy's requests carry the NAS's job; the exchange must not hold it after the
+    # answer (a collector walking thousands of finished jobs costs every request).
+    class Job:
+        pass
+    ex = exchange()
+    job = Job()
+    ref = weakref.ref(job)
+    out = send(ex, context=job)
+    del job
+    assert type(ex.on_reply(reply_to(out), SERVER)) is Answer
+    assert ref() is None

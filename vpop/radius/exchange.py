@@ -39,8 +39,6 @@ recvfrom reports a reply's source (canonical IP text), or replies will not match
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
 from collections.abc import Callable, Container
 from dataclasses import dataclass
@@ -137,12 +135,14 @@ class Exchange:
         if sockets < 1:
             raise ValueError("an exchange needs at least one source socket")
         self.sockets = sockets
+        self._slots = IDENTIFIERS * sockets  # (source socket, Identifier) per destination
         self.rng = rng  # Identifiers: no secrecy needed
         # Request Authenticators must be unpredictable (RFC 2865 §3).
         self.random_bytes = random_bytes or codec.RandomBytes()
+        # In the order sent. Deadlines are found by a walk over it in expire(): what is
+        # pending is at most 256 per source socket and server, and a shell looks a few
+        # times a second, which costs less than keeping every request in a heap.
         self.pending: dict[tuple[int, str, int, int], Request] = {}
-        self._deadlines: list[tuple[float, int, Request]] = []  # a heap; stale entries skipped
-        self._order = itertools.count()
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -159,15 +159,22 @@ class Exchange:
         every source socket. `avoid`: Identifiers not to use, on any socket (ones that
         may still be resent as they were). An exception from `build` leaves nothing
         pending."""
-        slot = self._free_slot(addr, avoid)
-        if slot is None:
-            return None
-        sock, ident = slot
+        pending = self.pending
+        # The first draw is nearly always free: taken here, without _free_slot's loop.
+        sock, ident = divmod(self.rng.randrange(self._slots), IDENTIFIERS)
+        key = (sock, addr[0], addr[1], ident)
+        if key in pending or ident in avoid:
+            slot = self._free_slot(addr, avoid)
+            if slot is None:
+                return None
+            sock, ident = slot
+            key = (sock, addr[0], addr[1], ident)
         data = build(ident, self.random_bytes(16))
         if data[1] != ident:
             raise ValueError(f"request built with Identifier {data[1]}, not {ident}")
-        return self._track(data, addr, sock, secret, now, deadline, context, proxy_state,
-                           require_message_authenticator)
+        pending[key] = Request(data, addr, sock, key, data[4:20], secret, now, deadline,
+                               context, proxy_state, require_message_authenticator)
+        return Send(data, addr, sock)
 
     def resend(self, data: bytes, addr: Address, *, secret: bytes, now: float,
                deadline: float, sock: int = 0, context: Any = None,
@@ -177,10 +184,12 @@ class Exchange:
         now on. None while its Identifier is pending with another request."""
         if len(data) < codec.MIN_LENGTH:
             raise ValueError("not a RADIUS datagram")
-        if (sock, addr[0], addr[1], data[1]) in self.pending:
+        key = (sock, addr[0], addr[1], data[1])
+        if key in self.pending:
             return None
-        return self._track(data, addr, sock, secret, now, deadline, context, proxy_state,
-                           require_message_authenticator)
+        self.pending[key] = Request(data, addr, sock, key, data[4:20], secret, now, deadline,
+                                    context, proxy_state, require_message_authenticator)
+        return Send(data, addr, sock)
 
     def retransmit(self, request: Request, *, deadline: float) -> Send | None:
         """The same request again, byte for byte, with a new deadline; a request that has
@@ -191,7 +200,6 @@ class Exchange:
                 return None
             self.pending[request.key] = request
         request.deadline = deadline
-        heapq.heappush(self._deadlines, (deadline, next(self._order), request))
         return Send(request.data, request.addr, request.sock)
 
     def cancel(self, request: Request) -> None:
@@ -199,21 +207,11 @@ class Exchange:
         if self.pending.get(request.key) is request:
             del self.pending[request.key]
 
-    def _track(self, data: bytes, addr: Address, sock: int, secret: bytes, now: float,
-               deadline: float, context: Any, proxy_state: bytes | None,
-               require_message_authenticator: bool) -> Send:
-        key = (sock, addr[0], addr[1], data[1])
-        request = Request(data, addr, sock, key, data[4:20], secret, now, deadline, context,
-                          proxy_state, require_message_authenticator)
-        self.pending[key] = request
-        heapq.heappush(self._deadlines, (deadline, next(self._order), request))
-        return Send(data, addr, sock)
-
     def _free_slot(self, addr: Address, avoid: Container[int]) -> tuple[int, int] | None:
         """A (source socket, Identifier) with nothing pending toward `addr`."""
         host, port = addr[0], addr[1]
         pending = self.pending
-        size = IDENTIFIERS * self.sockets
+        size = self._slots
         draw = self.rng.randrange
         for _ in range(DRAWS):
             sock, ident = divmod(draw(size), IDENTIFIERS)
@@ -248,25 +246,16 @@ class Exchange:
     # --- time -------------------------------------------------------------------------
 
     def expire(self, now: float) -> list[Timeout]:
-        """The requests whose deadline has come, in deadline order; no longer pending."""
-        heap, pending = self._deadlines, self.pending
-        timeouts = []
-        while heap and heap[0][0] <= now:
-            at, _, request = heapq.heappop(heap)
-            if request.deadline == at and pending.get(request.key) is request:
-                del pending[request.key]
-                timeouts.append(Timeout(request))
-        return timeouts
+        """The requests whose deadline has come, in the order sent; no longer pending."""
+        pending = self.pending
+        due = [request for request in pending.values() if request.deadline <= now]
+        for request in due:
+            del pending[request.key]
+        return [Timeout(request) for request in due]
 
     def next_deadline(self) -> float | None:
         """When expire() next has something to do; None while nothing is pending."""
-        heap, pending = self._deadlines, self.pending
-        while heap:
-            at, _, request = heap[0]
-            if request.deadline == at and pending.get(request.key) is request:
-                return at
-            heapq.heappop(heap)
-        return None
+        return min((request.deadline for request in self.pending.values()), default=None)
 
 
 def _fault(packet: codec.Packet, request: Request) -> str:
