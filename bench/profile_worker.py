@@ -88,7 +88,7 @@ def vpop_setup(root: Path, request_log: bool) -> sbs.Server:
 def in_process_worker(root: Path, args):
     """A worker to run in this process, logging as `vpop serve` does, to a file."""
     from vpop import config as config_module
-    from vpop.server.app import Worker
+    from vpop.server.worker import Worker
 
     server = vpop_setup(root, args.request_log)
     settings = config_module.load(config_of(server))

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from vpop.server import app
+from vpop.server import worker
 
 
 class Node:
@@ -25,7 +25,7 @@ def restored_gc():
 
 
 def test_a_cycle_in_the_oldest_generation_is_reclaimed_by_the_timer(restored_gc, monkeypatch):
-    app.settle_heap()
+    worker.settle_heap()
     cycle = Node()
     alive = weakref.ref(cycle)
     gc.collect(1)  # still referenced: moved to the oldest generation, as long-lived
@@ -33,10 +33,10 @@ def test_a_cycle_in_the_oldest_generation_is_reclaimed_by_the_timer(restored_gc,
     gc.collect(1)  # young and middle passes do not look there
     assert alive() is not None
 
-    monkeypatch.setattr(app, "FULL_COLLECTION_INTERVAL", 0.01)
+    monkeypatch.setattr(worker, "FULL_COLLECTION_INTERVAL", 0.01)
 
     async def a_while():
-        task = asyncio.ensure_future(app.collect_cycles())
+        task = asyncio.ensure_future(worker.collect_cycles())
         await asyncio.sleep(0.2)
         task.cancel()
     asyncio.run(a_while())

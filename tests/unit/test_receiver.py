@@ -1,5 +1,6 @@
 """The request front door without sockets: datagrams in, actions out."""
 
+import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
@@ -131,7 +132,8 @@ class RemoteDirectory:
 
 
 def test_a_remote_directory_is_asked_off_the_event_loop_while_the_request_waits(receiver):
-    remote = receiver.deps.directory = RemoteDirectory(receiver.deps.directory)
+    remote = RemoteDirectory(receiver.deps.directory)
+    receiver.deps = dataclasses.replace(receiver.deps, directory=remote)
     action = receiver.datagram(*pap("alice", "alice-pass")[:1], NAS, AUTH)
     assert isinstance(action, Defer) and remote.asked == []  # nothing asked on the loop
     assert answer(receiver, *pap("alice", "alice-pass")).code == codec.ACCESS_ACCEPT

@@ -162,7 +162,7 @@ def cmd_import(args) -> int:
 
 def _import(settings, file: str, *, dry_run: bool, wait: float | None = None) -> int:
     from vpop.aaa.reply import ReplyRenderer
-    from vpop.server.app import load_dictionary
+    from vpop.server.wiring import load_dictionary
     from vpop.cli.imports import run_import
     # ISP reply templates are checked where the server will look for them.
     replies = ReplyRenderer(load_dictionary(settings),
@@ -201,7 +201,7 @@ def cmd_serve(args) -> int:
     setup_logging(settings)
     for warning in [*findings.warnings, *map(str, findings.problems)]:
         logging.getLogger("vpop.server").warning("%s", warning)
-    from vpop.server.app import serve
+    from vpop.server.supervisor import serve
     try:
         return serve(settings)
     except ListenError as exc:

@@ -9,7 +9,7 @@ from vpop.accounting.leases import admit_by_lease
 from vpop.errors import MalformedPacket
 from vpop.isp.forwarding import downstream_attributes
 from vpop.isp.stages import route, routing_class, select_isp
-from vpop.isp.tunnel import TunnelTemplates, tunnel_attributes
+from vpop.isp.tunnel import tunnel_attributes
 from vpop.pipeline.core import Rcode, run_section
 from vpop.radius.codec import ACCESS_ACCEPT
 
@@ -27,8 +27,6 @@ def render_reply(ctx: AccessContext, deps) -> Rcode:
 
 def render_tunnel(ctx: AccessContext, deps) -> Rcode:
     """Tunnel mode (VPDN): the NAS opens an L2TP tunnel to the ISP's LNS (RFC 2868)."""
-    if deps.tunnels is None:  # from the reply templates' directory, read once
-        deps.tunnels = TunnelTemplates(deps.dictionary, deps.replies.extra_dir)
     isp = ctx.decision.isp
     ctx.reply_attrs.append(tunnel_attributes(
         isp, deps.dictionary, secret=ctx.client.secret,

@@ -17,8 +17,37 @@ from vpop.radius.dictionary import Dictionary
 HEALTH_REFRESH = 0.2  # seconds
 
 
-@dataclass(slots=True, kw_only=True)
+class SelectionHealth:
+    """What selection knows of each ISP: the QoS monitor's latest measurement (set by
+    the shell every bucket) and whether a server is up, recomputed at most every
+    HEALTH_REFRESH seconds and when the ISPs or pools change. One per worker, kept
+    across reloads."""
+
+    __slots__ = ("measured", "_cached")
+
+    def __init__(self, measured: dict | None = None):
+        self.measured: dict = measured or {}  # ISP name -> IspHealth
+        self._cached: tuple = (None, None, -1.0, {})  # (isps, pools, computed at, value)
+
+    def of(self, isps: tuple, pools, now: float) -> dict:
+        cached_isps, cached_pools, at, value = self._cached
+        if cached_isps is isps and cached_pools is pools and 0 <= now - at < HEALTH_REFRESH:
+            return value
+        value = {}
+        for isp in isps:
+            measured = self.measured.get(isp.name)
+            available = isp.mode != "proxy" or (pools is not None and pools.available(isp.name))
+            value[isp.name] = (IspHealth(available=available) if measured is None
+                               else dataclasses.replace(measured, available=available))
+        self._cached = (isps, pools, now, value)
+        return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Deps:
+    """One worker's dependency set. A reload builds a new one and swaps it in whole
+    (server/wiring.py); what outlives a reload is handed on by reference: the random
+    source, the verified-password cache, the ISP health and the lease book."""
     settings: Settings
     directory: SubscriberDirectory
     dictionary: Dictionary
@@ -31,28 +60,10 @@ class Deps:
     isps: tuple = ()
     pools: Any = None  # vpop.isp.pool.Pools
     selection_policy: Any = None  # vpop.isp.selection.SelectionPolicy
-    qos_health: dict = field(default_factory=dict)  # ISP name -> IspHealth from the QoS monitor
+    health: SelectionHealth = field(default_factory=SelectionHealth)
     leases: Any = None  # vpop.accounting.leases.LeaseBook: sessions in use per lease
-    tunnels: Any = None  # vpop.isp.tunnel.TunnelTemplates, read when first needed
-
-    _health: tuple = (None, -1.0, {})  # (pools, computed at, value)
+    tunnels: Any = None  # vpop.isp.tunnel.TunnelTemplates for tunnel-mode replies
 
     def isp_health(self, now: float = 0.0) -> dict:
-        """What selection knows of each ISP: measured quality, and whether a server is up.
-        Recomputed at most every HEALTH_REFRESH seconds (and when the pools change)."""
-        pools, at, value = self._health
-        if pools is self.pools and 0 <= now - at < HEALTH_REFRESH:
-            return value
-        value = self._compute_health()
-        self._health = (self.pools, now, value)
-        return value
-
-    def _compute_health(self) -> dict:
-        out = {}
-        for isp in self.isps:
-            measured = self.qos_health.get(isp.name)
-            available = isp.mode != "proxy" or (self.pools is not None
-                                                and self.pools.available(isp.name))
-            out[isp.name] = (IspHealth(available=available) if measured is None
-                             else dataclasses.replace(measured, available=available))
-        return out
+        """What selection knows of each ISP: measured quality, and whether a server is up."""
+        return self.health.of(self.isps, self.pools, now)

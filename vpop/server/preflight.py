@@ -21,8 +21,8 @@ from vpop.config import Settings
 from vpop.errors import ConfigError, StoreUnavailable
 from vpop.isp.tunnel import TunnelTemplates
 from vpop.radius.clients import NAS_TYPES
-from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.ledger import journal_path
+from vpop.server.wiring import load_dictionary
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker, safe_url
 from vpop.store.files import readable_by_others
 from vpop.store.isp_snapshot import check_stored_isps, load_isps
@@ -59,17 +59,6 @@ def check(settings: Settings, *, serving: bool) -> Findings:
                                                 "journal") from None
     findings.warnings = _open_to_others(settings)
     return findings
-
-
-def load_dictionary(settings: Settings) -> Dictionary:
-    path = settings.relative(settings.radius.dictionary) or str(shipped_dictionary())
-    try:
-        return Dictionary(path)
-    except ConfigError:
-        raise
-    except Exception as exc:  # pyrad's parse errors have no common base
-        raise config_module.field_error(settings, f"{path}: not a usable dictionary: {exc}",
-                                        "radius", "dictionary") from None
 
 
 def _check_paths(settings: Settings) -> None:

@@ -1,63 +1,45 @@
-"""The I/O shell: wire settings, store and pipeline together and run the listeners."""
+"""One worker: its event loop, listeners, accounting writer or journal, proxy and
+accounting forwarder, and its reloads (SIGHUP; a data generation that cannot be applied
+subscriber by subscriber). A reload builds a new dependency set (server/wiring.py) off
+to the side and swaps it in with one assignment on the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import dataclasses
 import datetime as dt
 import functools
 import gc
 import logging
-import multiprocessing
-import os
-import shutil
 import signal
 import socket
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import vpop
-from vpop import config as config_module
 from vpop.accounting.leases import LeaseBook
-from vpop.accounting.records import AccountingPolicy
-from vpop.aaa.reply import ReplyRenderer
 from vpop.aaa.subscribers import SubscriberSnapshot
-from vpop.isp.model import Isp
-from vpop.isp.pool import PoolSettings, Pools
 from vpop.isp.acct_forward import AccountingForwarder
 from vpop.isp.proxy import ProxyEngine
-from vpop.isp.selection import policy_from_settings as selection_policy
 from vpop.config import Settings
-from vpop.errors import ListenError
 from vpop.dispatch.deps import Deps
 from vpop.dispatch.receiver import ACCT, AUTH, COA, Receiver
 from vpop.pipeline.requestlog import RequestLog
-from vpop.radius import wire
 from vpop.radius.clients import ClientTable
-from vpop.radius.dictionary import Dictionary
-from vpop.server.preflight import load_dictionary
-from vpop.server.metrics import (VpopCollector, publish_snapshot, read_snapshots,
-                                 serve_metrics)
-from vpop.server.forwarder import ForwarderShell, open_source_sockets
+from vpop.server.metrics import publish_snapshot
+from vpop.server.forwarder import ForwarderShell
 from vpop.server.generation import GenerationFollower
 from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
-from vpop.server.lifetime import die_with_parent
 from vpop.server.proxy import ProxyShell
 from vpop.server.udp import Listener, open_socket
+from vpop.server.wiring import (build_deps, load_data, load_dictionary, request_stream,
+                                reread_settings)
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
-from vpop.store import generation as generations
 from vpop.store import qos as qos_store
 from vpop.store.journal import Journal, worker_journal
-from vpop.store.isp_snapshot import load_isps
-from vpop.store.snapshot import load_clients, load_subscribers
 
 log = logging.getLogger(__name__)
 STATS_INTERVAL = 1.0
@@ -78,43 +60,6 @@ def _set_book(book: LeaseBook, leases, levels: dict[int, int], applied: int) -> 
 
 def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-
-
-def request_stream(settings: Settings):
-    """Where request lines go: the log file (appended, shared with the workers) or stderr."""
-    if not settings.logging.requests:
-        return None
-    if settings.logging.file:
-        return open(settings.logging.file, "a", encoding="utf-8")
-    return sys.stderr
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything the pipeline reads from the store, loaded in one transaction."""
-    clients: ClientTable
-    directory: SubscriberSnapshot
-    replies: ReplyRenderer
-    isps: tuple[Isp, ...]
-    generation: int = 0  # the data generation it holds, at least
-
-
-def load_data(settings: Settings, sessions, dictionary: Dictionary,
-              previous: SubscriberSnapshot | None = None) -> Snapshot:
-    """With `previous`, the subscribers served now: what did not change is kept."""
-    with sessions() as session:
-        generation = generations.current(session).generation  # first: the rest is newer
-        clients = ClientTable(load_clients(session))
-        directory = load_subscribers(session, previous)
-        isps = load_isps(session)
-    replies = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
-    return Snapshot(clients, directory, replies, isps, generation)
-
-
-def pool_settings(settings: Settings) -> PoolSettings:
-    i = settings.isp
-    return PoolSettings(response_window=i.response_window, zombie_period=i.zombie_period,
-                        probe_interval=i.probe_interval, revive_probes=i.revive_probes)
 
 
 def settle_heap() -> None:
@@ -205,11 +150,9 @@ class Worker:
         dictionary = load_dictionary(settings)
         data = load_data(settings, sessions, dictionary)
         clients, directory = data.clients, data.directory
-        pools = Pools(data.isps, pool_settings(settings))
         book = LeaseBook()  # sessions per lease, kept current by the accounting writer
-        deps = Deps(leases=book, settings=settings, directory=directory, dictionary=dictionary,
-                    replies=data.replies, accounting=AccountingPolicy(), isps=data.isps,
-                    pools=pools, selection_policy=selection_policy(settings.isp))
+        deps = build_deps(settings, data, dictionary, leases=book)
+        pools = deps.pools
         self.proxy = ProxyShell(loop, ProxyEngine(pools, budget=settings.isp.budget),
                                 settings.server.recv_buffer, sessions=sessions)
         # One process drains the queue of accounting owed to ISPs: order per session.
@@ -319,39 +262,33 @@ class Worker:
     async def _load_again(self, sessions, dictionary, reread_config: bool) -> bool:
         loop = asyncio.get_running_loop()
         try:
-            settings = self.settings
-            if settings.path and reread_config:
-                fresh = config_module.load(settings.path)
-                # Sockets, workers and the database stay as they are until a restart.
-                settings = dataclasses.replace(fresh, server=settings.server,
-                                               database=settings.database)
-            previous = self.receiver.deps.directory
+            settings = reread_settings(self.settings) if reread_config else self.settings
+            directory = self.receiver.deps.directory
             data = await loop.run_in_executor(
                 None, load_data, settings, sessions, dictionary,
-                previous if isinstance(previous, SubscriberSnapshot) else None)
-            pools = Pools(data.isps, pool_settings(settings), previous=self.proxy.engine.pools)
-            policy = selection_policy(settings.isp)
+                directory if isinstance(directory, SubscriberSnapshot) else None)
+            deps = build_deps(settings, data, dictionary, previous=self.receiver.deps)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return False
-        clients, directory = data.clients, data.directory
-        deps = self.receiver.deps
-        deps.settings, deps.directory, deps.replies = settings, directory, data.replies
-        deps.tunnels = None  # read again from the reply templates' directory
-        deps.isps, deps.pools, deps.selection_policy = data.isps, pools, policy
-        self.proxy.engine.replace_pools(pools)
-        if self.forwarder is not None:
-            self.forwarder.forwarder.pools = pools
-            self.forwarder.forwarder.resend_window = settings.isp.accounting_resend_window
-        self.receiver.clients = clients
+        self._swap(deps, data.clients)
         self.receiver.request_log.flush()
         self.receiver.request_log.stream = request_stream(settings)
-        self.settings = settings
         self.follower.generation = data.generation
         settle_heap()
-        log.info("reloaded: %d clients, %d subscribers (generation %d)", len(clients),
-                 len(directory), data.generation)
+        log.info("reloaded: %d clients, %d subscribers (generation %d)", len(data.clients),
+                 len(data.directory), data.generation)
         return True
+
+    def _swap(self, deps: Deps, clients: ClientTable) -> None:
+        """On the event loop, between two datagrams: the new dependency set in place of
+        the old, whole. Exchanges in flight with the ISPs carry on with the new pools."""
+        self.receiver.deps, self.receiver.clients = deps, clients
+        self.settings = deps.settings
+        self.proxy.engine.replace_pools(deps.pools)
+        if self.forwarder is not None:
+            self.forwarder.forwarder.pools = deps.pools
+            self.forwarder.forwarder.resend_window = deps.settings.isp.accounting_resend_window
 
     def _follow(self, sessions, stream: str, book: LeaseBook) -> None:
         """Lease counts as the ledger has applied them (journal mode; from any thread
@@ -385,7 +322,7 @@ class Worker:
             try:
                 health = await loop.run_in_executor(
                     None, self._store_qos, sessions, False, self.index == 0 and ticks % 10 == 0)
-                self.receiver.deps.qos_health = health
+                self.receiver.deps.health.measured = health
             except Exception as exc:
                 log.warning("QoS monitor: %s", exc)
 
@@ -418,139 +355,3 @@ class Worker:
         while True:
             publish_snapshot(path, self.snapshot())
             await asyncio.sleep(STATS_INTERVAL)
-
-
-def serve(settings: Settings) -> int:
-    """Run the server until SIGTERM; with workers > 1, as a supervisor of processes.
-    With the accounting journal, a ledger process applies it beside the workers.
-    The caller has run vpop.server.preflight.check: the ports are bound before the
-    journal or anything else is made, so a port in use leaves nothing behind."""
-    port = settings.isp.accounting_source_port
-    if port:  # in use: fail before anything starts
-        try:
-            for sock in open_source_sockets(port).values():
-                sock.close()
-        except OSError as exc:
-            raise ListenError("*", port, "udp", exc.strerror or str(exc),
-                              option="isp.accounting_source_port") from None
-    stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
-    ledger = LedgerProcess(settings, stats_dir) if settings.accounting.journal else None
-    try:
-        if settings.server.workers == 1:
-            worker = Worker(settings, ledger=ledger)
-            socks = worker.open_sockets()  # a port in use fails before the ledger starts
-            if settings.metrics.port:
-                serve_metrics(settings.metrics.listen, settings.metrics.port,
-                              VpopCollector(lambda: read_snapshots(stats_dir) + (
-                                  [worker.snapshot()] if hasattr(worker, "writer") else [])))
-            if ledger is not None:
-                ledger.start()
-            log_started(settings, socks)
-            worker.run(socks)
-            return 0
-        return _supervise(settings, stats_dir, ledger)
-    finally:
-        if ledger is not None:
-            ledger.stop()
-        shutil.rmtree(stats_dir, ignore_errors=True)
-
-
-def log_started(settings: Settings, socks: list[tuple[str, socket.socket]]) -> None:
-    """One line for whoever reads the log first: pid, the bound ports, the metrics URL
-    and whether the compiled wire primitives run."""
-    def where(host: str, port: int) -> str:
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = {kind: " ".join(where(*sock.getsockname()[:2]) for k, sock in socks if k == kind)
-             for kind in (AUTH, ACCT, COA)}
-    metrics = settings.metrics
-    log.info("vpop %s started: pid %d, %d worker(s); auth %s, acct %s, coa %s; metrics %s; "
-             "wire primitives %s", vpop.__version__, os.getpid(), settings.server.workers,
-             bound[AUTH], bound[ACCT], bound[COA],
-             f"http://{where(metrics.listen, metrics.port)}/metrics" if metrics.port else "off",
-             wire.IMPLEMENTATION)
-
-
-def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None) -> int:
-    ctx = multiprocessing.get_context("fork")
-    accounting = open_accounting_sockets(settings)
-    # Bind once here so a port in use fails before any worker starts.
-    probe = Worker(settings, reuse_port=True, accounting=accounting)
-    held = [(kind, sock) for kind, sock in probe.open_sockets() if kind != ACCT]
-    if settings.metrics.port:  # likewise the metrics port
-        serve_metrics(settings.metrics.listen, settings.metrics.port,
-                      VpopCollector(lambda: read_snapshots(stats_dir)))
-    log_started(settings, held + [(ACCT, sock) for sock in accounting.values()])
-
-    def spawn(index: int):
-        process = ctx.Process(target=_worker_main,
-                              args=(settings, index, stats_dir, held, os.getpid(), accounting),
-                              name=f"vpop-worker-{index}")
-        process.start()
-        return process
-
-    workers = [spawn(i) for i in range(settings.server.workers)]
-    for _, sock in held:
-        sock.close()
-    if ledger is not None:
-        ledger.start()
-    stopping = False
-
-    def forward(signum, _frame):
-        nonlocal stopping
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            stopping = True
-        for p in workers:
-            if p.pid and p.is_alive():
-                os.kill(p.pid, signum)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, forward)
-    while not stopping:
-        time.sleep(0.2)
-        for i, p in enumerate(workers):
-            if not p.is_alive() and not stopping:
-                log.error("worker %d exited with %s; starting a new one", i, p.exitcode)
-                workers[i] = spawn(i)
-        if ledger is not None and not stopping:
-            ledger.check()
-    for p in workers:
-        p.join(DRAIN_TIMEOUT + 5)
-    for sock in accounting.values():
-        sock.close()
-    return 0
-
-
-def open_accounting_sockets(settings: Settings) -> dict[str, socket.socket]:
-    """The accounting port's sockets, one per address, that every worker reads.
-
-    One socket, one queue: whichever worker is free takes the next records, so a worker
-    that is busy or paused holds none back (SO_REUSEPORT would give each a fixed share),
-    and one NAS's records (one source port) use every worker. A retransmission may
-    reach another worker than its original, whose duplicate cache does not know it: it
-    is journaled again, and the ledger, which recognises a record by its content,
-    stores it once (as after a restart). The supervisor keeps these sockets open, so a
-    restarted worker inherits them.
-    """
-    s = settings.server
-    opened: dict[str, socket.socket] = {}
-    try:
-        for host in s.listen:
-            opened[host] = open_socket(host, s.acct_port, s.recv_buffer, reuse_port=False)
-    except OSError:
-        for sock in opened.values():
-            sock.close()
-        raise
-    return opened
-
-
-def _worker_main(settings: Settings, index: int, stats_dir: str, inherited,
-                 supervisor: int, accounting: dict[str, socket.socket]) -> None:
-    if not die_with_parent(supervisor):
-        return
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-    # The supervisor's port check: left open here, it would stay in the port's
-    # SO_REUSEPORT group and take a share of the datagrams that nobody reads.
-    for _, sock in inherited:
-        sock.close()
-    Worker(settings, index=index, stats_dir=stats_dir, reuse_port=True,
-           accounting=accounting).run()

@@ -1,0 +1,106 @@
+"""Wiring: what the stages need, built from the settings and the store.
+
+At start a worker loads its data and builds a Deps; a reload (SIGHUP, or a provisioning
+change too large to apply subscriber by subscriber) builds a complete new one the same
+way, and the worker swaps it in with one assignment on the event loop. What must outlive
+a reload is handed on from the Deps it replaces (`build_deps(previous=...)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+
+from vpop import config as config_module
+from vpop.accounting.leases import LeaseBook
+from vpop.accounting.records import AccountingPolicy
+from vpop.aaa.reply import ReplyRenderer
+from vpop.aaa.subscribers import SubscriberSnapshot
+from vpop.config import Settings
+from vpop.errors import ConfigError
+from vpop.dispatch.deps import Deps
+from vpop.isp.model import Isp
+from vpop.isp.pool import PoolSettings, Pools
+from vpop.isp.selection import policy_from_settings as selection_policy
+from vpop.isp.tunnel import TunnelTemplates
+from vpop.radius.clients import ClientTable
+from vpop.radius.dictionary import Dictionary, shipped_dictionary
+from vpop.store import generation as generations
+from vpop.store.isp_snapshot import load_isps
+from vpop.store.snapshot import load_clients, load_subscribers
+
+
+def load_dictionary(settings: Settings) -> Dictionary:
+    path = settings.relative(settings.radius.dictionary) or str(shipped_dictionary())
+    try:
+        return Dictionary(path)
+    except ConfigError:
+        raise
+    except Exception as exc:  # pyrad's parse errors have no common base
+        raise config_module.field_error(settings, f"{path}: not a usable dictionary: {exc}",
+                                        "radius", "dictionary") from None
+
+
+def reread_settings(running: Settings) -> Settings:
+    """SIGHUP: the config file again; sockets, workers and the database stay as they
+    are until a restart."""
+    if not running.path:
+        return running
+    fresh = config_module.load(running.path)
+    return dataclasses.replace(fresh, server=running.server, database=running.database)
+
+
+def request_stream(settings: Settings):
+    """Where request lines go: the log file (appended, shared with the workers) or stderr."""
+    if not settings.logging.requests:
+        return None
+    if settings.logging.file:
+        return open(settings.logging.file, "a", encoding="utf-8")
+    return sys.stderr
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the pipeline reads from the store, loaded in one transaction."""
+    clients: ClientTable
+    directory: SubscriberSnapshot
+    replies: ReplyRenderer
+    isps: tuple[Isp, ...]
+    generation: int = 0  # the data generation it holds, at least
+
+
+def load_data(settings: Settings, sessions, dictionary: Dictionary,
+              previous: SubscriberSnapshot | None = None) -> Snapshot:
+    """With `previous`, the subscribers served now: what did not change is kept."""
+    with sessions() as session:
+        generation = generations.current(session).generation  # first: the rest is newer
+        clients = ClientTable(load_clients(session))
+        directory = load_subscribers(session, previous)
+        isps = load_isps(session)
+    replies = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
+    return Snapshot(clients, directory, replies, isps, generation)
+
+
+def pool_settings(settings: Settings) -> PoolSettings:
+    i = settings.isp
+    return PoolSettings(response_window=i.response_window, zombie_period=i.zombie_period,
+                        probe_interval=i.probe_interval, revive_probes=i.revive_probes)
+
+
+def build_deps(settings: Settings, data: Snapshot, dictionary: Dictionary, *,
+               leases: LeaseBook | None = None, previous: Deps | None = None) -> Deps:
+    """A complete dependency set for `data`: at start with the worker's lease book; on
+    a reload with `previous`, the Deps it replaces, of which the servers' health, the
+    random source, the verified-password cache, the ISP health and the lease book are
+    kept. On the event loop: Pools takes over the running pools' server health."""
+    pools = Pools(data.isps, pool_settings(settings),
+                  previous=previous.pools if previous is not None else None)
+    kept = {} if previous is None else {
+        "rng": previous.rng, "verified": previous.verified, "health": previous.health,
+        "leases": previous.leases}
+    return Deps(settings=settings, directory=data.directory, dictionary=dictionary,
+                replies=data.replies, accounting=AccountingPolicy(), isps=data.isps,
+                pools=pools, selection_policy=selection_policy(settings.isp),
+                tunnels=TunnelTemplates(dictionary, data.replies.extra_dir),
+                **({"leases": leases} | kept))
