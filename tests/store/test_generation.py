@@ -5,10 +5,10 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
+from vpop import provisioning
 from vpop.config import IdentificationSettings
 from vpop.server.generation import GenerationFollower
 from vpop.store import generation as generations
-from vpop.store import provisioning
 from vpop.store.demo import demo_plan_path
 from vpop.store.engine import make_sessionmaker
 from vpop.store.snapshot import load_subscribers

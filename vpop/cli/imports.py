@@ -30,7 +30,7 @@ def run_import(settings, file: str, *, replies, dry_run: bool, wait: float | Non
     """The import; with `wait` (seconds), then the wait for the running server (None:
     no word about a server, as for `vpop init --demo`). `replies` renders the ISPs'
     reply templates where the server will look for them."""
-    from vpop.store import provisioning
+    from vpop import provisioning
     from vpop.store.engine import check_connection, make_engine, make_sessionmaker
     out = out or sys.stdout
     err = err or sys.stderr

@@ -5,15 +5,15 @@ import textwrap
 import pytest
 from sqlalchemy import func, select
 
+from vpop import provisioning
 from vpop.aaa.credentials import hash_password, nt_hash, verify_password_hash
 from vpop.config import IdentificationSettings
 from vpop.errors import ConfigError
-from vpop.store import provisioning
+from vpop.provisioning import ProvisioningError
 from vpop.store.demo import demo_plan_path
 from vpop.store.accounting_models import RadAcct
 from vpop.store.models import (Nas, Profile, Subscriber, SubscriberCallerId,
                                SubscriberLine)
-from vpop.store.provisioning import ProvisioningError
 
 IDENT = IdentificationSettings(country_code="49")
 ENV = {"NAS_SECRET": "from-env", "ALICE_PASSWORD": "alice-from-env", "EMPTY": ""}
@@ -535,7 +535,7 @@ def test_parse_needs_no_database(tmp_path):
     assert [e.key for e in plan["subscriber"]] == ["alice", "bob", "carol", "dave", "erin",
                                                    "frank"]
     alice = plan["subscriber"][0]
-    assert (alice.line, alice.line_of("caller_ids")) == (45, 50)
+    assert (alice.line, alice.line_of("caller_ids")) == (50, 55)
     assert alice.values["caller_ids"] == ("49301234567",)
 
 

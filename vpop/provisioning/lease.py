@@ -1,9 +1,5 @@
-"""Provisioning of leases: [[lease]] tables, the part of the infrastructure an ISP leases
-(format in docs/provisioning.md and docs/accounting.md).
-
-Built from provisioning.py's pieces, and imported at its end: import
-vpop.store.provisioning, not this module.
-"""
+"""[[lease]]: the part of the infrastructure an ISP leases (format in
+docs/provisioning.md and docs/accounting.md)."""
 
 from __future__ import annotations
 
@@ -19,9 +15,11 @@ from vpop.accounting.leases import DEFAULT_REJECT_MESSAGE, POLICIES
 from vpop.errors import ConfigError
 from vpop.store.accounting_models import Lease, LeasePlace
 from vpop.store.isp_models import Isp
-from vpop.store.provisioning import (_DESCRIPTION, _NAME, Counts, Entry, Field, Plan, Section,
-                                     _assign, _checked_text, _choice, _columns, _Context,
-                                     _integer, _Invalid, _rows, _text, _utc_datetime)
+from vpop.provisioning.fields import (DESCRIPTION, NAME, Context, Field, Invalid,
+                                      checked_text, choice, integer, text, utc_datetime)
+from vpop.provisioning.hashing import Hashing
+from vpop.provisioning.records import assign, columns, rows_by_keys
+from vpop.provisioning.sections import Counts, Entry, Plan, Section
 
 MAX_PORT = 2**32 - 1  # NAS-Port is a 32-bit integer (RFC 2865 §5.5)
 MAX_PRICE = Decimal(10) ** 10  # Numeric(12, 2)
@@ -33,18 +31,18 @@ WHOLE = (0, MAX_PORT)  # a whole NAS, as a port range, for overlap checks
 def _nas_identity(value: Any, where: str) -> str:
     """As the NAS names itself: an address (stored canonical) or a NAS-Identifier."""
     try:
-        text = _checked_text(value, 64, name=True)
-    except _Invalid as exc:
-        raise _Invalid(exc.reason, where) from None
+        given = checked_text(value, 64, name=True)
+    except Invalid as exc:
+        raise Invalid(exc.reason, where) from None
     try:
-        return str(ipaddress.ip_address(text))
+        return str(ipaddress.ip_address(given))
     except ValueError:
-        return text
+        return given
 
 
-def _nas_list(value: Any, ctx: _Context) -> tuple[str, ...]:
+def _nas_list(value: Any, ctx: Context) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise _Invalid("must be a list of NAS-IP-Address, NAS-IPv6-Address or NAS-Identifier")
+        raise Invalid("must be a list of NAS-IP-Address, NAS-IPv6-Address or NAS-Identifier")
     found: list[str] = []
     for index, item in enumerate(value, 1):
         nas = _nas_identity(item, f"nas[{index}]")
@@ -55,23 +53,23 @@ def _nas_list(value: Any, ctx: _Context) -> tuple[str, ...]:
 
 def _port(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PORT:
-        raise _Invalid(f"must be a NAS-Port from 0 to {MAX_PORT}", where)
+        raise Invalid(f"must be a NAS-Port from 0 to {MAX_PORT}", where)
     return value
 
 
-def _ports(value: Any, ctx: _Context) -> tuple[tuple[str, int, int], ...]:
+def _ports(value: Any, ctx: Context) -> tuple[tuple[str, int, int], ...]:
     shape = "must be a list of tables {nas = ..., first = N, last = M}"
     if not isinstance(value, list):
-        raise _Invalid(shape)
+        raise Invalid(shape)
     found: list[tuple[str, int, int]] = []
     for index, item in enumerate(value, 1):
         where = f"ports[{index}]"
         if not isinstance(item, dict) or set(item) != {"nas", "first", "last"}:
-            raise _Invalid(shape, where)
+            raise Invalid(shape, where)
         span = (_nas_identity(item["nas"], f"{where}.nas"), _port(item["first"], f"{where}.first"),
                 _port(item["last"], f"{where}.last"))
         if span[1] > span[2]:
-            raise _Invalid("first must not be above last", where)
+            raise Invalid("first must not be above last", where)
         if span not in found:
             found.append(span)
     return tuple(found)
@@ -79,31 +77,31 @@ def _ports(value: Any, ctx: _Context) -> tuple[tuple[str, int, int], ...]:
 
 def _positive_number(scale: int, maximum: int) -> Any:
     """A positive number (integer or decimal) times `scale`, as an integer."""
-    def check(value: Any, ctx: _Context) -> int:
+    def check(value: Any, ctx: Context) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise _Invalid("must be a number above 0")
+            raise Invalid("must be a number above 0")
         scaled = round(Decimal(str(value)) * scale)
         if not 1 <= scaled <= maximum:
-            raise _Invalid(f"must be at most {Decimal(maximum) / scale:f}")
+            raise Invalid(f"must be at most {Decimal(maximum) / scale:f}")
         return int(scaled)
     return check
 
 
-def _price(value: Any, ctx: _Context) -> Decimal:
+def _price(value: Any, ctx: Context) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Invalid("must be a number, e.g. 1200.50")
+        raise Invalid("must be a number, e.g. 1200.50")
     try:
         price = Decimal(str(value))
     except InvalidOperation:
-        raise _Invalid("must be a number, e.g. 1200.50") from None
+        raise Invalid("must be a number, e.g. 1200.50") from None
     if not price.is_finite() or not 0 <= price < MAX_PRICE or price != round(price, 2):
-        raise _Invalid(f"must be from 0 to {MAX_PRICE - Decimal('0.01')} with at most 2 decimals")
+        raise Invalid(f"must be from 0 to {MAX_PRICE - Decimal('0.01')} with at most 2 decimals")
     return price
 
 
-def _currency(value: Any, ctx: _Context) -> str:
+def _currency(value: Any, ctx: Context) -> str:
     if not isinstance(value, str) or len(value) != 3 or not value.isalpha():
-        raise _Invalid("must be a three-letter currency code, e.g. EUR")
+        raise Invalid("must be a three-letter currency code, e.g. EUR")
     return value.upper()
 
 
@@ -168,7 +166,8 @@ def _check_leases_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
         return
     in_file = {e.key for e in plan["isp"]}
     wanted = {e.values["isp"] for e in entries} - in_file
-    stored_isps = {name for (name,) in _rows(session, select(Isp.name), Isp.name, wanted)}
+    stored_isps = {name for (name,) in rows_by_keys(session, select(Isp.name), Isp.name,
+                                                    wanted)}
     for entry in entries:
         isp = entry.values["isp"]
         if isp not in in_file and isp not in stored_isps:
@@ -191,28 +190,28 @@ def _check_leases_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
 
 # --- writing ----------------------------------------------------------------------------
 
-def _write_leases(session: Session, plan: Plan, hashing) -> Counts:
+def _write_leases(session: Session, plan: Plan, hashing: Hashing) -> Counts:
     entries = plan["lease"]
     if not entries:
         return Counts()
-    existing = {row.name: row for (row,) in _rows(
+    existing = {row.name: row for (row,) in rows_by_keys(
         session, select(Lease).options(selectinload(Lease.places)), Lease.name,
         (e.key for e in entries))}
     created = updated = 0
     for entry in entries:
         values = entry.values
-        columns = _columns(LEASE_SECTION, entry)
-        columns["bandwidth_kbps"] = values["bandwidth_mbps"]
-        columns["volume_bytes"] = values["volume_gb"]
+        row_values = columns(SECTION, entry)
+        row_values["bandwidth_kbps"] = values["bandwidth_mbps"]
+        row_values["volume_bytes"] = values["volume_gb"]
         wanted = [(nas, None, None) for nas in values["nas"]] + list(values["ports"])
         row = existing.get(entry.key)
         if row is None:
-            row = Lease(**columns, revision=1)
+            row = Lease(**row_values, revision=1)
             row.places = [LeasePlace(nas=n, port_first=f, port_last=t) for n, f, t in wanted]
             session.add(row)
             created += 1
             continue
-        changed = _assign(row, columns)
+        changed = assign(row, row_values)
         if [(p.nas, p.port_first, p.port_last) for p in row.places] != wanted:
             row.places.clear()
             session.flush()  # the old places go before new ones take their keys
@@ -225,28 +224,26 @@ def _write_leases(session: Session, plan: Plan, hashing) -> Counts:
     return Counts(created=created, updated=updated, unchanged=len(entries) - created - updated)
 
 
-LEASE_SECTION = Section(
+SECTION = Section(
     name="lease", key="name",
     fields=(
-        Field("name", _NAME, required=True),
-        Field("isp", _NAME, required=True),
+        Field("name", NAME, required=True),
+        Field("isp", NAME, required=True),
         Field("nas", _nas_list, default=(), column=None),
         Field("ports", _ports, default=(), column=None),
-        Field("sessions", _integer(1)),
+        Field("sessions", integer(1)),
         Field("bandwidth_mbps", _positive_number(1000, 2**31 - 1), column=None),  # stored in kbit/s
         Field("volume_gb", _positive_number(10**9, 2**63 - 1), column=None),  # stored in octets
-        Field("starts", _utc_datetime, required=True),
-        Field("ends", _utc_datetime),
+        Field("starts", utc_datetime, required=True),
+        Field("ends", utc_datetime),
         Field("price", _price, default=Decimal(0)),
         Field("currency", _currency, default="EUR"),
-        Field("policy", _choice(POLICIES), default="admit"),
-        Field("reject_message", _text(253), default=DEFAULT_REJECT_MESSAGE),
-        Field("under_percent", _integer(0), default=0),
-        Field("under_window", _integer(60), default=3600),
-        _DESCRIPTION,
+        Field("policy", choice(POLICIES), default="admit"),
+        Field("reject_message", text(253), default=DEFAULT_REJECT_MESSAGE),
+        Field("under_percent", integer(0), default=0),
+        Field("under_window", integer(60), default=3600),
+        DESCRIPTION,
     ),
     finish=_finish_lease, check_file=_check_leases_file, check_db=_check_leases_db,
     write=_write_leases,
 )
-
-SECTIONS: tuple[Section, ...] = (LEASE_SECTION,)

@@ -7,10 +7,11 @@ import random
 import pytest
 from sqlalchemy import select
 
+from vpop import provisioning
 from vpop.aaa.credentials import verify_password_hash
 from vpop.config import IdentificationSettings
 from vpop.errors import ConfigError
-from vpop.store import provisioning
+from vpop.provisioning import hashing, steps, subscriber
 from vpop.store.models import Subscriber, SubscriberCallerId, SubscriberLine
 
 IDENT = IdentificationSettings(country_code="49")
@@ -40,15 +41,15 @@ def entries(plan):
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    monkeypatch.setattr(provisioning, "_BATCH_TABLES", 7)
-    monkeypatch.setattr(provisioning, "_WRITE_CHUNK", 5)
+    monkeypatch.setattr(steps, "BATCH_TABLES", 7)
+    monkeypatch.setattr(subscriber, "WRITE_CHUNK", 5)
 
 
 def test_batches_read_the_file_as_a_whole_parse_does(tmp_path, monkeypatch):
     path = tmp_path / "plan.toml"
     path.write_text(plan_text(60))
     whole = entries(parse(path))
-    monkeypatch.setattr(provisioning, "_BATCH_TABLES", 7)
+    monkeypatch.setattr(steps, "BATCH_TABLES", 7)
     batched = parse(path)
     assert entries(batched) == whole
     lines = plan_text(60).splitlines()
@@ -111,7 +112,7 @@ def test_chunks_write_what_one_pass_writes(session, tmp_path, monkeypatch):
     session.flush()
     whole = stored(session)
     session.rollback()
-    monkeypatch.setattr(provisioning, "_WRITE_CHUNK", 4)
+    monkeypatch.setattr(subscriber, "WRITE_CHUNK", 4)
     again = provisioning.apply(session, parse(path))
     session.flush()
     assert stored(session) == whole
@@ -121,7 +122,7 @@ def test_chunks_write_what_one_pass_writes(session, tmp_path, monkeypatch):
 
 
 def test_values_move_between_subscribers_of_different_chunks(session, tmp_path, monkeypatch):
-    monkeypatch.setattr(provisioning, "_WRITE_CHUNK", 2)
+    monkeypatch.setattr(subscriber, "WRITE_CHUNK", 2)
     path = tmp_path / "plan.toml"
     path.write_text(plan_text(8))
     provisioning.apply(session, parse(path))
@@ -141,7 +142,7 @@ def test_values_move_between_subscribers_of_different_chunks(session, tmp_path, 
 
 
 def test_pbkdf2_over_processes_gives_what_one_process_gives(session, tmp_path):
-    count = provisioning._POOL_MIN_JOBS + 3
+    count = hashing.POOL_MIN_JOBS + 3
     path = tmp_path / "plan.toml"
     path.write_text(plan_text(count, pap_only=True))
     plan = parse(path)
@@ -160,7 +161,7 @@ def test_pbkdf2_over_processes_gives_what_one_process_gives(session, tmp_path):
 
 
 def test_stored_pbkdf2_hashes_are_checked_over_processes_and_kept(session, tmp_path):
-    count = provisioning._POOL_MIN_JOBS + 3
+    count = hashing.POOL_MIN_JOBS + 3
     path = tmp_path / "plan.toml"
     path.write_text(plan_text(count, pap_only=True))
     provisioning.apply(session, parse(path), iterations=50, processes=2)

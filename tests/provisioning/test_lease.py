@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from vpop import provisioning
 from vpop.config import IdentificationSettings
-from vpop.store import provisioning
+from vpop.provisioning import ProvisioningError
 from vpop.store.accounting import leases_revision, load_leases
 from vpop.store.accounting_models import Lease
-from vpop.store.provisioning import ProvisioningError
 
 ISPS = """\
 [[isp]]

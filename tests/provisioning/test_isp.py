@@ -11,12 +11,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
+from vpop import provisioning
 from vpop.aaa.reply import ReplyRenderer
 from vpop.config import IdentificationSettings
 from vpop.errors import ConfigError
 from vpop.isp.model import TunnelEndpoint, UpstreamServer, Window
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
-from vpop.store import provisioning
 from vpop.store.isp_models import Isp, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
 from vpop.store.isp_snapshot import check_stored_isps, load_isps
 from vpop.store.models import Profile, Subscriber

@@ -1,9 +1,5 @@
-"""Provisioning of ISPs: [[isp]] tables with their realms, dialled numbers, RADIUS
-servers, tunnel endpoints and schedule (format in docs/provisioning.md).
-
-Built from provisioning.py's pieces, and imported at its end: import
-vpop.store.provisioning, not this module.
-"""
+"""[[isp]]: upstream ISPs with their realms, dialled numbers, RADIUS servers, tunnel
+endpoints and schedule (format in docs/provisioning.md)."""
 
 from __future__ import annotations
 
@@ -26,11 +22,12 @@ from vpop.isp.tunnel import MAX_PREFERENCE, MEDIA
 from vpop.radius.crypto import MAX_SALTED_VALUE
 from vpop.store.isp_models import Isp, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
 from vpop.store.isp_snapshot import server_value, tunnel_value, window_value
-from vpop.store.provisioning import (_DESCRIPTION, _NAME, _SECRET, Check, Counts, Entry, Field,
-                                     Plan, Section, _assign, _boolean, _checked_text, _choice,
-                                     _Claim, _columns, _Context, _from_env, _Hashing,
-                                     _held_elsewhere, _integer, _Invalid, _ip_address, _numbers,
-                                     _rows, _text)
+from vpop.provisioning.fields import (DESCRIPTION, NAME, SECRET, Check, Context, Field,
+                                      Invalid, boolean, checked_text, choice, from_env,
+                                      integer, ip_address, numbers, text)
+from vpop.provisioning.hashing import Hashing
+from vpop.provisioning.records import assign, columns, held_elsewhere, rows_by_keys
+from vpop.provisioning.sections import Claim, Counts, Entry, Plan, Reference, Section
 
 MAX_PRICE = Decimal(10) ** 6  # Numeric(12, 6)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -42,80 +39,80 @@ _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 # --- field checks ---------------------------------------------------------------------
 
 def _range(minimum: int, maximum: int) -> Check:
-    def check(value: Any, ctx: _Context) -> int:
+    def check(value: Any, ctx: Context) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid("must be an integer")
+            raise Invalid("must be an integer")
         if not minimum <= value <= maximum:
-            raise _Invalid(f"must be from {minimum} to {maximum}")
+            raise Invalid(f"must be from {minimum} to {maximum}")
         return value
     return check
 
 
-def _realms(value: Any, ctx: _Context) -> tuple[model.RealmRule, ...]:
+def _realms(value: Any, ctx: Context) -> tuple[model.RealmRule, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Invalid("must be a list of strings: '@realm', 'realm/' or '~regex'")
+        raise Invalid("must be a list of strings: '@realm', 'realm/' or '~regex'")
     rules: list[model.RealmRule] = []
-    for index, text in enumerate(value, 1):
+    for index, written in enumerate(value, 1):
         try:
-            rule = parse_realm(text)
+            rule = parse_realm(written)
         except ValueError as exc:
-            raise _Invalid(str(exc), f"realms[{index}]") from None
+            raise Invalid(str(exc), f"realms[{index}]") from None
         if all((r.kind, r.pattern) != (rule.kind, rule.pattern) for r in rules):
             rules.append(rule)
     return tuple(rules)
 
 
-def _rewrite(value: Any, ctx: _Context) -> str:
-    text = _checked_text(value, 253, name=True)
+def _rewrite(value: Any, ctx: Context) -> str:
+    given = checked_text(value, 253, name=True)
     try:
-        check_rewrite(text)
+        check_rewrite(given)
     except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-    return text
+        raise Invalid(str(exc)) from None
+    return given
 
 
-def _price(value: Any, ctx: _Context) -> Decimal:
+def _price(value: Any, ctx: Context) -> Decimal:
     """A number, or a string to keep every digit: "0.015". Floats are read as written."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _Invalid('must be a number, or a string such as "0.015"')
+        raise Invalid('must be a number, or a string such as "0.015"')
     try:
         amount = Decimal(repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
-        raise _Invalid(f"{value!r} is not a number") from None
+        raise Invalid(f"{value!r} is not a number") from None
     if not amount.is_finite() or amount < 0:
-        raise _Invalid("must be a number from 0")
+        raise Invalid("must be a number from 0")
     if amount >= MAX_PRICE:
-        raise _Invalid(f"must be less than {MAX_PRICE}")
+        raise Invalid(f"must be less than {MAX_PRICE}")
     if amount.as_tuple().exponent < -6:
-        raise _Invalid("has more than 6 decimal places")
+        raise Invalid("has more than 6 decimal places")
     return amount
 
 
-def _endpoint(value: Any, ctx: _Context) -> str:
+def _endpoint(value: Any, ctx: Context) -> str:
     """An IP address (canonical spelling) or a host name (RFC 2868 §3.3 allows both)."""
     if not isinstance(value, str):
-        raise _Invalid("must be a string")
+        raise Invalid("must be a string")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
     if len(value) > 253 or not _HOSTNAME.fullmatch(value):
-        raise _Invalid("is not an IP address or host name")
+        raise Invalid("is not an IP address or host name")
     return value.lower()
 
 
-def _tunnel_password(value: Any, ctx: _Context) -> str:
-    text = _checked_text(value, MAX_SALTED_VALUE, name=True)
-    if len(text.encode("utf-8")) > MAX_SALTED_VALUE:
-        raise _Invalid(f"is longer than {MAX_SALTED_VALUE} octets in UTF-8 (RFC 2868 §3.5)")
-    return text
+def _tunnel_password(value: Any, ctx: Context) -> str:
+    given = checked_text(value, MAX_SALTED_VALUE, name=True)
+    if len(given.encode("utf-8")) > MAX_SALTED_VALUE:
+        raise Invalid(f"is longer than {MAX_SALTED_VALUE} octets in UTF-8 (RFC 2868 §3.5)")
+    return given
 
 
-def _days(value: Any, ctx: _Context) -> frozenset[int]:
+def _days(value: Any, ctx: Context) -> frozenset[int]:
     """"mon-fri", "sat,sun", ["mon", "wed-thu"]; a range may wrap ("fri-mon")."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
-        raise _Invalid('must be days such as "mon-fri" or a list like ["sat", "sun"]')
+        raise Invalid('must be days such as "mon-fri" or a list like ["sat", "sun"]')
     days: set[int] = set()
     for part in (p.strip().lower() for item in items for p in item.split(",")):
         first, dash, last = part.partition("-")
@@ -123,7 +120,7 @@ def _days(value: Any, ctx: _Context) -> frozenset[int]:
             start = _day(first)
             end = _day(last) if dash else start
         except ValueError:
-            raise _Invalid(f"unknown day {part!r}: use {', '.join(DAYS)} and ranges "
+            raise Invalid(f"unknown day {part!r}: use {', '.join(DAYS)} and ranges "
                            "such as mon-fri") from None
         days.update((start + step) % 7 for step in range((end - start) % 7 + 1))
     return frozenset(days)
@@ -136,20 +133,20 @@ def _day(text: str) -> int:
     return _FULL_DAYS.index(text)
 
 
-def _clock(value: Any, ctx: _Context) -> dt.time:
+def _clock(value: Any, ctx: Context) -> dt.time:
     """"08:00" or a TOML time; "24:00" is the end of the day (stored as 00:00)."""
     if isinstance(value, dt.time):
         if value.tzinfo is not None:
-            raise _Invalid("must be a time of day without offset (UTC is meant)")
+            raise Invalid("must be a time of day without offset (UTC is meant)")
         return value
     found = _CLOCK.fullmatch(value) if isinstance(value, str) else None
     if found is None:
-        raise _Invalid('must be a time of day such as "08:00"')
+        raise Invalid('must be a time of day such as "08:00"')
     hour, minute, second = int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)
     if (hour, minute, second) == (24, 0, 0):
         return dt.time(0)
     if hour > 23 or minute > 59 or second > 59:
-        raise _Invalid('must be a time of day from "00:00" to "24:00"')
+        raise Invalid('must be a time of day from "00:00" to "24:00"')
     return dt.time(hour, minute, second)
 
 
@@ -157,9 +154,9 @@ def _either(values: dict[str, Any], name: str, env_name: str, *, required: bool)
     """A value given directly or through an environment variable, not both."""
     given, from_env = values[name], values[env_name]
     if given is not None and from_env is not None:
-        raise _Invalid(f"give {name} or {env_name}, not both", env_name)
+        raise Invalid(f"give {name} or {env_name}, not both", env_name)
     if given is None and from_env is None and required:
-        raise _Invalid(f"is required (or {env_name} naming an environment variable)", name)
+        raise Invalid(f"is required (or {env_name} naming an environment variable)", name)
     return given if given is not None else from_env
 
 
@@ -169,32 +166,32 @@ def _tables(field_name: str, fields: tuple[Field, ...],
     one value. The first problem is reported with its place: servers[2].secret."""
     known = {f.name: f for f in fields}
 
-    def check(value: Any, ctx: _Context) -> tuple:
+    def check(value: Any, ctx: Context) -> tuple:
         if not isinstance(value, list):
-            raise _Invalid(f"must be a list of tables with: {', '.join(known)}")
+            raise Invalid(f"must be a list of tables with: {', '.join(known)}")
         out = []
         for index, item in enumerate(value, 1):
             where = f"{field_name}[{index}]"
             if not isinstance(item, dict):
-                raise _Invalid(f"must be a table with: {', '.join(known)}", where)
+                raise Invalid(f"must be a table with: {', '.join(known)}", where)
             for key in item:
                 if key not in known:
-                    raise _Invalid(f"unknown field: use {', '.join(known)}", f"{where}.{key}")
+                    raise Invalid(f"unknown field: use {', '.join(known)}", f"{where}.{key}")
             values: dict[str, Any] = {}
             for spec in fields:
                 if spec.name not in item:
                     if spec.required:
-                        raise _Invalid("is required", f"{where}.{spec.name}")
+                        raise Invalid("is required", f"{where}.{spec.name}")
                     values[spec.name] = spec.default
                     continue
                 try:
                     values[spec.name] = spec.check(item[spec.name], ctx)
-                except _Invalid as exc:
-                    raise _Invalid(exc.reason, f"{where}.{exc.where or spec.name}") from None
+                except Invalid as exc:
+                    raise Invalid(exc.reason, f"{where}.{exc.where or spec.name}") from None
             try:
                 out.append(build(values))
-            except _Invalid as exc:
-                raise _Invalid(exc.reason, f"{where}.{exc.where}" if exc.where else where) \
+            except Invalid as exc:
+                raise Invalid(exc.reason, f"{where}.{exc.where}" if exc.where else where) \
                     from None
         return tuple(out)
     return check
@@ -219,7 +216,7 @@ def _tunnel(values: dict[str, Any]) -> model.TunnelEndpoint:
     if medium is None:
         medium = family or "IPv4"
     elif family is not None and medium != family:
-        raise _Invalid(f"is {medium}, but the address {address} is {family}", "medium")
+        raise Invalid(f"is {medium}, but the address {address} is {family}", "medium")
     return model.TunnelEndpoint(
         address=address, password=(password or "").encode("utf-8"), medium=medium,
         assignment_id=values["assignment_id"], preference=values["preference"],
@@ -231,26 +228,26 @@ def _window(values: dict[str, Any]) -> model.Window:
 
 
 _SERVERS = _tables("servers", (
-    Field("name", _text(64, name=True)),
-    Field("address", _ip_address, required=True),
+    Field("name", text(64, name=True)),
+    Field("address", ip_address, required=True),
     Field("auth_port", _range(1, 65535), default=1812),
     Field("acct_port", _range(0, 65535), default=1813),
-    Field("secret", _SECRET),
-    Field("secret_env", _from_env(_SECRET)),
-    Field("priority", _integer(0), default=1),
-    Field("weight", _integer(1), default=1),
-    Field("require_message_authenticator", _boolean, default=True),
+    Field("secret", SECRET),
+    Field("secret_env", from_env(SECRET)),
+    Field("priority", integer(0), default=1),
+    Field("weight", integer(1), default=1),
+    Field("require_message_authenticator", boolean, default=True),
 ), _server)
 
 _TUNNELS = _tables("tunnels", (
     Field("address", _endpoint, required=True),
     Field("password", _tunnel_password),
-    Field("password_env", _from_env(_tunnel_password)),
-    Field("medium", _choice(MEDIA)),
-    Field("assignment_id", _text(253, name=True)),
+    Field("password_env", from_env(_tunnel_password)),
+    Field("medium", choice(MEDIA)),
+    Field("assignment_id", text(253, name=True)),
     Field("preference", _range(0, MAX_PREFERENCE), default=1),
     Field("client_endpoint", _endpoint),
-    Field("client_auth_id", _text(253, name=True)),
+    Field("client_auth_id", text(253, name=True)),
 ), _tunnel)
 
 _SCHEDULE = _tables("schedule", (
@@ -288,14 +285,14 @@ def _finish_isp(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield from isp_problems(isp_value(values))
 
 
-def _isp_claims(entry: Entry) -> Iterator[_Claim]:
+def _isp_claims(entry: Entry) -> Iterator[Claim]:
     for rule in entry.values["realms"]:
-        yield _Claim(what="realm", value=(rule.kind, rule.pattern), shown=realm_text(rule),
+        yield Claim(what="realm", value=(rule.kind, rule.pattern), shown=realm_text(rule),
                      field="realms")
     for number in entry.values["numbers"]:
-        yield _Claim(what="dialled number", value=number, shown=number, field="numbers")
+        yield Claim(what="dialled number", value=number, shown=number, field="numbers")
     for server in entry.values["servers"]:
-        yield _Claim(what="server name", value=server.name, shown=repr(server.name),
+        yield Claim(what="server name", value=server.name, shown=repr(server.name),
                      field="servers")
 
 
@@ -323,17 +320,19 @@ def _check_isps_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
     wanted = {what: [c.value for _, c in claims if c.what == what]
               for what in ("realm", "dialled number", "server name")}
     owners: dict[tuple[str, Any], str] = {}
-    for kind, pattern, owner in _rows(
+    for kind, pattern, owner in rows_by_keys(
             session, select(IspRealm.kind, IspRealm.pattern, Isp.name).join(IspRealm.isp),
             IspRealm.pattern, (pattern for _, pattern in wanted["realm"])):
         owners["realm", (kind, pattern)] = owner
-    for number, owner in _rows(session, select(IspNumber.number, Isp.name).join(IspNumber.isp),
-                               IspNumber.number, wanted["dialled number"]):
+    for number, owner in rows_by_keys(
+            session, select(IspNumber.number, Isp.name).join(IspNumber.isp),
+            IspNumber.number, wanted["dialled number"]):
         owners["dialled number", number] = owner
-    for name, owner in _rows(session, select(IspServer.name, Isp.name).join(IspServer.isp),
-                             IspServer.name, wanted["server name"]):
+    for name, owner in rows_by_keys(
+            session, select(IspServer.name, Isp.name).join(IspServer.isp),
+            IspServer.name, wanted["server name"]):
         owners["server name", name] = owner
-    yield from _held_elsewhere(plan, entries, claims, owners, "ISP")
+    yield from held_elsewhere(plan, entries, claims, owners, "ISP")
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -365,11 +364,11 @@ _LISTS = (("servers", "servers", server_value, _server_row),
           ("windows", "schedule", window_value, _window_row))
 
 
-def _write_isps(session: Session, plan: Plan, hashing: _Hashing) -> Counts:
+def _write_isps(session: Session, plan: Plan, hashing: Hashing) -> Counts:
     entries = plan["isp"]
     if not entries:
         return Counts()
-    existing = {row.name: row for (row,) in _rows(
+    existing = {row.name: row for (row,) in rows_by_keys(
         session, select(Isp).options(
             selectinload(Isp.realms), selectinload(Isp.numbers), selectinload(Isp.servers),
             selectinload(Isp.tunnels), selectinload(Isp.windows)),
@@ -382,11 +381,11 @@ def _write_isps(session: Session, plan: Plan, hashing: _Hashing) -> Counts:
         if row is None:
             continue
         realms = {(r.kind, r.pattern) for r in values["realms"]}
-        numbers = set(values["numbers"])
+        kept_numbers = set(values["numbers"])
         for gone in [r for r in row.realms if (r.kind, r.pattern) not in realms]:
             row.realms.remove(gone)
             changed.add(entry.key)
-        for gone in [n for n in row.numbers if n.number not in numbers]:
+        for gone in [n for n in row.numbers if n.number not in kept_numbers]:
             row.numbers.remove(gone)
             changed.add(entry.key)
         for relationship, field, to_value, _ in _LISTS:
@@ -398,13 +397,13 @@ def _write_isps(session: Session, plan: Plan, hashing: _Hashing) -> Counts:
     created = 0
     for entry in entries:
         values = entry.values
-        columns = _columns(ISP_SECTION, entry)
+        wanted = columns(SECTION, entry)
         row = existing.get(entry.key)
         if row is None:
-            row = Isp(**columns)
+            row = Isp(**wanted)
             session.add(row)
             created += 1
-        elif _assign(row, columns):
+        elif assign(row, wanted):
             changed.add(entry.key)
         have = {(r.kind, r.pattern) for r in row.realms}
         row.realms.extend(IspRealm(kind=r.kind, pattern=r.pattern) for r in values["realms"]
@@ -424,29 +423,30 @@ def _write_isps(session: Session, plan: Plan, hashing: _Hashing) -> Counts:
                   unchanged=len(entries) - created - updated)
 
 
-ISP_SECTION = Section(
+SECTION = Section(
     name="isp", key="name",
     fields=(
-        Field("name", _NAME, required=True),
-        Field("mode", _choice(model.MODES), default="proxy"),
+        Field("name", NAME, required=True),
+        Field("mode", choice(model.MODES), default="proxy"),
         Field("realms", _realms, default=(), column=None),
-        Field("numbers", _numbers("numbers"), default=(), column=None),
-        Field("strip_realm", _boolean, default=True),
+        Field("numbers", numbers("numbers"), default=(), column=None),
+        Field("strip_realm", boolean, default=True),
         Field("rewrite", _rewrite),
-        Field("balance", _choice(model.BALANCES), default="failover"),
+        Field("balance", choice(model.BALANCES), default="failover"),
         Field("servers", _SERVERS, default=(), column=None),
         Field("tunnels", _TUNNELS, default=(), column=None),
         Field("price_per_minute", _price, default=Decimal(0)),
         Field("price_per_gb", _price, default=Decimal(0)),
         Field("schedule", _SCHEDULE, default=(), column=None),
-        Field("status", _choice(model.STATUSES), default="active"),
-        Field("template", _text(128, name=True)),
-        Field("timeout_reject", _boolean, default=True),
-        Field("ranked", _boolean, default=False),
-        _DESCRIPTION,
+        Field("status", choice(model.STATUSES), default="active"),
+        Field("template", text(128, name=True)),
+        Field("timeout_reject", boolean, default=True),
+        Field("ranked", boolean, default=False),
+        DESCRIPTION,
     ),
     finish=_finish_isp, claims=_isp_claims, check_file=_check_templates,
     check_db=_check_isps_db, write=_write_isps,
 )
 
-SECTIONS: tuple[Section, ...] = (ISP_SECTION,)
+# A field of another section naming an ISP ([[isp]] in the file or in the database).
+ISP_REFERENCE = Reference(field="isp", section="isp", model=Isp, key="name", column="isp_id")

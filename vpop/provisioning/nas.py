@@ -1,0 +1,89 @@
+"""[[nas]]: the RADIUS clients, by address or network, with their shared secret."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vpop.errors import ConfigError
+from vpop.provisioning.fields import (DESCRIPTION, NAME, SECRET, Context, Field, Invalid,
+                                      choice, from_env)
+from vpop.provisioning.hashing import Hashing
+from vpop.provisioning.records import write_by_key
+from vpop.provisioning.sections import Claim, Counts, Entry, Plan, Section
+from vpop.radius.clients import NAS_TYPES
+from vpop.store.models import Nas
+
+MESSAGE_AUTHENTICATOR = ("yes", "no", "auto")
+
+
+def address_or_network(value: Any, ctx: Context) -> str:
+    """An address stays an address, a network a network, both in canonical spelling."""
+    if not isinstance(value, str):
+        raise Invalid("must be a string")
+    try:
+        if "/" in value:
+            return str(ipaddress.ip_network(value, strict=True))
+        return str(ipaddress.ip_address(value))
+    except ValueError as exc:
+        raise Invalid(f"is not an IP address or network ({exc})") from None
+
+
+def _finish(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    secret_from_env = values.pop("secret_env")
+    if secret_from_env is not None:
+        if values["secret"] is not None:
+            yield "secret_env", "give secret or secret_env, not both"
+        values["secret"] = secret_from_env
+    elif values["secret"] is None:
+        yield "secret", "is required (or secret_env naming an environment variable)"
+
+
+def _network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """192.0.2.1 and 192.0.2.1/32 are the same client."""
+    try:
+        return ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        return None
+
+
+def _claims(entry: Entry) -> Iterator[Claim]:
+    address = entry.values["address"]
+    yield Claim(what="address", value=_network(address), shown=address, field="address")
+
+
+def _check_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
+    entries = plan["nas"]
+    if not entries:
+        return
+    names = {e.key for e in entries}
+    owners = {_network(address): name for name, address in
+              session.execute(select(Nas.name, Nas.address)) if name not in names}
+    for entry in entries:
+        owner = owners.get(_network(entry.values["address"]))
+        if owner is not None:
+            yield plan.problem(entry, "address", f"address {entry.values['address']} belongs "
+                               f"to NAS {owner!r}, which is not in this file")
+
+
+def _write(session: Session, plan: Plan, hashing: Hashing) -> Counts:
+    return write_by_key(session, plan, SECTION, Nas, Nas.name)
+
+
+SECTION = Section(
+    name="nas", key="name",
+    fields=(
+        Field("name", NAME, required=True),
+        Field("address", address_or_network, required=True),
+        Field("secret", SECRET),
+        Field("secret_env", from_env(SECRET), column=None),
+        Field("nas_type", choice(NAS_TYPES), default="generic"),
+        Field("require_message_authenticator", choice(MESSAGE_AUTHENTICATOR), default="yes"),
+        DESCRIPTION,
+    ),
+    finish=_finish, claims=_claims, check_db=_check_db, write=_write,
+)
