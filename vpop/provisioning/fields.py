@@ -125,6 +125,18 @@ def from_env(check: Check) -> Check:
     return read
 
 
+def fold_env(values: dict[str, Any], name: str, env_name: str) -> str | None:
+    """A value given directly (`name`) or through an environment variable (`env_name`,
+    checked by from_env): the latter moved into `name`; the problem if both are given."""
+    read = values.pop(env_name)
+    if read is None:
+        return None
+    if values[name] is not None:
+        return f"give {name} or {env_name}, not both"
+    values[name] = read
+    return None
+
+
 def integer(minimum: int, *, zero_is_none: bool = False) -> Check:
     def check(value: Any, ctx: Context) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -19,15 +19,15 @@ from vpop.isp import model
 from vpop.isp.checks import isp_problems, template_problem
 from vpop.isp.realms import check_rewrite, parse_realm, realm_text
 from vpop.isp.tunnel import MAX_PREFERENCE, MEDIA
-from vpop.radius.crypto import MAX_SALTED_VALUE
-from vpop.store.isp_models import Isp, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
-from vpop.store.isp_snapshot import server_value, tunnel_value, window_value
 from vpop.provisioning.fields import (DESCRIPTION, NAME, SECRET, Check, Context, Field,
-                                      Invalid, boolean, checked_text, choice, from_env,
-                                      integer, ip_address, numbers, text)
+                                      Invalid, boolean, checked_text, choice, fold_env,
+                                      from_env, integer, ip_address, numbers, text)
 from vpop.provisioning.hashing import Hashing
 from vpop.provisioning.records import assign, columns, held_elsewhere, rows_by_keys
 from vpop.provisioning.sections import Claim, Counts, Entry, Plan, Reference, Section
+from vpop.radius.crypto import MAX_SALTED_VALUE
+from vpop.store.isp_models import Isp, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
+from vpop.store.isp_snapshot import server_value, tunnel_value, window_value
 
 MAX_PRICE = Decimal(10) ** 6  # Numeric(12, 6)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -152,12 +152,11 @@ def _clock(value: Any, ctx: Context) -> dt.time:
 
 def _either(values: dict[str, Any], name: str, env_name: str, *, required: bool) -> Any:
     """A value given directly or through an environment variable, not both."""
-    given, from_env = values[name], values[env_name]
-    if given is not None and from_env is not None:
-        raise Invalid(f"give {name} or {env_name}, not both", env_name)
-    if given is None and from_env is None and required:
+    if reason := fold_env(values, name, env_name):
+        raise Invalid(reason, env_name)
+    if values[name] is None and required:
         raise Invalid(f"is required (or {env_name} naming an environment variable)", name)
-    return given if given is not None else from_env
+    return values[name]
 
 
 def _tables(field_name: str, fields: tuple[Field, ...],

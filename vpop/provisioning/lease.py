@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from vpop.accounting.leases import DEFAULT_REJECT_MESSAGE, POLICIES
 from vpop.errors import ConfigError
-from vpop.store.accounting_models import Lease, LeasePlace
-from vpop.store.isp_models import Isp
 from vpop.provisioning.fields import (DESCRIPTION, NAME, Context, Field, Invalid,
                                       checked_text, choice, integer, text, utc_datetime)
 from vpop.provisioning.hashing import Hashing
 from vpop.provisioning.records import assign, columns, rows_by_keys
 from vpop.provisioning.sections import Counts, Entry, Plan, Section
+from vpop.store.accounting_models import Lease, LeasePlace
+from vpop.store.isp_models import Isp
 
 MAX_PORT = 2**32 - 1  # NAS-Port is a 32-bit integer (RFC 2865 §5.5)
 MAX_PRICE = Decimal(10) ** 10  # Numeric(12, 2)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from vpop.errors import ConfigError
 from vpop.provisioning.fields import (DESCRIPTION, NAME, SECRET, Context, Field, Invalid,
-                                      choice, from_env)
+                                      choice, fold_env, from_env)
 from vpop.provisioning.hashing import Hashing
 from vpop.provisioning.records import write_by_key
 from vpop.provisioning.sections import Claim, Counts, Entry, Plan, Section
@@ -34,11 +34,8 @@ def address_or_network(value: Any, ctx: Context) -> str:
 
 
 def _finish(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    secret_from_env = values.pop("secret_env")
-    if secret_from_env is not None:
-        if values["secret"] is not None:
-            yield "secret_env", "give secret or secret_env, not both"
-        values["secret"] = secret_from_env
+    if reason := fold_env(values, "secret", "secret_env"):
+        yield "secret_env", reason
     elif values["secret"] is None:
         yield "secret", "is required (or secret_env naming an environment variable)"
 

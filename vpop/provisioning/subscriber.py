@@ -22,8 +22,8 @@ from vpop.aaa.credentials import PBKDF2_SCHEME, nt_hash
 from vpop.aaa.subscribers import LINE_KINDS, METHODS
 from vpop.errors import ConfigError
 from vpop.provisioning.fields import (KEEP, NAME, Context, Field, Invalid, boolean,
-                                      checked_text, from_env, ip_address, numbers, strings,
-                                      text, utc_datetime)
+                                      checked_text, fold_env, from_env, ip_address, numbers,
+                                      strings, text, utc_datetime)
 from vpop.provisioning.hashing import SALT_BYTES, Hashing, hash_job, verify_job
 from vpop.provisioning.isp import ISP_REFERENCE
 from vpop.provisioning.profile import SERVICE_FIELDS
@@ -96,11 +96,8 @@ def _hex_nt_hash(value: Any, ctx: Context) -> str:
 # --- checks across fields, the file and the database ---------------------------------
 
 def _finish(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    password_from_env = values.pop("password_env")
-    if password_from_env is not None:
-        if values["password"] is not None:
-            yield "password_env", "give password or password_env, not both"
-        values["password"] = password_from_env
+    if reason := fold_env(values, "password", "password_env"):
+        yield "password_env", reason
     password = values["password"]
     precomputed = [k for k in ("password_hash", "nt_hash") if values[k] is not None]
     if password is not None and precomputed:
