@@ -310,3 +310,24 @@ def test_an_answered_request_is_not_kept():
     del job
     assert type(ex.on_reply(reply_to(out), SERVER)) is Answer
     assert ref() is None
+
+
+@pytest.mark.parametrize("code, answer, answers", [
+    (codec.COA_REQUEST, codec.COA_ACK, True),
+    (codec.COA_REQUEST, codec.COA_NAK, True),
+    (codec.COA_REQUEST, codec.DISCONNECT_ACK, False),
+    (codec.DISCONNECT_REQUEST, codec.DISCONNECT_NAK, True),
+    (codec.DISCONNECT_REQUEST, codec.ACCESS_ACCEPT, False),
+])
+def test_coa_and_disconnect_to_a_nas(code, answer, answers):
+    # RFC 5176: vpop as the Dynamic Authorization Client, the NAS on port 3799.
+    nas = ("192.0.2.50", 3799)
+    ex = exchange()
+
+    def build(ident, _authenticator):
+        return codec.encode_request(code, ident, codec.attribute(A.ACCT_SESSION_ID, b"s1"),
+                                    SECRET)
+    out = send(ex, nas, build=build)
+    assert codec.request_authenticator_ok(codec.decode(out.data), SECRET)
+    reply = codec.encode_reply(answer, out.data[1], out.data[4:20], b"", SECRET)
+    assert (type(ex.on_reply(reply, nas)) is Answer) is answers
