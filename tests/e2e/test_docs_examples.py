@@ -19,7 +19,8 @@ The fenced blocks of those files are examples of these kinds:
 
 A block right after a line `<!-- not run: REASON -->`, and every block of a file that
 holds a line `<!-- examples not run in this file: REASON -->`, is not run either. Each
-block not run is reported as skipped, with its reason: none is left out silently.
+block not run must say why (`test_every_block_not_run_says_why` lists them): none is
+left out silently, and none is skipped.
 
 Commands run where `make run` leaves a user, in the repository's directory with the
 virtualenv's commands first on PATH, against a demo made by `vpop init --demo` in a
@@ -260,10 +261,11 @@ def check_import(example: Example, pristine: Path, tmp_path: Path) -> None:
 
 # --- the tests -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[e.where for e in EXAMPLES])
+RUN = [e for e in EXAMPLES if e.not_run is None]
+
+
+@pytest.mark.parametrize("example", RUN, ids=[e.where for e in RUN])
 def test_example_runs_as_written(example, request, tmp_path):
-    if example.not_run is not None:
-        pytest.skip(f"{example.where} not run: {example.not_run}")
     if example.kind == "import":
         check_import(example, request.getfixturevalue("pristine"), tmp_path)
     elif example.kind == "console":
@@ -273,6 +275,12 @@ def test_example_runs_as_written(example, request, tmp_path):
     else:
         pytest.fail(f"{example.where}: a {example.lang} block that is no import file: "
                     "make it one, or mark it <!-- not run: REASON -->")
+
+
+def test_every_block_not_run_says_why():
+    not_run = [e for e in EXAMPLES if e.not_run is not None]
+    assert not_run and all(e.not_run.strip() for e in not_run), [
+        e.where for e in not_run if not e.not_run.strip()]
 
 
 def test_each_not_run_marker_stands_right_before_a_block():
