@@ -9,13 +9,14 @@ import random
 
 import pytest
 
+from support.radius_peer import Scripted, reply_to
 from vpop.isp.acct_forward import (AccountingForwarder, Attempt, Delivered, QueuedRecord,
                                    Retry, queued_attributes)
 from vpop.isp.model import Isp, UpstreamServer
 from vpop.isp.pool import PoolSettings, Pools
-from vpop.radius.exchange import Send
 from vpop.radius import attributes as A
 from vpop.radius import codec
+from vpop.radius.exchange import Send
 
 SECRET = b"isp-secret"
 PRIMARY = UpstreamServer(name="isp-a/1", address="192.0.2.10", acct_port=1813,
@@ -53,24 +54,11 @@ def retried(rec: QueuedRecord, retry: Retry) -> QueuedRecord:
 
 def answer(send: Send, secret=SECRET) -> bytes:
     """The ISP's Accounting-Response to the datagram vpop sent it."""
-    request = codec.decode(send.data)
-    return codec.encode_reply(codec.ACCOUNTING_RESPONSE, request.ident, request.authenticator,
-                              b"", secret)
+    return reply_to(send, codec.ACCOUNTING_RESPONSE, secret=secret)
 
 
 def delay_of(data: bytes) -> int:
     return int.from_bytes(codec.decode(data).first(A.ACCT_DELAY_TIME), "big")
-
-
-class Scripted(random.Random):
-    """Hands out the Identifiers it is given, then falls back to a seeded choice."""
-
-    def __init__(self, *idents):
-        super().__init__(1)
-        self.idents = list(idents)
-
-    def randrange(self, *args):
-        return self.idents.pop(0) if self.idents else super().randrange(*args)
 
 
 def test_a_new_record_is_an_attempt_to_store_before_it_is_sent():
@@ -197,7 +185,7 @@ def test_an_identifier_that_may_be_resent_is_not_given_to_another_record():
     assert other.server == "isp-a/1" and other.send.data[1] != 17
     # Once the window is over, the Identifier is free again.
     fwd.poll(40.0, T0 + 40)
-    fwd.rng.idents.append(17)
+    fwd.rng.draws.append(17)
     (third,) = fwd.offer([record(3, "s3")], 40.0, T0 + 40)
     assert third.send.data[1] == 17
 

@@ -5,15 +5,16 @@ import random
 
 import pytest
 
+from support.radius_peer import reply_to
 from vpop.isp.forwarding import downstream_attributes
 from vpop.isp.model import Isp, UpstreamServer
 from vpop.isp.pool import ALIVE, DEAD, ZOMBIE, PoolSettings, Pools
 from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob
-from vpop.radius.exchange import Send
 from vpop.radius import attributes as A
 from vpop.radius import codec
 from vpop.radius.crypto import (decrypt_salted, decrypt_user_password, encrypt_salted,
                                 encrypt_user_password)
+from vpop.radius.exchange import Send
 
 NAS_SECRET, UP_SECRET = b"nas-secret", b"isp-secret"
 PRIMARY = UpstreamServer(name="isp-a/1", address="127.0.0.1", auth_port=18121,
@@ -47,14 +48,9 @@ def job(packet, isp=ISP):
                     key="4930123")
 
 
-def upstream_reply(send: Send, code=codec.ACCESS_ACCEPT, *, secret=UP_SECRET,
-                   attrs=b"", echo=True, signed=True):
+def upstream_reply(send: Send, code=codec.ACCESS_ACCEPT, *, secret=UP_SECRET, **kw) -> bytes:
     """What a RADIUS server would answer to the datagram vpop sent it."""
-    request = codec.decode(send.data)
-    states = b"".join(codec.attribute(A.PROXY_STATE, s)
-                      for s in request.attrs.get(A.PROXY_STATE, ())) if echo else b""
-    return codec.encode_reply(code, request.ident, request.authenticator, attrs + states,
-                              secret, message_authenticator=signed)
+    return reply_to(send, code, secret=secret, **kw)
 
 
 def test_request_is_rewritten_for_the_upstream_leg():

@@ -8,32 +8,16 @@ from pathlib import Path
 import pytest
 
 import vpop.radius.exchange as exchange_module
+from support import radius_peer as peer
+from support.radius_peer import Scripted
 from vpop.radius import attributes as A
 from vpop.radius import codec
-from vpop.radius.exchange import (
-    TOO_SHORT,
-    UNKNOWN,
-    Answer,
-    Discarded,
-    Exchange,
-    Send,
-    Timeout,
-)
+from vpop.radius.exchange import (TOO_SHORT, UNKNOWN, Answer, Discarded, Exchange, Send,
+                                  Timeout)
 
 SECRET = b"server-secret"
 SERVER = ("192.0.2.10", 1812)
 OTHER = ("192.0.2.11", 1812)
-
-
-class Scripted(random.Random):
-    """Hands out the draws it is given, then falls back to a seeded choice."""
-
-    def __init__(self, *draws):
-        super().__init__(1)
-        self.draws = list(draws)
-
-    def randrange(self, *args):
-        return self.draws.pop(0) if self.draws else super().randrange(*args)
 
 
 def exchange(sockets=1, rng=None) -> Exchange:
@@ -56,14 +40,8 @@ def send(ex, addr=SERVER, *, now=0.0, deadline=2.0, build=None, **kw) -> Send:
     return out
 
 
-def reply_to(sent: Send, code=codec.ACCESS_ACCEPT, *, secret=SECRET, attrs=b"",
-             signed=True, echo=True) -> bytes:
-    """What a server answers to the datagram it was sent."""
-    request = codec.decode(sent.data)
-    states = b"".join(codec.attribute(A.PROXY_STATE, s)
-                      for s in request.attrs.get(A.PROXY_STATE, ())) if echo else b""
-    return codec.encode_reply(code, request.ident, request.authenticator, attrs + states,
-                              secret, message_authenticator=signed)
+def reply_to(sent: Send, code=codec.ACCESS_ACCEPT, *, secret=SECRET, **kw) -> bytes:
+    return peer.reply_to(sent, code, secret=secret, **kw)
 
 
 def test_a_request_is_built_with_its_identifier_and_a_fresh_authenticator():
