@@ -9,7 +9,7 @@ the event loop waits (with the GIL released), and the next wake-up's datagrams m
 the next group. A hand-off to a storing thread cost more than that in CPU and in
 waiting (the queue, the GIL going back and forth, the event loop woken again for the
 bookkeeping), and left more threads than cores wanting the CPU under load
-(docs/benchmarks.md). Same interface as AccountingWriter, so the listeners do not know
+(bench/HISTORY.md). Same interface as AccountingWriter, so the listeners do not know
 which they have.
 """
 

@@ -28,7 +28,7 @@ spares (`spare-*`, up to SPARES) for the writer to reuse, and while none is read
 writer zero-fills one in the background before its segment is full. Entries in a
 spare's old frames carry older ids than its new first id, so they are never read.
 This is about three times cheaper a group than the SQLite file the journal was
-before (docs/benchmarks.md).
+before (bench/HISTORY.md).
 """
 
 from __future__ import annotations
