@@ -84,6 +84,21 @@ def settle_heap() -> None:
     release_free_memory()
 
 
+def map_large_blocks() -> None:
+    """A fixed mmap threshold for glibc's malloc (128 KiB, its default). Left dynamic,
+    it rises to the size of each large block freed (up to 32 MiB), after which the
+    snapshot's large tables (dicts of a million entries, made anew by every reload)
+    come from the heaps of the threads that load them, which keep their pages: a
+    worker with 1,000,000 subscribers grew by about 100 MB over three reloads. Mapped
+    on their own, such blocks go back to the system when freed."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+
+
 def release_free_memory() -> None:
     """glibc's malloc_trim(0): return the free pages of every arena to the system
     (a no-op where the C library has no such function)."""
@@ -143,6 +158,7 @@ class Worker:
 
     async def _main(self, socks) -> None:
         self.loop = loop = asyncio.get_running_loop()
+        map_large_blocks()
         settings = self.settings
         engine = make_engine(settings.database_url)
         check_connection(engine)
