@@ -89,34 +89,32 @@ def _session_maker(settings):
 
 def report_utilization(settings, args, *, out: TextIO | None = None,
                        err: TextIO | None = None, now: float | None = None) -> int:
-    from vpop.store import reports as queries
-    out, err = out or sys.stdout, err or sys.stderr
-    now = time.time() if now is None else now
-    filters = filters_from(args, now)
-    engine, sessions = _session_maker(settings)
-    try:
-        with sessions() as session:
-            rows, columns = queries.utilization(
-                session, filters, events=args.events, now=now,
-                progress=_progress(args, err, "utilization"))
-    finally:
-        engine.dispose()
-    out.write(reports.render(rows, columns, args.format))
-    return 0
+    return _report(settings, args, "utilization", out, err, now)
 
 
 def report_sessions(settings, args, *, out: TextIO | None = None, err: TextIO | None = None,
                     now: float | None = None) -> int:
+    return _report(settings, args, "sessions", out, err, now)
+
+
+def _report(settings, args, kind: str, out: TextIO | None, err: TextIO | None,
+            now: float | None) -> int:
+    """Open the database, read the report (vpop/store/reports.py), print it."""
     from vpop.store import reports as queries
     out, err = out or sys.stdout, err or sys.stderr
     now = time.time() if now is None else now
     filters = filters_from(args, now)
+    progress = _progress(args, err, kind)
     engine, sessions = _session_maker(settings)
     try:
         with sessions() as session:
-            rows, columns = queries.sessions(
-                session, filters, by=args.by, online=args.online, limit=args.limit,
-                progress=_progress(args, err, "sessions"))
+            if kind == "utilization":
+                rows, columns = queries.utilization(session, filters, events=args.events,
+                                                    now=now, progress=progress)
+            else:
+                rows, columns = queries.sessions(session, filters, by=args.by,
+                                                 online=args.online, limit=args.limit,
+                                                 progress=progress)
     finally:
         engine.dispose()
     out.write(reports.render(rows, columns, args.format))
