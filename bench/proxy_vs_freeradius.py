@@ -136,7 +136,7 @@ def setup_freeradius_proxy(root: Path, name: str, source: Path, taken: set[int],
 
 # --- vpop as the proxy --------------------------------------------------------------------
 
-# The [[isp]] import format: docs/provisioning.md, vpop/store/provisioning_isp.py.
+# The [[isp]] import format: docs/provisioning.md, vpop/provisioning/isp.py.
 # vpop runs with its default [isp] timing: response_window 2 s, zombie_period 10 s,
 # Status-Server probes every 1 s, revived after 3 answers (docs/configuration.md).
 VPOP_ISP_PLAN = """\
