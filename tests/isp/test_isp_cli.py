@@ -11,7 +11,7 @@ from vpop.cli.isp_status import add_arguments, isp_status
 from vpop.isp.pool import ServerState
 from vpop.isp.qos import BucketSummary, Histogram
 from vpop.store.engine import make_engine, make_sessionmaker
-from vpop.store.isp_models import Isp, IspServer, IspTunnel
+from vpop.store.isp_models import IspRecord, IspServer, IspTunnel
 from vpop.store.qos import record_buckets, record_states
 
 
@@ -39,10 +39,10 @@ def seed(url):
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine).begin() as session:
-            session.add(Isp(name="acme", servers=[
+            session.add(IspRecord(name="acme", servers=[
                 IspServer(name="acme-1", address="192.0.2.1", secret="s"),
                 IspServer(name="acme-2", address="192.0.2.2", secret="s", priority=2)]))
-            session.add(Isp(name="lns-co", mode="tunnel", status="down",
+            session.add(IspRecord(name="lns-co", mode="tunnel", status="down",
                             tunnels=[IspTunnel(address="198.51.100.1")]))
             session.flush()
             record_buckets(session, [

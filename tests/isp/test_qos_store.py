@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from vpop.isp.qos import BucketSummary, Histogram, QosRecorder, EPOCH
 from vpop.isp.selection import IspHealth
-from vpop.store.isp_models import Isp, IspQos, IspServer
+from vpop.store.isp_models import IspRecord, IspQos, IspServer
 from vpop.store.qos import downsample, latest_health, record_buckets, series, servers_by_isp
 
 UTC = dt.timezone.utc
@@ -119,7 +119,7 @@ def test_series_includes_coarse_buckets_overlapping_the_start(session):
 
 
 def add_isp(session, name, servers):
-    session.add(Isp(name=name, servers=[IspServer(name=s, address="192.0.2.1", secret="s")
+    session.add(IspRecord(name=name, servers=[IspServer(name=s, address="192.0.2.1", secret="s")
                                         for s in servers]))
     session.flush()
 

@@ -17,14 +17,14 @@ from vpop.config import IdentificationSettings
 from vpop.errors import ConfigError
 from vpop.isp.model import TunnelEndpoint, UpstreamServer, Window
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
-from vpop.store.isp_models import Isp, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
+from vpop.store.isp_models import IspRecord, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
 from vpop.store.isp_snapshot import check_stored_isps, load_isps
 from vpop.store.models import Profile, Subscriber
 from vpop.store.snapshot import load_subscribers
 
 IDENT = IdentificationSettings(country_code="49")
 ENV = {"ISP_SECRET": "from-env", "LNS_PASSWORD": "lns-from-env"}
-MODELS = (Isp, IspRealm, IspNumber, IspServer, IspTunnel, IspWindow, Profile, Subscriber)
+MODELS = (IspRecord, IspRealm, IspNumber, IspServer, IspTunnel, IspWindow, Profile, Subscriber)
 DICT = Dictionary(shipped_dictionary())
 
 BASE = """\
@@ -414,7 +414,7 @@ def test_a_regex_without_user_group_is_fine_when_nothing_is_stripped(session, tm
 def test_deleting_an_isp_clears_the_choices_naming_it(session, tmp_path):
     do_import(session, write(tmp_path, FULL.replace('template = "isp/pool.j2"\n', "")))
     session.commit()
-    session.execute(Isp.__table__.delete())  # the database's ON DELETE, not the ORM's
+    session.execute(IspRecord.__table__.delete())  # the database's ON DELETE, not the ORM's
     session.commit()
     assert session.scalars(select(Subscriber.isp_id)).all() == [None] * 3
     assert session.scalars(select(Profile.isp_id)).all() == [None] * 2

@@ -26,7 +26,7 @@ from vpop.provisioning.hashing import Hashing
 from vpop.provisioning.records import assign, columns, held_elsewhere, rows_by_keys
 from vpop.provisioning.sections import Claim, Counts, Entry, Plan, Reference, Section
 from vpop.radius.crypto import MAX_SALTED_VALUE
-from vpop.store.isp_models import Isp, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
+from vpop.store.isp_models import IspRecord, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
 from vpop.store.isp_snapshot import server_value, tunnel_value, window_value
 
 MAX_PRICE = Decimal(10) ** 6  # Numeric(12, 6)
@@ -320,15 +320,15 @@ def _check_isps_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
               for what in ("realm", "dialled number", "server name")}
     owners: dict[tuple[str, Any], str] = {}
     for kind, pattern, owner in rows_by_keys(
-            session, select(IspRealm.kind, IspRealm.pattern, Isp.name).join(IspRealm.isp),
+            session, select(IspRealm.kind, IspRealm.pattern, IspRecord.name).join(IspRealm.isp),
             IspRealm.pattern, (pattern for _, pattern in wanted["realm"])):
         owners["realm", (kind, pattern)] = owner
     for number, owner in rows_by_keys(
-            session, select(IspNumber.number, Isp.name).join(IspNumber.isp),
+            session, select(IspNumber.number, IspRecord.name).join(IspNumber.isp),
             IspNumber.number, wanted["dialled number"]):
         owners["dialled number", number] = owner
     for name, owner in rows_by_keys(
-            session, select(IspServer.name, Isp.name).join(IspServer.isp),
+            session, select(IspServer.name, IspRecord.name).join(IspServer.isp),
             IspServer.name, wanted["server name"]):
         owners["server name", name] = owner
     yield from held_elsewhere(plan, entries, claims, owners, "ISP")
@@ -368,10 +368,11 @@ def _write_isps(session: Session, plan: Plan, hashing: Hashing) -> Counts:
     if not entries:
         return Counts()
     existing = {row.name: row for (row,) in rows_by_keys(
-        session, select(Isp).options(
-            selectinload(Isp.realms), selectinload(Isp.numbers), selectinload(Isp.servers),
-            selectinload(Isp.tunnels), selectinload(Isp.windows)),
-        Isp.name, (e.key for e in entries))}
+        session, select(IspRecord).options(
+            selectinload(IspRecord.realms), selectinload(IspRecord.numbers),
+            selectinload(IspRecord.servers), selectinload(IspRecord.tunnels),
+            selectinload(IspRecord.windows)),
+        IspRecord.name, (e.key for e in entries))}
     changed: set[str] = set()
     # Free what moves or is replaced first: a flush inserts before it deletes, which the
     # unique realms, numbers and server names would refuse.
@@ -399,7 +400,7 @@ def _write_isps(session: Session, plan: Plan, hashing: Hashing) -> Counts:
         wanted = columns(SECTION, entry)
         row = existing.get(entry.key)
         if row is None:
-            row = Isp(**wanted)
+            row = IspRecord(**wanted)
             session.add(row)
             created += 1
         elif assign(row, wanted):
@@ -448,4 +449,4 @@ SECTION = Section(
 )
 
 # A field of another section naming an ISP ([[isp]] in the file or in the database).
-ISP_REFERENCE = Reference(field="isp", section="isp", model=Isp, key="name", column="isp_id")
+ISP_REFERENCE = Reference(field="isp", section="isp", model=IspRecord, key="name", column="isp_id")

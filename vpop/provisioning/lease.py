@@ -19,7 +19,7 @@ from vpop.provisioning.hashing import Hashing
 from vpop.provisioning.records import assign, columns, rows_by_keys
 from vpop.provisioning.sections import Counts, Entry, Plan, Section
 from vpop.store.accounting_models import Lease, LeasePlace
-from vpop.store.isp_models import Isp
+from vpop.store.isp_models import IspRecord
 
 MAX_PORT = 2**32 - 1  # NAS-Port is a 32-bit integer (RFC 2865 §5.5)
 MAX_PRICE = Decimal(10) ** 10  # Numeric(12, 2)
@@ -166,7 +166,7 @@ def _check_leases_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
         return
     in_file = {e.key for e in plan["isp"]}
     wanted = {e.values["isp"] for e in entries} - in_file
-    stored_isps = {name for (name,) in rows_by_keys(session, select(Isp.name), Isp.name,
+    stored_isps = {name for (name,) in rows_by_keys(session, select(IspRecord.name), IspRecord.name,
                                                     wanted)}
     for entry in entries:
         isp = entry.values["isp"]

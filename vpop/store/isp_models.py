@@ -22,7 +22,7 @@ def _children(order_by: str) -> relationship:
     return relationship(back_populates="isp", cascade="all, delete-orphan", order_by=order_by)
 
 
-class Isp(Base):
+class IspRecord(Base):
     """An upstream ISP: how sessions reach it (proxy, tunnel or local) and at what price."""
 
     __tablename__ = "isp"
@@ -63,7 +63,7 @@ class IspRealm(Base):
     kind: Mapped[str] = mapped_column(String(16))  # suffix | prefix | regex
     # suffix "@isp.example" and prefix "isp/" in lower case; a regex as written
     pattern: Mapped[str] = mapped_column(String(253))
-    isp: Mapped[Isp] = relationship(back_populates="realms")
+    isp: Mapped[IspRecord] = relationship(back_populates="realms")
 
 
 class IspNumber(Base):
@@ -74,7 +74,7 @@ class IspNumber(Base):
     id: Mapped[intpk]
     isp_id: Mapped[int] = _isp_id()
     number: Mapped[str] = mapped_column(String(32), unique=True)
-    isp: Mapped[Isp] = relationship(back_populates="numbers")
+    isp: Mapped[IspRecord] = relationship(back_populates="numbers")
 
 
 class IspServer(Base):
@@ -92,7 +92,7 @@ class IspServer(Base):
     priority: Mapped[int] = mapped_column(Integer, default=1)  # lower is preferred
     weight: Mapped[int] = mapped_column(Integer, default=1)
     require_message_authenticator: Mapped[bool] = mapped_column(Boolean, default=True)
-    isp: Mapped[Isp] = relationship(back_populates="servers")
+    isp: Mapped[IspRecord] = relationship(back_populates="servers")
 
 
 class IspTunnel(Base):
@@ -109,7 +109,7 @@ class IspTunnel(Base):
     preference: Mapped[int] = mapped_column(Integer, default=1)  # lower is preferred
     client_endpoint: Mapped[str | None] = mapped_column(String(253))
     client_auth_id: Mapped[str | None] = mapped_column(String(253))
-    isp: Mapped[Isp] = relationship(back_populates="tunnels")
+    isp: Mapped[IspRecord] = relationship(back_populates="tunnels")
 
 
 class IspWindow(Base):
@@ -122,7 +122,7 @@ class IspWindow(Base):
     weekdays: Mapped[str] = mapped_column(String(13))  # "0,1,2,3,4"
     start: Mapped[dt.time] = mapped_column(Time)
     end: Mapped[dt.time] = mapped_column(Time)  # exclusive; end <= start wraps past midnight
-    isp: Mapped[Isp] = relationship(back_populates="windows")
+    isp: Mapped[IspRecord] = relationship(back_populates="windows")
 
 
 class IspQos(Base):

@@ -9,7 +9,7 @@ from vpop.errors import ConfigError
 from vpop.isp import model
 from vpop.isp.checks import check_isps
 from vpop.isp.realms import REGEX, parse_realm
-from vpop.store.isp_models import Isp, IspRealm, IspServer, IspTunnel, IspWindow
+from vpop.store.isp_models import IspRecord, IspRealm, IspServer, IspTunnel, IspWindow
 
 
 def realm_value(row: IspRealm) -> model.RealmRule:
@@ -37,7 +37,7 @@ def window_value(row: IspWindow) -> model.Window:
                         start=row.start, end=row.end)
 
 
-def isp_value(row: Isp) -> model.Isp:
+def isp_value(row: IspRecord) -> model.Isp:
     """Servers, tunnels and windows in the order they were provisioned (the file's)."""
     return model.Isp(
         name=row.name, mode=row.mode, realms=tuple(realm_value(r) for r in row.realms),
@@ -51,9 +51,10 @@ def isp_value(row: Isp) -> model.Isp:
 
 def load_isps(session: Session) -> tuple[model.Isp, ...]:
     """Every ISP, by name."""
-    query = select(Isp).order_by(Isp.name).options(
-        selectinload(Isp.realms), selectinload(Isp.numbers), selectinload(Isp.servers),
-        selectinload(Isp.tunnels), selectinload(Isp.windows))
+    query = select(IspRecord).order_by(IspRecord.name).options(
+        selectinload(IspRecord.realms), selectinload(IspRecord.numbers),
+        selectinload(IspRecord.servers), selectinload(IspRecord.tunnels),
+        selectinload(IspRecord.windows))
     return tuple(isp_value(row) for row in session.scalars(query))
 
 

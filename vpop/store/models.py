@@ -10,7 +10,7 @@ from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Integer, Meta
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 if TYPE_CHECKING:
-    from vpop.store.isp_models import Isp
+    from vpop.store.isp_models import IspRecord
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
@@ -93,7 +93,7 @@ class Profile(Base):
     isp_id: Mapped[int | None] = mapped_column(ForeignKey("isp.id", ondelete="SET NULL"),
                                                index=True)
     isp_failover: Mapped[bool] = mapped_column(Boolean, default=False)
-    isp: Mapped[Isp | None] = relationship()
+    isp: Mapped[IspRecord | None] = relationship()
 
 
 class Subscriber(Base):
@@ -123,7 +123,7 @@ class Subscriber(Base):
                                                index=True)
 
     profile: Mapped[Profile] = relationship(lazy="joined")
-    isp: Mapped[Isp | None] = relationship()
+    isp: Mapped[IspRecord | None] = relationship()
     caller_ids: Mapped[list[SubscriberCallerId]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan")
     lines: Mapped[list[SubscriberLine]] = relationship(

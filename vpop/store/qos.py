@@ -21,7 +21,7 @@ from vpop.isp.qos import (LEVELS, BucketSummary, Histogram, Level, check_levels,
                           isp_health)
 from vpop.isp.pool import ServerState
 from vpop.isp.selection import IspHealth
-from vpop.store.isp_models import Isp, IspQos, IspServer, IspServerState
+from vpop.store.isp_models import IspRecord, IspQos, IspServer, IspServerState
 
 PERCENTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
@@ -127,7 +127,7 @@ def servers_by_isp(session: Session) -> dict[str, list[str]]:
     """ISP name -> the names of its RADIUS servers, in provisioned order."""
     out: dict[str, list[str]] = {}
     for isp, server in session.execute(
-            select(Isp.name, IspServer.name).join(IspServer.isp).order_by(Isp.name,
+            select(IspRecord.name, IspServer.name).join(IspServer.isp).order_by(IspRecord.name,
                                                                         IspServer.id)):
         out.setdefault(isp, []).append(server)
     return out

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from vpop.aaa.subscribers import Account, ServiceProfile, SubscriberChanges, SubscriberSnapshot
 from vpop.radius.clients import NasClient
-from vpop.store.isp_models import Isp
+from vpop.store.isp_models import IspRecord
 from vpop.store.models import Nas, Profile, Subscriber, SubscriberCallerId, SubscriberLine
 
 OVERRIDES = ("rate_down_kbps", "rate_up_kbps", "address_pool", "session_timeout", "idle_timeout")
@@ -99,7 +99,7 @@ class _Accounts:
     """Subscriber rows into Accounts; alike profiles and sets of methods are one object."""
 
     def __init__(self, session: Session, previous: Iterable[Account] = ()):
-        self.isp_names = dict(session.execute(select(Isp.id, Isp.name)).all())
+        self.isp_names = dict(session.execute(select(IspRecord.id, IspRecord.name)).all())
         self.bases = {p.id: p for p in session.execute(select(
             Profile.id, Profile.name, Profile.class_, Profile.caller_id_login, Profile.isp_id,
             Profile.isp_failover, *(getattr(Profile, name) for name in OVERRIDES)))}
