@@ -16,7 +16,7 @@ from vpop.isp.model import Isp, UpstreamServer
 from vpop.isp.pool import PoolSettings, Pools
 from vpop.radius import attributes as A
 from vpop.radius import codec
-from vpop.radius.exchange import Send
+from vpop.radius.exchange import Transmit
 
 SECRET = b"isp-secret"
 PRIMARY = UpstreamServer(name="isp-a/1", address="192.0.2.10", acct_port=1813,
@@ -52,7 +52,7 @@ def retried(rec: QueuedRecord, retry: Retry) -> QueuedRecord:
     return dataclasses.replace(rec, attempts=retry.attempts)
 
 
-def answer(send: Send, secret=SECRET) -> bytes:
+def answer(send: Transmit, secret=SECRET) -> bytes:
     """The ISP's Accounting-Response to the datagram vpop sent it."""
     return reply_to(send, codec.ACCOUNTING_RESPONSE, secret=secret)
 

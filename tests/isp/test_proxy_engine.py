@@ -14,7 +14,7 @@ from vpop.radius import attributes as A
 from vpop.radius import codec
 from vpop.radius.crypto import (decrypt_salted, decrypt_user_password, encrypt_salted,
                                 encrypt_user_password)
-from vpop.radius.exchange import Send
+from vpop.radius.exchange import Transmit
 
 NAS_SECRET, UP_SECRET = b"nas-secret", b"isp-secret"
 PRIMARY = UpstreamServer(name="isp-a/1", address="127.0.0.1", auth_port=18121,
@@ -48,7 +48,7 @@ def job(packet, isp=ISP):
                     key="4930123")
 
 
-def upstream_reply(send: Send, code=codec.ACCESS_ACCEPT, *, secret=UP_SECRET, **kw) -> bytes:
+def upstream_reply(send: Transmit, code=codec.ACCESS_ACCEPT, *, secret=UP_SECRET, **kw) -> bytes:
     """What a RADIUS server would answer to the datagram vpop sent it."""
     return reply_to(send, code, secret=secret, **kw)
 
@@ -201,7 +201,7 @@ def revive_by_probes(proxy, *, signed, start=2.0):
     assert proxy.pools.health[PRIMARY.name].status == ZOMBIE
     now = start
     for _ in range(SETTINGS.revive_probes):
-        probes = [a for a in proxy.poll(now) if isinstance(a, Send)
+        probes = [a for a in proxy.poll(now) if isinstance(a, Transmit)
                   and codec.decode(a.data).code == codec.STATUS_SERVER]
         for probe in probes:
             proxy.on_reply(upstream_reply(probe, signed=signed), probe.addr, now + 0.01,

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from vpop.isp.acct_forward import Attempt, ForwardOrder
-from vpop.radius.exchange import Send
+from vpop.radius.exchange import Transmit
 from vpop.server.forwarder import bind_source, open_source_sockets
 from vpop.store import acct_forward as queue
 from vpop.store.engine import make_sessionmaker
@@ -34,7 +34,7 @@ def remember(sessions, port: int) -> None:
         session.flush()
         (record,) = queue.due(session, 1.0)
         queue.sending(session, [Attempt(record.id, "isp-a/1", 1.0, 3.0,
-                                        Send(b"\x04\x01\x00\x14" + bytes(16),
+                                        Transmit(b"\x04\x01\x00\x14" + bytes(16),
                                              ("192.0.2.1", 1813)))], port)
 
 

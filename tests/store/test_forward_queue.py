@@ -2,7 +2,7 @@
 datagram was sent as survives the process, and delivered records stop being due."""
 
 from vpop.isp.acct_forward import Attempt, ForwardOrder
-from vpop.radius.exchange import Send
+from vpop.radius.exchange import Transmit
 from vpop.store import acct_forward as queue
 
 T0 = 1_780_000_000.0
@@ -17,7 +17,7 @@ def enqueue(session, key: str, attrs: bytes, received: float = T0) -> None:
 
 def attempt(record_id: int, built: float, data: bytes = DATAGRAM) -> Attempt:
     return Attempt(record_id, "isp-a/1", built, built + 2.0,
-                   Send(data, ("192.0.2.10", 1813)))
+                   Transmit(data, ("192.0.2.10", 1813)))
 
 
 def test_a_stored_attempt_comes_back_with_the_record(session):

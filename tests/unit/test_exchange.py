@@ -12,7 +12,7 @@ from support import radius_peer as peer
 from support.radius_peer import Scripted
 from vpop.radius import attributes as A
 from vpop.radius import codec
-from vpop.radius.exchange import (TOO_SHORT, UNKNOWN, Answer, Discarded, Exchange, Send,
+from vpop.radius.exchange import (TOO_SHORT, UNKNOWN, Answer, Discarded, Exchange, Transmit,
                                   Timeout)
 
 SECRET = b"server-secret"
@@ -33,14 +33,14 @@ def access_request(attrs=b""):
     return build
 
 
-def send(ex, addr=SERVER, *, now=0.0, deadline=2.0, build=None, **kw) -> Send:
+def send(ex, addr=SERVER, *, now=0.0, deadline=2.0, build=None, **kw) -> Transmit:
     out = ex.send(addr, build or access_request(), secret=SECRET, now=now, deadline=deadline,
                   **kw)
     assert out is not None
     return out
 
 
-def reply_to(sent: Send, code=codec.ACCESS_ACCEPT, *, secret=SECRET, **kw) -> bytes:
+def reply_to(sent: Transmit, code=codec.ACCESS_ACCEPT, *, secret=SECRET, **kw) -> bytes:
     return peer.reply_to(sent, code, secret=secret, **kw)
 
 
@@ -53,7 +53,7 @@ def test_a_request_is_built_with_its_identifier_and_a_fresh_authenticator():
     ex = exchange()
     out = ex.send(SERVER, build, secret=SECRET, now=0.0, deadline=2.0, context="mine")
     ((ident, authenticator),) = seen
-    assert out == Send(out.data, SERVER, 0)
+    assert out == Transmit(out.data, SERVER, 0)
     assert out.data[1] == ident and out.data[4:20] == authenticator and len(authenticator) == 16
     (request,) = ex.pending.values()
     assert (request.ident, request.authenticator, request.context) == (ident, authenticator,

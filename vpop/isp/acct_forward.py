@@ -36,7 +36,7 @@ from vpop.errors import MalformedPacket
 from vpop.isp.pool import ALIVE, Pools
 from vpop.radius import attributes as A
 from vpop.radius import codec
-from vpop.radius.exchange import TOO_SHORT, Address, Answer, Discarded, Exchange, Send
+from vpop.radius.exchange import TOO_SHORT, Address, Answer, Discarded, Exchange, Transmit
 
 SKIP = frozenset({A.MESSAGE_AUTHENTICATOR, A.PROXY_STATE, A.ACCT_DELAY_TIME})
 MAX_BACKOFF = 60.0
@@ -76,7 +76,7 @@ class Attempt:
     server: str
     built: float  # seconds since the epoch; its Acct-Delay-Time is as of then
     retry_at: float  # when the record is due again if no answer comes, even after a crash
-    send: Send
+    send: Transmit
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,7 @@ class AccountingForwarder:
         except MalformedPacket:
             return False
 
-    def _flying(self, record: QueuedRecord, addr: Address, send: Send) -> None:
+    def _flying(self, record: QueuedRecord, addr: Address, send: Transmit) -> None:
         reserved = self._reserved.get(addr)
         if reserved is not None:
             reserved.pop(send.data[1], None)

@@ -1,6 +1,6 @@
 """The proxy's upstream leg as a state machine: no sockets, no clock of its own.
 
-forward() and poll() return actions for the shell: Send (a datagram to an ISP
+forward() and poll() return actions for the shell: Transmit (a datagram to an ISP
 server, vpop.radius.exchange) and Finished (an exchange ended: the upstream reply, or
 None when every try went unanswered within the request's time budget). Identifiers,
 pending requests, deadlines and the checks of a reply (Response Authenticator,

@@ -32,7 +32,7 @@ server, a later try), is the caller's policy; this module keeps the wire's rules
   new request with send(), hence a new Identifier (RFC 2866 §5.2).
 
 Time (`now`) and randomness (`rng`, `random_bytes`) are the caller's; what to do is
-returned as values: Send(data, addr, sock) and the events Answer, Discarded,
+returned as values: Transmit(data, addr, sock) and the events Answer, Discarded,
 Unmatched and Timeout. Destination addresses must be written as the shell's
 recvfrom reports a reply's source (canonical IP text), or replies will not match.
 """
@@ -68,7 +68,7 @@ Address = tuple[str, int]
 
 # Not frozen: made per request, and a frozen dataclass's __init__ pays a call per field.
 @dataclass(slots=True)
-class Send:
+class Transmit:
     """A datagram for the shell to send from source socket `sock` to `addr`."""
     data: bytes
     addr: Address
@@ -152,7 +152,7 @@ class Exchange:
     def send(self, addr: Address, build: Callable[[int, bytes], bytes], *, secret: bytes,
              now: float, deadline: float, context: Any = None,
              proxy_state: bytes | None = None, require_message_authenticator: bool = False,
-             avoid: Container[int] = ()) -> Send | None:
+             avoid: Container[int] = ()) -> Transmit | None:
         """A new request to `addr`: `build(identifier, authenticator)` makes the datagram
         (a hashed request, such as accounting or CoA, ignores the authenticator given
         and carries its own). None when every Identifier toward `addr` is pending on
@@ -174,12 +174,12 @@ class Exchange:
             raise ValueError(f"request built with Identifier {data[1]}, not {ident}")
         pending[key] = Request(data, addr, sock, key, data[4:20], secret, now, deadline,
                                context, proxy_state, require_message_authenticator)
-        return Send(data, addr, sock)
+        return Transmit(data, addr, sock)
 
     def resend(self, data: bytes, addr: Address, *, secret: bytes, now: float,
                deadline: float, sock: int = 0, context: Any = None,
                proxy_state: bytes | None = None,
-               require_message_authenticator: bool = False) -> Send | None:
+               require_message_authenticator: bool = False) -> Transmit | None:
         """A datagram built earlier, sent again as it is (RFC 5080 §2.2.1), pending from
         now on. None while its Identifier is pending with another request."""
         if len(data) < codec.MIN_LENGTH:
@@ -189,9 +189,9 @@ class Exchange:
             return None
         self.pending[key] = Request(data, addr, sock, key, data[4:20], secret, now, deadline,
                                     context, proxy_state, require_message_authenticator)
-        return Send(data, addr, sock)
+        return Transmit(data, addr, sock)
 
-    def retransmit(self, request: Request, *, deadline: float) -> Send | None:
+    def retransmit(self, request: Request, *, deadline: float) -> Transmit | None:
         """The same request again, byte for byte, with a new deadline; a request that has
         timed out is pending again, unless its slot has been given to another (None)."""
         current = self.pending.get(request.key)
@@ -200,7 +200,7 @@ class Exchange:
                 return None
             self.pending[request.key] = request
         request.deadline = deadline
-        return Send(request.data, request.addr, request.sock)
+        return Transmit(request.data, request.addr, request.sock)
 
     def cancel(self, request: Request) -> None:
         """Forget a pending request (its Identifier is free again)."""

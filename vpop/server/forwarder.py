@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from vpop.isp.acct_forward import AccountingForwarder, Attempt, Delivered, Retry
-from vpop.radius.exchange import Send
+from vpop.radius.exchange import Transmit
 from vpop.server.sockets import family_of, open_udp
 from vpop.store import acct_forward as queue
 
@@ -116,7 +116,7 @@ class ForwarderShell:
         for action in actions:
             if type(action) is Attempt:
                 action = action.send
-            if type(action) is Send:
+            if type(action) is Transmit:
                 try:
                     self.socks[family_of(action.addr[0])].sendto(action.data, action.addr)
                 except OSError as exc:

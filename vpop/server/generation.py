@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Step:
+class Look:
     """What a look at the generation found: nothing new, the changes of some
     subscribers, or a generation that needs everything loaded again."""
 
@@ -48,16 +48,16 @@ class GenerationFollower:
         self._failed: int | None = None  # a generation whose load failed: not retried
         self._reported: tuple[int, float] | None = None  # (generation, when)
 
-    def look(self, loaded: int) -> Step:
+    def look(self, loaded: int) -> Look:
         """(In a thread.) The step from generation `loaded` to the current one."""
         with self.sessions() as session:
             state = generations.current(session)
             if state.generation == loaded or state.generation == self._failed:
-                return Step(generation=loaded)
+                return Look(generation=loaded)
             if state.needs_everything(loaded):
-                return Step(generation=state.generation, everything=True)
+                return Look(generation=state.generation, everything=True)
             names = generations.changed_subscribers(session, loaded, state.generation)
-            return Step(generation=state.generation,
+            return Look(generation=state.generation,
                         changes=load_subscriber_changes(session, names))
 
     def report(self) -> None:

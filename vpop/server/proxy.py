@@ -13,7 +13,7 @@ from typing import Callable
 from vpop.isp.pool import ServerState, Transition
 from vpop.isp.proxy import Finished, ProxyEngine, ProxyJob
 from vpop.isp.qos import QosRecorder
-from vpop.radius.exchange import Send
+from vpop.radius.exchange import Transmit
 from vpop.server.sockets import family_of, open_udp
 from vpop.store import qos as qos_store
 
@@ -131,7 +131,7 @@ class ProxyShell:
 
     def _carry_out(self, actions: list) -> None:
         for action in actions:
-            if type(action) is Send:
+            if type(action) is Transmit:
                 sock = self.socks[(family_of(action.addr[0]), action.sock)]
                 try:
                     sock.sendto(action.data, action.addr)
