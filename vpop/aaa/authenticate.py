@@ -11,7 +11,8 @@ from vpop.errors import MalformedPacket
 from vpop.pipeline.core import Rcode
 from vpop.radius import attributes as A
 from vpop.radius.codec import vendor_attribute
-from vpop.radius.crypto import decrypt_user_password, encrypt_mschap_mppe_keys, encrypt_salted
+from vpop.radius.crypto import (decrypt_user_password, encrypt_mschap_mppe_keys, encrypt_salted,
+                               random_salt)
 
 FAILED = "Authentication failed"
 
@@ -126,9 +127,10 @@ def _mschap2(ctx: AccessContext, deps) -> Rcode:
     send_key, recv_key = cred.mppe_session_keys(account.nt_hash, response[26:50])
     secret, auth = ctx.client.secret, packet.authenticator
     # RFC 2548 §2.4.2-3: salts unique per attribute, high bit set.
-    salt = deps.rng.getrandbits(15) | 0x8000
-    for kind, key, s in ((16, send_key, salt), (17, recv_key, salt ^ 0x0001)):
-        hidden = encrypt_salted(key, secret, auth, s.to_bytes(2, "big"))
+    salt = random_salt(deps.rng)
+    other = salt[:1] + bytes((salt[1] ^ 0x01,))
+    for kind, key, s in ((16, send_key, salt), (17, recv_key, other)):
+        hidden = encrypt_salted(key, secret, auth, s)
         ctx.reply_attrs.append(vendor_attribute(A.MICROSOFT, kind, hidden))
     ctx.reply_attrs.extend(_mppe_policy())
     return Rcode.OK

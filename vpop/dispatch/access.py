@@ -12,6 +12,7 @@ from vpop.isp.stages import route, routing_class, select_isp
 from vpop.isp.tunnel import tunnel_attributes
 from vpop.pipeline.core import Rcode, run_section
 from vpop.radius.codec import ACCESS_ACCEPT
+from vpop.radius.crypto import random_salt
 
 
 def render_reply(ctx: AccessContext, deps) -> Rcode:
@@ -32,7 +33,7 @@ def render_tunnel(ctx: AccessContext, deps) -> Rcode:
         isp, deps.dictionary, secret=ctx.client.secret,
         request_authenticator=ctx.packet.authenticator, nas_type=ctx.client.nas_type,
         templates=deps.tunnels,
-        salt=lambda: (deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big")))
+        salt=lambda: random_salt(deps.rng)))
     ctx.reply_attrs.append(deps.replies.isp_extra(isp, ctx.account, ctx.client.nas_type))
     ctx.reply_attrs.append(routing_class(ctx))
     return Rcode.UPDATED
@@ -60,7 +61,7 @@ def take_upstream_reply(ctx: AccessContext, deps) -> Rcode:
         attrs = downstream_attributes(
             reply, secret=finished.server.secret, authenticator=finished.authenticator,
             nas_secret=ctx.client.secret, nas_authenticator=ctx.packet.authenticator,
-            salt=lambda: (deps.rng.getrandbits(15) | 0x8000).to_bytes(2, "big"))
+            salt=lambda: random_salt(deps.rng))
     except MalformedPacket as exc:
         return ctx.reject(f"unusable reply from {finished.server.name}: {exc.reason}",
                           "Service unavailable")
