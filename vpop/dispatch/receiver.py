@@ -183,7 +183,11 @@ class Receiver:
         """The ISP answered (or nobody did): the post-proxy section, then the reply."""
         ctx, key, started = finished.job.context
         ctx.upstream = finished
-        if not process_proxied(ctx, self.deps):
+        answered = process_proxied(ctx, self.deps)
+        # The job holds the context: let go of the answer, so that no cycle is left for
+        # the cyclic collector (which runs rarely in a worker: docs/architecture.md).
+        ctx.upstream = None
+        if not answered:
             self.dedup.finish(key, None, self.clock())
             self.stats.drop("upstream timeout")
             return Drop("upstream timeout")
