@@ -57,6 +57,11 @@ class RadAcct(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
     closed_by: Mapped[str | None] = mapped_column(String(16))  # stop | nas-reboot | reaper
     flags: Mapped[str] = mapped_column(String(255), default="")  # comma-separated
+    # Dynamic authorization's mark on a live session: 'disconnect-acked' once the NAS
+    # acknowledged a Disconnect-Request (its Stop is expected), 'stop-overdue' when no
+    # Stop came within the bound after that; dynauth_at is when the mark was set.
+    dynauth_state: Mapped[str | None] = mapped_column(String(16))
+    dynauth_at: Mapped[utc | None]
 
 
 class AcctHistory(Base):

@@ -71,6 +71,12 @@ class Nas(Base):
     # 'yes' | 'no' | 'auto' (required once the client has sent one, as FreeRADIUS does)
     require_message_authenticator: Mapped[str] = mapped_column(String(8), default="yes")
     description: Mapped[str] = mapped_column(String(255), default="")
+    # Dynamic authorization (RFC 5176): where vpop sends the NAS CoA and Disconnect
+    # requests. NULL address: the NAS's own (when it is one host); NULL secret: the
+    # NAS's RADIUS secret.
+    das_address: Mapped[str | None] = mapped_column(String(64))
+    das_port: Mapped[int] = mapped_column(Integer, default=3799)
+    das_secret: Mapped[str | None] = mapped_column(String(128))
 
 
 class Profile(Base):
@@ -159,4 +165,4 @@ class SubscriberLine(Base):
 
 # Tables of the other domains live in their own modules; importing them here registers
 # them with Base whenever the models are used (migrations, snapshot, provisioning).
-from vpop.store import accounting_models, generation, isp_models  # noqa: E402,F401
+from vpop.store import accounting_models, dynauth_models, generation, isp_models  # noqa: E402,F401
