@@ -165,4 +165,5 @@ class SubscriberLine(Base):
 
 # Tables of the other domains live in their own modules; importing them here registers
 # them with Base whenever the models are used (migrations, snapshot, provisioning).
-from vpop.store import accounting_models, dynauth_models, generation, isp_models  # noqa: E402,F401
+from vpop.store import (accounting_models, dynauth_models, generation, isp_models,  # noqa: E402,F401
+                        portal_models)
