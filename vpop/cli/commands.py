@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     isp_commands = isp.add_subparsers(dest="isp_command", required=True)
     add_isp_status_arguments(isp_commands.add_parser(
         "status", help="ISPs and their servers' measured state, as a table or JSON"))
+
+    from vpop.cli.nas_config import add_arguments as add_nas_config_arguments
+    nas = commands.add_parser("nas", help="NAS clients")
+    nas_commands = nas.add_subparsers(dest="nas_command", required=True)
+    add_nas_config_arguments(nas_commands.add_parser(
+        "config", help="the configuration a NAS needs to work with vpop, for its vendor"))
     return parser
 
 
@@ -223,9 +229,14 @@ def cmd_isp(args) -> int:
     return isp_status(_settings(args), args)
 
 
+def cmd_nas(args) -> int:
+    from vpop.cli.nas_config import nas_config
+    return nas_config(_settings(args), args)
+
+
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
             "check-config": cmd_check_config,
-            "report": cmd_report, "isp": cmd_isp}
+            "report": cmd_report, "isp": cmd_isp, "nas": cmd_nas}
 
 if __name__ == "__main__":
     sys.exit(main())

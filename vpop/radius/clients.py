@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # The NAS types vpop renders replies for: templates/reply/<type>.j2 (tunnel/ where needed).
-NAS_TYPES = ("generic", "cisco", "mikrotik", "juniper")
+NAS_TYPES = ("generic", "cisco", "mikrotik", "juniper", "accel-ppp", "hostapd")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
