@@ -26,6 +26,12 @@ class RadAcct(Base):
         Index("ix_radacct_nas_address_status_update_time", "nas_address", "status",
               "update_time"),
         Index("ix_radacct_start_time", "start_time"),
+        # Session lists, newest first, one page at a time (store/reports.py, session_page)
+        Index("ix_radacct_isp_start_time", "isp", "start_time", "id"),
+        Index("ix_radacct_lease_id_start_time", "lease_id", "start_time", "id"),
+        Index("ix_radacct_nas_address_start_time", "nas_address", "start_time", "id"),
+        Index("ix_radacct_username_start_time", "username", "start_time", "id"),
+        Index("ix_radacct_status_start_time", "status", "start_time", "id"),
     )
 
     id: Mapped[intpk]

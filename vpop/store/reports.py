@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -15,7 +16,8 @@ from vpop.accounting import sessions as S
 from vpop.accounting.rollups import MEASURES, bucket
 from vpop.errors import ConfigError
 from vpop.store.accounting import load_leases
-from vpop.store.accounting_models import AcctPeak, AcctRollup, LeaseRollup, RadAcct, UtilizationEvent
+from vpop.store.accounting_models import (AcctHistory, AcctPeak, AcctRollup,
+                                          LeaseRollup, RadAcct, UtilizationEvent)
 from vpop.store.timestamps import seconds, when
 
 
@@ -210,3 +212,115 @@ def online_sessions(session: Session, *, isp: str | None = None, lease_id: int |
                  start=seconds(r.start_time), last_update=seconds(r.update_time),
                  seconds=r.session_time, input_octets=r.input_octets,
                  output_octets=r.output_octets, flags=r.flags) for r in rows]
+
+
+# --- session lists ------------------------------------------------------------------------
+
+SESSION_LIST_COLUMNS = (
+    "id", "username", "isp", "lease_id", "nas", "port", "caller", "framed_ip", "route_mode",
+    "status", "start", "last_update", "stop", "seconds", "input_octets", "output_octets",
+    "terminate_cause", "closed_by", "dynauth_state", "flags")
+STATUSES = (S.OPEN, S.CLOSED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionQuery:
+    """Which sessions a list shows, newest start first. An ISP operator's lists always
+    carry its ISP. `start`/`end`: the sessions that started in [start, end)."""
+
+    isp: str | None = None
+    lease_id: int | None = None
+    nas: str | None = None
+    username: str | None = None
+    status: str | None = None  # open (online now) | closed | None: both
+    start: int | None = None
+    end: int | None = None
+
+
+def _cursor(text: str | None) -> tuple[int, int] | None:
+    """A page's position: "<start time>.<id>" of the last session of the page before."""
+    if not text:
+        return None
+    start, dot, ident = text.partition(".")
+    try:
+        return int(start), int(ident)
+    except ValueError:
+        raise ConfigError(f"after {text!r}: not a position in this list") from None
+
+
+def session_page(session: Session, query: SessionQuery, *, after: str | None = None,
+                 limit: int = 50) -> tuple[list[dict], str | None]:
+    """(one page of sessions, the position of the next page or None).
+
+    Keyset pagination over (start_time, id), descending, so a page costs the same at
+    any depth; every filter has an index beginning with it and start_time
+    (ix_radacct_isp_start_time and its siblings), so no page scans radacct."""
+    table = RadAcct.__table__
+    c = table.c
+    statement = select(table)
+    for column, value in ((c.isp, query.isp), (c.lease_id, query.lease_id),
+                          (c.nas_address, query.nas), (c.username, query.username),
+                          (c.status, query.status)):
+        if value is not None:
+            statement = statement.where(column == value)
+    if query.start is not None:
+        statement = statement.where(c.start_time >= when(query.start))
+    if query.end is not None:
+        statement = statement.where(c.start_time < when(query.end))
+    position = _cursor(after)
+    if position is not None:
+        at = when(position[0])
+        statement = statement.where((c.start_time < at)
+                                    | ((c.start_time == at) & (c.id < position[1])))
+    rows = session.execute(statement.order_by(c.start_time.desc(), c.id.desc())
+                           .limit(limit + 1)).all()
+    found = [_listed(r) for r in rows[:limit]]
+    following = None
+    if len(rows) > limit and found:
+        following = f"{found[-1]['start']}.{found[-1]['id']}"
+    return found, following
+
+
+def session_pages(session: Session, query: SessionQuery, *, chunk: int = 1000
+                  ) -> Iterable[list[dict]]:
+    """Every session of the query, a page at a time (for a streamed CSV export)."""
+    after = None
+    while True:
+        rows, after = session_page(session, query, after=after, limit=chunk)
+        if rows:
+            yield rows
+        if after is None:
+            return
+
+
+def session_by_id(session: Session, ident: int, *, isp: str | None = None) -> dict | None:
+    """One session; with `isp`, only if it is that ISP's (None otherwise, as if absent)."""
+    table = RadAcct.__table__
+    statement = select(table).where(table.c.id == ident)
+    if isp is not None:
+        statement = statement.where(table.c.isp == isp)
+    row = session.execute(statement).first()
+    return None if row is None else _listed(row)
+
+
+def session_records(session: Session, radacct_id: int, *, limit: int = 500) -> list[dict]:
+    """A session's accounting records as stored, in event-time order (by its index)."""
+    table = AcctHistory.__table__
+    rows = session.execute(select(table).where(table.c.radacct_id == radacct_id)
+                           .order_by(table.c.event_time, table.c.id).limit(limit))
+    return [dict(status=r.status, event_time=seconds(r.event_time),
+                 arrival=seconds(r.arrival), delay=r.delay, seconds=r.session_time,
+                 input_octets=r.input_octets, output_octets=r.output_octets,
+                 terminate_cause=r.terminate_cause, flags=r.flags) for r in rows]
+
+
+def _listed(r) -> dict:
+    return dict(id=r.id, username=r.username, isp=r.isp, lease_id=r.lease_id,
+                nas=r.nas_address, port=r.nas_port, caller=r.calling_station_id,
+                framed_ip=r.framed_ip, route_mode=r.route_mode, status=r.status,
+                start=seconds(r.start_time), last_update=seconds(r.update_time),
+                stop=seconds(r.stop_time), seconds=r.session_time,
+                input_octets=r.input_octets, output_octets=r.output_octets,
+                terminate_cause=r.terminate_cause, closed_by=r.closed_by,
+                dynauth_state=r.dynauth_state, flags=r.flags)
+
