@@ -63,9 +63,8 @@ def nas_config(settings, args, *, out=None) -> int:
         raise ConfigError(f"no NAS {args.nas!r} (NAS clients: {', '.join(names) or 'none'})")
     nas = nasconfig.NasEntry(
         name=row.name, address=row.address, secret=row.secret, nas_type=row.nas_type,
-        das_address=getattr(row, "das_address", None),
-        das_port=getattr(row, "das_port", None) or nasconfig.DAS_PORT,
-        das_secret=getattr(row, "das_secret", None))
+        das_address=row.das_address, das_port=row.das_port or nasconfig.DAS_PORT,
+        das_secret=row.das_secret)
     nas_type = args.nas_type or nas.nas_type
     if nas_type not in nasconfig.CONFIG_TYPES:
         raise ConfigError(f"NAS {nas.name!r} is of type {nas_type!r}, which names no vendor: "
