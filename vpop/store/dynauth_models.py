@@ -26,7 +26,11 @@ class DynAuthAction(Base):
     sent and what the NAS answered."""
 
     __tablename__ = "dynauth_action"
-    __table_args__ = (Index("ix_dynauth_action_at", "at"),)
+    __table_args__ = (
+        Index("ix_dynauth_action_at", "at"),
+        # The metrics count requests by NAS, direction and outcome at every scrape.
+        Index("ix_dynauth_action_nas_direction_outcome", "nas", "direction", "outcome"),
+    )
 
     id: Mapped[intpk]
     at: Mapped[utc]

@@ -63,12 +63,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_dynauth_action')),
     )
     op.create_index('ix_dynauth_action_at', 'dynauth_action', ['at'], unique=False)
+    op.create_index('ix_dynauth_action_nas_direction_outcome', 'dynauth_action',
+                    ['nas', 'direction', 'outcome'], unique=False)
     op.create_index(op.f('ix_dynauth_action_session_id'), 'dynauth_action', ['session_id'],
                     unique=False)
 
 
 def downgrade() -> None:
     op.drop_index(op.f('ix_dynauth_action_session_id'), table_name='dynauth_action')
+    op.drop_index('ix_dynauth_action_nas_direction_outcome', table_name='dynauth_action')
     op.drop_index('ix_dynauth_action_at', table_name='dynauth_action')
     op.drop_table('dynauth_action')
     op.drop_index(op.f('ix_isp_dynauth_client_isp_id'), table_name='isp_dynauth_client')
