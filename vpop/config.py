@@ -150,6 +150,63 @@ class IspSettings:
 
 
 @dataclass(**_FROZEN)
+class PortalSettings:
+    """[portal]: the web portal (docs/portal.md), run by `vpop web` or beside the RADIUS
+    server by `vpop serve`."""
+    enabled: bool = False  # `vpop serve` runs the portal beside the RADIUS server
+    listen: str = "127.0.0.1"
+    port: int = 8080
+    # Signs the session cookies. Empty: a random key kept in secret_key_file.
+    secret_key: str = ""
+    secret_key_file: str = "var/portal-secret"  # relative to the config file
+    session_lifetime: int = 28800  # seconds a login lasts
+    # Behind a reverse proxy that ends TLS: cookies are sent Secure only, and the
+    # proxy's X-Forwarded-For/-Proto are believed (one proxy).
+    behind_tls_proxy: bool = False
+    # Login attempts allowed from one address within login_window seconds.
+    login_attempts: int = 10
+    login_window: int = 60
+    threads: int = 8  # the WSGI server's threads
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(option, reason) for each value that cannot work."""
+        found = []
+        if _listen_problem((self.listen,)):
+            found.append(("listen", "must be an IPv4 or IPv6 address"))
+        if not 0 <= self.port <= 65535:
+            found.append(("port", "must be a port number 0-65535 (0: any free port)"))
+        if self.secret_key and len(self.secret_key) < 16:
+            found.append(("secret_key", "must be at least 16 characters (empty: generated)"))
+        if not self.secret_key and not self.secret_key_file:
+            found.append(("secret_key_file", "must name a file when secret_key is empty"))
+        for key in ("session_lifetime", "login_attempts", "login_window", "threads"):
+            if getattr(self, key) < 1:
+                found.append((key, "must be at least 1"))
+        return found
+
+
+@dataclass(**_FROZEN)
+class DynAuthSettings:
+    """[dynauth]: CoA and Disconnect requests vpop sends to NASes (docs/dynauth.md)."""
+    timeout: float = 3.0  # seconds a try waits for the NAS's answer
+    retries: int = 2  # tries after the first, each the same datagram (RFC 5080 §2.2.1)
+    # Seconds after a Disconnect-ACK within which the session's Stop is expected; then
+    # the session is marked stop-overdue ("ACKed but still online").
+    stop_wait: float = 30.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(option, reason) for each value that cannot work."""
+        found = []
+        if self.timeout <= 0:
+            found.append(("timeout", "must be more than 0"))
+        if not 0 <= self.retries <= 10:
+            found.append(("retries", "must be from 0 to 10"))
+        if self.stop_wait <= 0:
+            found.append(("stop_wait", "must be more than 0"))
+        return found
+
+
+@dataclass(**_FROZEN)
 class Settings:
     path: str = ""
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -160,6 +217,8 @@ class Settings:
     radius: RadiusSettings = field(default_factory=RadiusSettings)
     isp: IspSettings = field(default_factory=IspSettings)
     accounting: AccountingSettings = field(default_factory=AccountingSettings)
+    dynauth: DynAuthSettings = field(default_factory=DynAuthSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
     def relative(self, value: str) -> str:
         """Resolve a path option relative to the config file's directory."""
@@ -181,7 +240,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSettings, "database": DatabaseSettings,
     "identification": IdentificationSettings, "logging": LoggingSettings,
     "metrics": MetricsSettings, "radius": RadiusSettings, "isp": IspSettings,
-    "accounting": AccountingSettings,
+    "accounting": AccountingSettings, "dynauth": DynAuthSettings, "portal": PortalSettings,
 }
 _IDENT_METHODS = {"line", "caller_id", "user_name"}
 
@@ -372,6 +431,12 @@ def _validate(s: Settings, fail) -> None:
         raise fail("must not be negative", "isp", "accounting_resend_window")
     for key, reason in s.accounting.problems():
         raise fail(reason, "accounting", key)
+    for key, reason in s.dynauth.problems():
+        raise fail(reason, "dynauth", key)
+    for key, reason in s.portal.problems():
+        raise fail(reason, "portal", key)
+    if s.portal.port and s.portal.port == s.metrics.port:
+        raise fail(f"must differ from metrics.port ({s.metrics.port})", "portal", "port")
     if not 0 <= s.metrics.port <= 65535:
         raise fail("must be a port number (0 disables)", "metrics", "port")
     if _listen_problem((s.metrics.listen,)):

@@ -41,14 +41,8 @@ def _pap(ctx: AccessContext, deps) -> Rcode:
                                          ctx.client.secret, ctx.packet.authenticator)
     except MalformedPacket:
         return ctx.reject("User-Password has a bad length", FAILED)
-    if account.cleartext is not None:
-        ok = hmac.compare_digest(password, account.cleartext)
-    elif account.nt_hash is not None:
-        try:
-            ok = hmac.compare_digest(cred.nt_hash(password.decode("utf-8")), account.nt_hash)
-        except UnicodeDecodeError:
-            ok = False
-    elif account.password_hash is not None:
+    ok = _quick_pap(account, password)
+    if ok is None and account.password_hash is not None:
         cached = deps.verified.get(account.password_hash)
         if cached is not None and hmac.compare_digest(cached, _fingerprint(account, password)):
             return Rcode.OK
@@ -56,9 +50,35 @@ def _pap(ctx: AccessContext, deps) -> Rcode:
         ctx.password = password
         ctx.deferred = functools.partial(_verify_slow, deps.verified, account, password)
         return Rcode.DEFER
-    else:
+    if ok is None:
         return ctx.reject("no PAP credential stored", FAILED)
     return Rcode.OK if ok else ctx.reject("wrong password", FAILED)
+
+
+def _quick_pap(account, password: bytes) -> bool | None:
+    """PAP against the cleartext or the NT hash; None when neither is stored."""
+    if account.cleartext is not None:
+        return hmac.compare_digest(password, account.cleartext)
+    if account.nt_hash is not None:
+        try:
+            return hmac.compare_digest(cred.nt_hash(password.decode("utf-8")), account.nt_hash)
+        except UnicodeDecodeError:
+            return False
+    return None
+
+
+def pap_password_ok(account, password: bytes) -> bool:
+    """The whole PAP check of one password, the slow hash included, run where it is
+    called: the portal's subscriber login checks passwords as RADIUS PAP does."""
+    ok = _quick_pap(account, password)
+    if ok is not None:
+        return ok
+    if account.password_hash is None:
+        return False
+    try:
+        return cred.verify_password_hash(password, account.password_hash)
+    except ValueError:
+        return False
 
 
 def _fingerprint(account, password: bytes) -> bytes:
@@ -68,10 +88,7 @@ def _fingerprint(account, password: bytes) -> bytes:
 def _verify_slow(verified: dict, account, password: bytes) -> bool:
     """Runs in a worker thread. A success is remembered as a keyed fingerprint only,
     so repeated logins do not cost a PBKDF2 run each and no password is kept."""
-    try:
-        ok = cred.verify_password_hash(password, account.password_hash)
-    except ValueError:
-        return False
+    ok = pap_password_ok(account, password)
     if ok:
         if len(verified) > 100_000:
             verified.clear()

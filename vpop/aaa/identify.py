@@ -113,11 +113,18 @@ def check_account(ctx: AccessContext, deps) -> Rcode:
     account = ctx.account
     if account is None:
         return ctx.reject("unknown subscriber", "Authentication failed")
+    why = refusal(account, ctx.now)
+    return ctx.reject(why, why.capitalize()) if why else Rcode.OK
+
+
+def refusal(account, now: float) -> str:
+    """Why the account may not log in at `now` (epoch seconds), "" if it may: RADIUS
+    and the portal's subscriber login ask the same."""
     if not account.enabled:
-        return ctx.reject("account disabled", "Account disabled")
-    if account.expires_at is not None and account.expires_at.timestamp() <= ctx.now:
-        return ctx.reject("account expired", "Account expired")
-    return Rcode.OK
+        return "account disabled"
+    if account.expires_at is not None and account.expires_at.timestamp() <= now:
+        return "account expired"
+    return ""
 
 
 def choose_method(ctx: AccessContext, deps) -> Rcode:

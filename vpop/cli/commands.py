@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wait this long for the running server to serve the change, "
                           "then say whether it does (default: 60; 0: look once)")
 
+    web = commands.add_parser("web", help="run the web portal alone, under waitress "
+                              "(docs/portal.md)")
+    web.add_argument("--listen", metavar="ADDR",
+                     help="IP address to listen on (instead of [portal] listen)")
+    web.add_argument("--port", type=int, metavar="PORT",
+                     help="TCP port, 0: any free one (instead of [portal] port)")
+
     commands.add_parser("check-config", help="validate the config, its templates and "
                         "database, and the provisioned ISPs, as serve would")
 
@@ -121,8 +128,24 @@ def cmd_init(args) -> int:
     if args.demo:
         from vpop.store import demo
         _import(settings, str(demo.demo_plan_path()), dry_run=False)
+        _init_demo_portal(settings)
         _init_demo_isp(demo.isp_config_path(path), force=args.force)
     return 0
+
+
+def _init_demo_portal(settings) -> None:
+    """The demo's portal accounts: the admin and an operator for each ISP (README.md)."""
+    import datetime as dt
+    from vpop.portal.accounts import load_demo_accounts
+    from vpop.store.engine import make_engine, make_sessionmaker
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            names = load_demo_accounts(session, dt.datetime.now(dt.timezone.utc))
+            session.commit()
+    finally:
+        engine.dispose()
+    print(f"portal accounts: {', '.join(names)} (README.md, Demo accounts)")
 
 
 def _init_demo_isp(config: Path, *, force: bool) -> None:
@@ -218,6 +241,24 @@ def cmd_serve(args) -> int:
         return EXIT_UNAVAILABLE
 
 
+WEB_OPTIONS = {"portal.listen": "--listen", "portal.port": "--port"}
+
+
+def cmd_web(args) -> int:
+    options = {"portal": {key.split(".")[1]: getattr(args, flag[2:])
+                          for key, flag in WEB_OPTIONS.items()
+                          if getattr(args, flag[2:]) is not None}}
+    settings = config_module.override(_settings(args), options, WEB_OPTIONS)
+    setup_logging(settings)
+    from vpop.portal.serve import run
+    try:
+        return run(settings)
+    except OSError as exc:
+        print(f"vpop: cannot listen on {settings.portal.listen}:{settings.portal.port}/tcp: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def cmd_report(args) -> int:
     from vpop.cli import report as reports
     run = {"utilization": reports.report_utilization, "sessions": reports.report_sessions}
@@ -235,7 +276,7 @@ def cmd_nas(args) -> int:
 
 
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
-            "check-config": cmd_check_config,
+            "check-config": cmd_check_config, "web": cmd_web,
             "report": cmd_report, "isp": cmd_isp, "nas": cmd_nas}
 
 if __name__ == "__main__":

@@ -1,1 +1,2 @@
-
+"""The web portal: a Flask application factory and one blueprint per area; templates
+and static files in web/ (docs/portal.md)."""
