@@ -158,6 +158,24 @@ BAD = [
      "template isp/bad-value.j2 for generic"),
     (isp(body='template = "isp/needs-account.j2"\n' + server()), "isp[2].template", 3,
      "'None' has no attribute 'username'"),
+    (isp(body='dynauth_clients = [{ address = "192.0.2.300", secret = "c" }]\n' + server()),
+     "isp[2].dynauth_clients[1].address", 3, "is not an IP address or network"),
+    (isp(body='dynauth_clients = [{ address = "192.0.2.1/24", secret = "c" }]\n' + server()),
+     "isp[2].dynauth_clients[1].address", 3, "has host bits set"),
+    (isp(body='dynauth_clients = [{ address = "192.0.2.10" }]\n' + server()),
+     "isp[2].dynauth_clients[1].secret", 3, "is required (or secret_env"),
+    (isp(body='dynauth_clients = [{ address = "192.0.2.10", secret = "c", '
+              'secret_env = "ISP_SECRET" }]\n' + server()),
+     "isp[2].dynauth_clients[1].secret_env", 3, "not both"),
+    (isp(body='dynauth_clients = [{ address = "192.0.2.10", secret = "c", port = 3799 }]\n'
+              + server()), "isp[2].dynauth_clients[1].port", 3, "unknown field"),
+    (isp(body='dynauth_clients = [{ address = "192.0.2.10", secret = "c" },\n'
+              '                   { address = "192.0.2.10/32", secret = "d" }]\n' + server()),
+     "isp[2].dynauth_clients[2].address", 3, "192.0.2.10/32 is also dynauth_clients[1]'s"),
+    (isp(body='dynauth_clients = [{ address = "192.0.2.10", secret = "c" }]\n' + server())
+     + "\n" + isp("c", 'dynauth_clients = [{ address = "192.0.2.10", secret = "d" }]\n'
+                   + server()), "isp[3].dynauth_clients", 8,
+     "dynamic-authorization client 192.0.2.10 is also in isp[2] ('b')"),
     # sub-tables: the line of the first [[isp.servers]]
     (isp(body='[[isp.servers]]\naddress = "192.0.2.9"\n'), "isp[2].servers[1].secret", 3,
      "is required"),
@@ -187,6 +205,9 @@ DB_BAD = [
      "dialled number 4930100 belongs to ISP 'a'"),
     (isp("c", 'servers = [{ name = "a-1", address = "192.0.2.5", secret = "s" }]\n'),
      "isp[1].servers", 3, "server name 'a-1' belongs to ISP 'a'"),
+    (isp("c", 'dynauth_clients = [{ address = "198.51.100.7/32", secret = "c" }]\n'
+     + server()), "isp[1].dynauth_clients", 3,
+     "dynamic-authorization client 198.51.100.7/32 belongs to ISP 'a'"),
     ('[[profile]]\nname = "p"\nisp = "nowhere"\n', "profile[1].isp", 3,
      "no isp 'nowhere' in this file or the database"),
     ('[[profile]]\nname = "p"\n\n[[subscriber]]\nusername = "u"\npassword = "x"\n'
@@ -196,7 +217,8 @@ DB_BAD = [
 
 @pytest.mark.parametrize("body, field, line, words", DB_BAD, ids=[b[3] for b in DB_BAD])
 def test_conflicts_with_the_database(session, tmp_path, body, field, line, words):
-    do_import(session, write(tmp_path, BASE, "seed.toml"))
+    seed = BASE + 'dynauth_clients = [{ address = "198.51.100.7", secret = "c" }]\n'
+    do_import(session, write(tmp_path, seed, "seed.toml"))
     session.commit()
     before = row_counts(session)
     with pytest.raises(ConfigError) as caught:
@@ -396,6 +418,27 @@ def test_realms_numbers_and_servers_move_between_isps_of_the_file(session, tmp_p
     assert (a.realms, a.numbers, [s.name for s in a.servers]) == ((), (), ["b-1"])
     assert ([r.pattern for r in b.realms], b.numbers, [s.name for s in b.servers]) == (
         ["@a.example"], ("4930100",), ["a-1"])
+
+
+def test_dynauth_clients_round_trip_and_move_between_isps_of_the_file(session, tmp_path):
+    clients = ('dynauth_clients = [{ address = "192.0.2.10", secret = "coa-a" },\n'
+               '                   { address = "2001:db8:a::/48", secret_env = "ISP_SECRET" }]\n')
+    do_import(session, write(tmp_path, BASE + clients + "\n" + isp("b")))
+    session.commit()
+    a, b = load_isps(session)
+    assert [(c.address, c.secret) for c in a.dynauth_clients] == [
+        ("192.0.2.10", b"coa-a"), ("2001:db8:a::/48", b"from-env")]
+    assert b.dynauth_clients == ()
+    again = do_import(session, write(tmp_path, BASE + clients + "\n" + isp("b")))
+    assert again["isp"] == provisioning.Counts(unchanged=2)
+    moved = BASE + "\n" + isp("b", 'dynauth_clients = [{ address = "192.0.2.10", '
+                                  'secret = "coa-b" }]\n' + server())
+    summary = do_import(session, write(tmp_path, moved))
+    session.commit()
+    assert summary["isp"] == provisioning.Counts(updated=2)
+    a, b = load_isps(session)
+    assert a.dynauth_clients == ()
+    assert [(c.address, c.secret) for c in b.dynauth_clients] == [("192.0.2.10", b"coa-b")]
 
 
 def test_a_regex_without_user_group_is_fine_when_nothing_is_stripped(session, tmp_path):

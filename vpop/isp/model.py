@@ -45,6 +45,14 @@ class TunnelEndpoint:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DynAuthClient:
+    """A server of the ISP allowed to send CoA and Disconnect requests to vpop, which
+    relays them to the NAS of one of this ISP's sessions (RFC 5176 §3.1)."""
+    address: str  # an IP address or network, canonical spelling
+    secret: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Window:
     """An availability window: weekdays (0 = Monday) and a time-of-day range, UTC."""
     weekdays: frozenset[int]
@@ -70,3 +78,4 @@ class Isp:
     template: str | None = None  # reply template added for sessions routed here
     timeout_reject: bool = True  # when every upstream is silent: Access-Reject, else no answer
     ranked: bool = False  # opt-in: may be chosen by score for sessions no realm, choice or number assigns
+    dynauth_clients: tuple[DynAuthClient, ...] = ()  # who may relay CoA/Disconnect

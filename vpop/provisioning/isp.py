@@ -23,11 +23,14 @@ from vpop.provisioning.fields import (DESCRIPTION, NAME, SECRET, Check, Context,
                                       Invalid, boolean, checked_text, choice, fold_env,
                                       from_env, integer, ip_address, numbers, text)
 from vpop.provisioning.hashing import Hashing
+from vpop.provisioning.nas import address_or_network, client_network
 from vpop.provisioning.records import assign, columns, held_elsewhere, rows_by_keys
 from vpop.provisioning.sections import Claim, Counts, Entry, Plan, Reference, Section
 from vpop.radius.crypto import MAX_SALTED_VALUE
+from vpop.store.dynauth_models import IspDynAuthClient
 from vpop.store.isp_models import IspRecord, IspNumber, IspRealm, IspServer, IspTunnel, IspWindow
-from vpop.store.isp_snapshot import server_value, tunnel_value, window_value
+from vpop.store.isp_snapshot import (dynauth_client_value, server_value, tunnel_value,
+                                     window_value)
 
 MAX_PRICE = Decimal(10) ** 6  # Numeric(12, 6)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -222,6 +225,11 @@ def _tunnel(values: dict[str, Any]) -> model.TunnelEndpoint:
         client_endpoint=values["client_endpoint"], client_auth_id=values["client_auth_id"])
 
 
+def _dynauth_client(values: dict[str, Any]) -> model.DynAuthClient:
+    secret = _either(values, "secret", "secret_env", required=True)
+    return model.DynAuthClient(address=values["address"], secret=secret.encode("utf-8"))
+
+
 def _window(values: dict[str, Any]) -> model.Window:
     return model.Window(weekdays=values["days"], start=values["from"], end=values["to"])
 
@@ -249,6 +257,12 @@ _TUNNELS = _tables("tunnels", (
     Field("client_auth_id", text(253, name=True)),
 ), _tunnel)
 
+_DYNAUTH_CLIENTS = _tables("dynauth_clients", (
+    Field("address", address_or_network, required=True),
+    Field("secret", SECRET),
+    Field("secret_env", from_env(SECRET)),
+), _dynauth_client)
+
 _SCHEDULE = _tables("schedule", (
     Field("days", _days, required=True),
     Field("from", _clock, default=dt.time(0)),
@@ -267,7 +281,8 @@ def isp_value(values: dict[str, Any]) -> model.Isp:
         tunnels=values["tunnels"], price_per_minute=values["price_per_minute"],
         price_per_gb=values["price_per_gb"], schedule=values["schedule"],
         status=values["status"], template=values["template"],
-        timeout_reject=values["timeout_reject"], ranked=values["ranked"])
+        timeout_reject=values["timeout_reject"], ranked=values["ranked"],
+        dynauth_clients=values["dynauth_clients"])
 
 
 def _finish_isp(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -281,6 +296,12 @@ def _finish_isp(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
                        f"is required: {server.name!r} would be longer than 64 characters")
         servers.append(server)
     values["servers"] = tuple(servers)
+    seen: dict[Any, int] = {}
+    for index, client in enumerate(values["dynauth_clients"], 1):
+        first = seen.setdefault(client_network(client.address), index)
+        if first != index:
+            yield (f"dynauth_clients[{index}].address",
+                   f"{client.address} is also dynauth_clients[{first}]'s")
     yield from isp_problems(isp_value(values))
 
 
@@ -293,6 +314,9 @@ def _isp_claims(entry: Entry) -> Iterator[Claim]:
     for server in entry.values["servers"]:
         yield Claim(what="server name", value=server.name, shown=repr(server.name),
                      field="servers")
+    for client in entry.values["dynauth_clients"]:
+        yield Claim(what="dynamic-authorization client", value=client_network(client.address),
+                    shown=client.address, field="dynauth_clients")
 
 
 def _check_templates(plan: Plan) -> Iterator[ConfigError]:
@@ -318,6 +342,7 @@ def _check_isps_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
     claims = [(entry, claim) for entry in entries for claim in _isp_claims(entry)]
     wanted = {what: [c.value for _, c in claims if c.what == what]
               for what in ("realm", "dialled number", "server name")}
+    clients = {c.value for _, c in claims if c.what == "dynamic-authorization client"}
     owners: dict[tuple[str, Any], str] = {}
     for kind, pattern, owner in rows_by_keys(
             session, select(IspRealm.kind, IspRealm.pattern, IspRecord.name).join(IspRealm.isp),
@@ -331,6 +356,12 @@ def _check_isps_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
             session, select(IspServer.name, IspRecord.name).join(IspServer.isp),
             IspServer.name, wanted["server name"]):
         owners["server name", name] = owner
+    if clients:  # few rows, and 192.0.2.1 is 192.0.2.1/32: compared as networks
+        for address, owner in session.execute(
+                select(IspDynAuthClient.address, IspRecord.name).join(
+                    IspRecord, IspRecord.id == IspDynAuthClient.isp_id)):
+            if client_network(address) in clients:
+                owners["dynamic-authorization client", client_network(address)] = owner
     yield from held_elsewhere(plan, entries, claims, owners, "ISP")
 
 
@@ -355,12 +386,17 @@ def _window_row(window: model.Window) -> IspWindow:
                      start=window.start, end=window.end)
 
 
+def _dynauth_client_row(client: model.DynAuthClient) -> IspDynAuthClient:
+    return IspDynAuthClient(address=client.address, secret=client.secret.decode("utf-8"))
+
+
 # Ordered children: (relationship, field, row -> value, value -> row). Replaced as a whole
 # when they differ, so the stored order is the file's (servers of equal priority are
 # tried in that order).
 _LISTS = (("servers", "servers", server_value, _server_row),
           ("tunnels", "tunnels", tunnel_value, _tunnel_row),
-          ("windows", "schedule", window_value, _window_row))
+          ("windows", "schedule", window_value, _window_row),
+          ("dynauth_clients", "dynauth_clients", dynauth_client_value, _dynauth_client_row))
 
 
 def _write_isps(session: Session, plan: Plan, hashing: Hashing) -> Counts:
@@ -371,7 +407,7 @@ def _write_isps(session: Session, plan: Plan, hashing: Hashing) -> Counts:
         session, select(IspRecord).options(
             selectinload(IspRecord.realms), selectinload(IspRecord.numbers),
             selectinload(IspRecord.servers), selectinload(IspRecord.tunnels),
-            selectinload(IspRecord.windows)),
+            selectinload(IspRecord.windows), selectinload(IspRecord.dynauth_clients)),
         IspRecord.name, (e.key for e in entries))}
     changed: set[str] = set()
     # Free what moves or is replaced first: a flush inserts before it deletes, which the
@@ -438,6 +474,7 @@ SECTION = Section(
         Field("price_per_minute", _price, default=Decimal(0)),
         Field("price_per_gb", _price, default=Decimal(0)),
         Field("schedule", _SCHEDULE, default=(), column=None),
+        Field("dynauth_clients", _DYNAUTH_CLIENTS, default=(), column=None),
         Field("status", choice(model.STATUSES), default="active"),
         Field("template", text(128, name=True)),
         Field("timeout_reject", boolean, default=True),

@@ -40,7 +40,7 @@ def _finish(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "secret", "is required (or secret_env naming an environment variable)"
 
 
-def _network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+def client_network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     """192.0.2.1 and 192.0.2.1/32 are the same client."""
     try:
         return ipaddress.ip_network(address, strict=False)
@@ -50,7 +50,7 @@ def _network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
 
 def _claims(entry: Entry) -> Iterator[Claim]:
     address = entry.values["address"]
-    yield Claim(what="address", value=_network(address), shown=address, field="address")
+    yield Claim(what="address", value=client_network(address), shown=address, field="address")
 
 
 def _check_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
@@ -58,10 +58,10 @@ def _check_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
     if not entries:
         return
     names = {e.key for e in entries}
-    owners = {_network(address): name for name, address in
+    owners = {client_network(address): name for name, address in
               session.execute(select(Nas.name, Nas.address)) if name not in names}
     for entry in entries:
-        owner = owners.get(_network(entry.values["address"]))
+        owner = owners.get(client_network(entry.values["address"]))
         if owner is not None:
             yield plan.problem(entry, "address", f"address {entry.values['address']} belongs "
                                f"to NAS {owner!r}, which is not in this file")

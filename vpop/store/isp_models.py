@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary,
                         Numeric, String,
@@ -12,6 +13,9 @@ from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vpop.store.models import Base, intpk, name64, utc
+
+if TYPE_CHECKING:
+    from vpop.store.dynauth_models import IspDynAuthClient
 
 # Prices in the operator's currency, to a millionth: per-minute prices are often fractions
 # of a cent. Numeric keeps them exact (Decimal) on PostgreSQL; SQLite rounds to 6 places.
@@ -46,6 +50,9 @@ class IspRecord(Base):
     servers: Mapped[list[IspServer]] = _children("IspServer.id")
     tunnels: Mapped[list[IspTunnel]] = _children("IspTunnel.id")
     windows: Mapped[list[IspWindow]] = _children("IspWindow.id")
+    # Its servers allowed to send CoA/Disconnect for its sessions (store/dynauth_models.py)
+    dynauth_clients: Mapped[list[IspDynAuthClient]] = relationship(
+        cascade="all, delete-orphan", order_by="IspDynAuthClient.id")
 
 
 def _isp_id() -> Mapped[int]:

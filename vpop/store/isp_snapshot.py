@@ -9,6 +9,7 @@ from vpop.errors import ConfigError
 from vpop.isp import model
 from vpop.isp.checks import check_isps
 from vpop.isp.realms import REGEX, parse_realm
+from vpop.store.dynauth_models import IspDynAuthClient
 from vpop.store.isp_models import IspRecord, IspRealm, IspServer, IspTunnel, IspWindow
 
 
@@ -32,13 +33,18 @@ def tunnel_value(row: IspTunnel) -> model.TunnelEndpoint:
         client_endpoint=row.client_endpoint, client_auth_id=row.client_auth_id)
 
 
+def dynauth_client_value(row: IspDynAuthClient) -> model.DynAuthClient:
+    return model.DynAuthClient(address=row.address, secret=row.secret.encode("utf-8"))
+
+
 def window_value(row: IspWindow) -> model.Window:
     return model.Window(weekdays=frozenset(int(d) for d in row.weekdays.split(",") if d),
                         start=row.start, end=row.end)
 
 
 def isp_value(row: IspRecord) -> model.Isp:
-    """Servers, tunnels and windows in the order they were provisioned (the file's)."""
+    """Servers, tunnels, windows and dynamic-authorization clients in the order they
+    were provisioned (the file's)."""
     return model.Isp(
         name=row.name, mode=row.mode, realms=tuple(realm_value(r) for r in row.realms),
         numbers=tuple(n.number for n in row.numbers), strip_realm=row.strip_realm,
@@ -46,7 +52,8 @@ def isp_value(row: IspRecord) -> model.Isp:
         balance=row.balance, tunnels=tuple(tunnel_value(t) for t in row.tunnels),
         price_per_minute=row.price_per_minute, price_per_gb=row.price_per_gb,
         schedule=tuple(window_value(w) for w in row.windows), status=row.status,
-        template=row.template, timeout_reject=row.timeout_reject, ranked=row.ranked)
+        template=row.template, timeout_reject=row.timeout_reject, ranked=row.ranked,
+        dynauth_clients=tuple(dynauth_client_value(c) for c in row.dynauth_clients))
 
 
 def load_isps(session: Session) -> tuple[model.Isp, ...]:
@@ -54,7 +61,7 @@ def load_isps(session: Session) -> tuple[model.Isp, ...]:
     query = select(IspRecord).order_by(IspRecord.name).options(
         selectinload(IspRecord.realms), selectinload(IspRecord.numbers),
         selectinload(IspRecord.servers), selectinload(IspRecord.tunnels),
-        selectinload(IspRecord.windows))
+        selectinload(IspRecord.windows), selectinload(IspRecord.dynauth_clients))
     return tuple(isp_value(row) for row in session.scalars(query))
 
 
