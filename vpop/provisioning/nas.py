@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from vpop.errors import ConfigError
 from vpop.provisioning.fields import (DESCRIPTION, NAME, SECRET, Context, Field, Invalid,
-                                      choice, fold_env, from_env)
+                                      choice, fold_env, from_env, ip_address)
 from vpop.provisioning.hashing import Hashing
 from vpop.provisioning.records import write_by_key
 from vpop.provisioning.sections import Claim, Counts, Entry, Plan, Section
@@ -38,6 +38,16 @@ def _finish(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "secret_env", reason
     elif values["secret"] is None:
         yield "secret", "is required (or secret_env naming an environment variable)"
+    if reason := fold_env(values, "das_secret", "das_secret_env"):
+        yield "das_secret_env", reason
+
+
+def _port(value: Any, ctx: Context) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid("must be an integer")
+    if not 1 <= value <= 65535:
+        raise Invalid("must be a port number from 1 to 65535")
+    return value
 
 
 def client_network(address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -80,6 +90,13 @@ SECTION = Section(
         Field("secret_env", from_env(SECRET), column=None),
         Field("nas_type", choice(NAS_TYPES), default="generic"),
         Field("require_message_authenticator", choice(MESSAGE_AUTHENTICATOR), default="yes"),
+        # Where the NAS takes CoA and Disconnect requests (RFC 5176, docs/dynauth.md):
+        # absent, its own address (or, for a network, the address its session reported),
+        # port 3799 and its RADIUS secret.
+        Field("das_address", ip_address),
+        Field("das_port", _port, default=3799),
+        Field("das_secret", SECRET),
+        Field("das_secret_env", from_env(SECRET), column=None),
         DESCRIPTION,
     ),
     finish=_finish, claims=_claims, check_db=_check_db, write=_write,
