@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, flask_config: dict[str, Any] | None = None
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
     _error_pages(app)
+    app.jinja_env.filters.update(utc_time=utc_time, duration=duration)
     app.jinja_env.globals.update(home_endpoint=home_endpoint, nav_links=NAV,
                                  view_endpoints=app.view_functions, vpop_version=vpop.__version__)
     return app
@@ -148,6 +149,23 @@ def home_endpoint(role: str | None = None) -> str:
         if endpoint in current_app.view_functions:
             return endpoint
     return "directory.index"
+
+
+def utc_time(value: int | float | dt.datetime | None) -> str:
+    """Epoch seconds or a datetime as "2026-06-15 12:00 UTC"; "-" for None."""
+    if value is None:
+        return "-"
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration(seconds: int | float | None) -> str:
+    """1 h 02 min, 5 min 07 s."""
+    seconds = int(seconds or 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
 # --- per request -------------------------------------------------------------------
