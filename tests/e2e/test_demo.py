@@ -1,5 +1,6 @@
-"""`make run`: the demo server and, beside it, the demo proxy ISP's own vpop; Ctrl-C
-(SIGINT to make's process group, as a terminal sends it) stops every process of both.
+"""`make run`: the demo server with its web portal and, beside it, the demo proxy ISP's
+own vpop; Ctrl-C (SIGINT to make's process group, as a terminal sends it) stops every
+process of both.
 
 The demo is made first with `vpop init --demo`, as `make run` would, then moved to free
 ports (the ISP's vpop in its config, the demo server's by make's variables), so the
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,12 +36,26 @@ def answering(nas: Nas, addr: tuple[str, int], deadline: float, make) -> None:
         time.sleep(0.1)
 
 
+def portal_page(port: int, deadline: float, make) -> int:
+    """The status of the portal's login page, once it answers."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as reply:
+                return reply.status
+        except OSError:
+            assert make.poll() is None, f"make run exited with status {make.returncode}"
+            assert time.monotonic() < deadline, f"no portal on port {port}"
+            time.sleep(0.1)
+
+
 def test_make_run_serves_the_demo_and_its_proxy_isp_until_interrupted(tmp_path):
     home = tmp_path / "demo"
     config = init_demo(home)
     auth, acct, coa = reserve_ports(3)
+    portal = free_tcp_port()
     config.write_text(set_options(config.read_text(), {
-        "server": {"listen": ["127.0.0.1"]}, "metrics": {"port": free_tcp_port()}}))
+        "server": {"listen": ["127.0.0.1"]}, "metrics": {"port": free_tcp_port()},
+        "portal": {"port": portal}}))
     isp = demo_isp_server(home)
     venv = Path(sys.executable).parent.parent
     output = (tmp_path / "make.out").open("w")
@@ -57,6 +73,7 @@ def test_make_run_serves_the_demo_and_its_proxy_isp_until_interrupted(tmp_path):
             codec.ACCESS_ACCEPT  # proxied to the ISP's vpop
         assert nas.login("alice@isp-local.example", "alice-pass", ("127.0.0.1", auth)) == \
             codec.ACCESS_ACCEPT
+        assert portal_page(portal, deadline, make) == 200  # the portal, beside RADIUS
         # Up and running, ledgers included (the Ctrl-C of someone who tried the demo).
         for text in (lambda: (tmp_path / "make.out").read_text(), isp.log_text):
             while "ledger (pid" not in text():

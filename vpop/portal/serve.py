@@ -44,6 +44,7 @@ def run(settings: Settings) -> int:
 
 
 def _child_main(settings: Settings, parent: int) -> None:
+    """The portal as `vpop serve` runs it (vpop/server/portal_process.py)."""
     from vpop.logs import setup_logging
     from vpop.server.lifetime import die_with_parent
     if not die_with_parent(parent):

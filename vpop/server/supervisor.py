@@ -1,7 +1,8 @@
 """The supervisor: `vpop serve`'s process. It binds the ports, starts the ledger
-process (with the accounting journal) and the workers, restarts a worker that dies,
-forwards SIGTERM/SIGHUP to them and serves the metrics endpoint; with one worker, it
-runs that worker in its own process."""
+process (with the accounting journal), the web portal (when [portal] enabled) and the
+workers, restarts a worker or portal that dies, forwards SIGTERM/SIGHUP to the workers
+and serves the metrics endpoint; with one worker, it runs that worker in its own
+process."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from vpop.radius import wire
 from vpop.server.forwarder import open_source_sockets
 from vpop.server.ledger import LedgerProcess
 from vpop.server.lifetime import die_with_parent
-from vpop.server.metrics import VpopCollector, read_snapshots, serve_metrics
+from vpop.server.metrics import (DynAuthCounts, VpopCollector, read_snapshots,
+                                 serve_metrics)
+from vpop.server.portal_process import PortalProcess
+from vpop.server.portal_process import check_port as check_portal_port
 from vpop.server.udp import open_socket
 from vpop.server.worker import DRAIN_TIMEOUT, Worker
 
@@ -42,8 +46,11 @@ def serve(settings: Settings) -> int:
         except OSError as exc:
             raise ListenError("*", port, "udp", exc.strerror or str(exc),
                               option="isp.accounting_source_port") from None
+    if settings.portal.enabled:
+        check_portal_port(settings)
     stats_dir = tempfile.mkdtemp(prefix="vpop-stats-")
     ledger = LedgerProcess(settings, stats_dir) if settings.accounting.journal else None
+    portal = PortalProcess(settings) if settings.portal.enabled else None
     try:
         if settings.server.workers == 1:
             worker = Worker(settings, ledger=ledger)
@@ -51,14 +58,19 @@ def serve(settings: Settings) -> int:
             if settings.metrics.port:
                 serve_metrics(settings.metrics.listen, settings.metrics.port,
                               VpopCollector(lambda: read_snapshots(stats_dir) + (
-                                  [worker.snapshot()] if hasattr(worker, "writer") else [])))
+                                  [worker.snapshot()] if hasattr(worker, "writer") else []),
+                                  dynauth=DynAuthCounts(settings.database_url)))
             if ledger is not None:
                 ledger.start()
+            if portal is not None:
+                portal.start()
             log_started(settings, socks)
             worker.run(socks)
             return 0
-        return _supervise(settings, stats_dir, ledger)
+        return _supervise(settings, stats_dir, ledger, portal)
     finally:
+        if portal is not None:
+            portal.stop()
         if ledger is not None:
             ledger.stop()
         shutil.rmtree(stats_dir, ignore_errors=True)
@@ -79,7 +91,8 @@ def log_started(settings: Settings, socks: list[tuple[str, socket.socket]]) -> N
              wire.IMPLEMENTATION)
 
 
-def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None) -> int:
+def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None,
+               portal: PortalProcess | None) -> int:
     ctx = multiprocessing.get_context("fork")
     accounting = open_accounting_sockets(settings)
     # Bind once here so a port in use fails before any worker starts.
@@ -87,7 +100,8 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None)
     held = [(kind, sock) for kind, sock in probe.open_sockets() if kind != ACCT]
     if settings.metrics.port:  # likewise the metrics port
         serve_metrics(settings.metrics.listen, settings.metrics.port,
-                      VpopCollector(lambda: read_snapshots(stats_dir)))
+                      VpopCollector(lambda: read_snapshots(stats_dir),
+                                    dynauth=DynAuthCounts(settings.database_url)))
     log_started(settings, held + [(ACCT, sock) for sock in accounting.values()])
 
     def spawn(index: int):
@@ -102,6 +116,8 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None)
         sock.close()
     if ledger is not None:
         ledger.start()
+    if portal is not None:  # after the fork of the workers: they do not inherit its thread
+        portal.start()
     stopping = False
 
     def forward(signum, _frame):
