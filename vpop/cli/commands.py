@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     nas_commands = nas.add_subparsers(dest="nas_command", required=True)
     add_nas_config_arguments(nas_commands.add_parser(
         "config", help="the configuration a NAS needs to work with vpop, for its vendor"))
+
+    from vpop.cli.sessions import add_parsers as add_session_parsers
+    add_session_parsers(commands)
     return parser
 
 
@@ -275,9 +278,15 @@ def cmd_nas(args) -> int:
     return nas_config(_settings(args), args)
 
 
+def cmd_sessions(args) -> int:
+    from vpop.cli.sessions import run
+    return run(_settings(args), args)
+
+
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
             "check-config": cmd_check_config, "web": cmd_web,
-            "report": cmd_report, "isp": cmd_isp, "nas": cmd_nas}
+            "report": cmd_report, "isp": cmd_isp, "nas": cmd_nas,
+            "session": cmd_sessions, "subscriber": cmd_sessions}
 
 if __name__ == "__main__":
     sys.exit(main())

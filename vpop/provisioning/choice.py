@@ -69,7 +69,7 @@ def set_choice(session: Session, username: str, *, isp: Any = KEEP, profile: Any
     applies) and profile (a name); KEEP leaves one as it is. The caller commits.
     ConfigError, naming the field, for an unknown subscriber, ISP or profile."""
     subscriber = session.scalars(select(Subscriber).where(Subscriber.username == username)
-                                 .with_for_update()).first()
+                                 .with_for_update(of=Subscriber)).first()
     if subscriber is None:
         raise UnknownSubscriber(f"no subscriber {username!r}", field="username")
     before = chosen(subscriber)

@@ -71,7 +71,8 @@ class Ledger:
         self.settings = settings
         self.journals = journals
         self.recorder = Recorder(sessions, lambda callback: callback(),
-                                 settings=settings.accounting)
+                                 settings=settings.accounting,
+                                 stop_wait=settings.dynauth.stop_wait)
         with sessions() as session:
             # stream name -> the last entry id applied
             self.applied = {j.stream: store.journal_applied(session, j.stream)

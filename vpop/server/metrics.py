@@ -3,6 +3,7 @@ other processes publish as files in a stats directory."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -15,11 +16,15 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily,
 from vpop.errors import ListenError
 from vpop.pipeline.stats import LATENCY_BUCKETS, Stats
 
+log = logging.getLogger(__name__)
+
 
 class VpopCollector:
-    def __init__(self, snapshots: Callable[[], list[dict]], gauges: Callable[[], dict] = dict):
+    def __init__(self, snapshots: Callable[[], list[dict]], gauges: Callable[[], dict] = dict,
+                 dynauth: Callable[[], list[tuple[str, str, str, int]]] | None = None):
         self.snapshots = snapshots
         self.gauges = gauges
+        self.dynauth = dynauth  # (NAS, direction, result, requests): DynAuthCounts
 
     def collect(self):
         snapshots = self.snapshots()
@@ -66,8 +71,43 @@ class VpopCollector:
         yield GaugeMetricFamily("vpop_accounting_journal_backlog", "Accounting records "
                                 "acknowledged and journaled, not yet applied by the ledger",
                                 value=total["journal_backlog"])
+        if self.dynauth is not None:
+            yield self._dynauth_requests()
         for name, value in self.gauges().items():
             yield GaugeMetricFamily(f"vpop_{name}", name.replace("_", " "), value=value)
+
+
+    def _dynauth_requests(self) -> CounterMetricFamily:
+        family = CounterMetricFamily("vpop_dynauth_requests", "CoA and Disconnect requests "
+                                     "to NASes, by NAS, direction (originated, relayed) and "
+                                     "result (ack, nak, timeout, error)",
+                                     labels=["nas", "direction", "result"])
+        for nas, direction, result, n in self.dynauth():
+            family.add_metric([nas, direction, result], n)
+        return family
+
+
+class DynAuthCounts:
+    """The dynamic-authorization requests counted from their audit (dynauth_action) at
+    each scrape: the CLI and the portal send them from processes of their own, and the
+    audit is the one place that sees them all. The engine is made at the first scrape,
+    in the process that serves the endpoint."""
+
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+        self._sessions = None
+
+    def __call__(self) -> list[tuple[str, str, str, int]]:
+        from vpop.store import dynauth as store
+        from vpop.store.engine import make_engine, make_sessionmaker
+        try:
+            if self._sessions is None:
+                self._sessions = make_sessionmaker(make_engine(self.database_url))
+            with self._sessions() as session:
+                return store.action_counts(session)
+        except Exception:
+            log.exception("metrics: cannot count the dynamic-authorization requests")
+            return []
 
 
 def publish_snapshot(path: Path, snapshot: dict) -> None:

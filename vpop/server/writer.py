@@ -12,6 +12,7 @@ loop's LeaseBook (through `notify`) after every commit.
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import queue
 import threading
@@ -22,12 +23,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vpop.accounting.leases import LeaseBook, LeaseIndex
-from vpop.config import AccountingSettings
+from vpop.config import AccountingSettings, DynAuthSettings
 from vpop.accounting.utilization import EventClock
 from vpop.isp.acct_forward import ForwardOrder
 from vpop.isp.realms import find_realm
 from vpop.store import accounting as store
 from vpop.store import acct_forward
+from vpop.store import dynauth as dynauth_store
 from vpop.store.isp_snapshot import load_isps
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,12 @@ class Recorder:
     def __init__(self, sessions: sessionmaker[Session],
                  notify: Callable[[Callable[[], None]], None], *,
                  settings: AccountingSettings | None = None, leases: LeaseBook | None = None,
-                 wallclock: Callable[[], float] = time.time):
+                 wallclock: Callable[[], float] = time.time,
+                 stop_wait: float = DynAuthSettings().stop_wait):
         self.settings = settings or AccountingSettings()
+        # Seconds after a Disconnect-ACK within which a session's Stop is expected
+        # ([dynauth] stop_wait): each tick marks the sessions past it stop-overdue.
+        self.stop_wait = stop_wait
         self.sessions = sessions
         self.notify = notify  # runs a callback on the event loop thread
         self.book = leases  # the event loop's, for admission; updated through notify
@@ -204,6 +210,7 @@ class Recorder:
         see it."""
         self.refresh_leases()
         wall = self.wallclock()
+        self.mark_stop_overdue(wall)
         now = self.clock.now(wall)
         if now is None:
             return  # no record seen yet: event time has not begun
@@ -219,6 +226,23 @@ class Recorder:
             self.counts["reaped"] += result.reaped
             log.info("reaper closed %d stale sessions", result.reaped)
         self._tell_book(result.lease_levels, [])
+
+    def mark_stop_overdue(self, wall: float) -> None:
+        """Sessions whose NAS ACKed a Disconnect more than stop_wait ago and that are still
+        open: marked stop-overdue ("ACKed but still online"), each logged once."""
+        now = dt.datetime.fromtimestamp(wall, dt.timezone.utc)
+        try:
+            with self.sessions.begin() as session:
+                overdue = dynauth_store.mark_stop_overdue(
+                    session, before=now - dt.timedelta(seconds=self.stop_wait), now=now)
+        except Exception:
+            log.exception("could not mark the sessions whose Stop is overdue")
+            return
+        for radacct_id, username, nas in overdue:
+            self.counts["stop overdue after Disconnect-ACK"] += 1
+            log.warning("session %d (%s at %s): Disconnect ACKed more than %g s ago and "
+                        "still no Stop: marked stop-overdue", radacct_id, username, nas,
+                        self.stop_wait)
 
 
 class AccountingWriter:

@@ -32,6 +32,9 @@ class RadAcct(Base):
         Index("ix_radacct_nas_address_start_time", "nas_address", "start_time", "id"),
         Index("ix_radacct_username_start_time", "username", "start_time", "id"),
         Index("ix_radacct_status_start_time", "status", "start_time", "id"),
+        # The accounting tick's look for sessions whose Stop is overdue after a
+        # Disconnect-ACK, every second: NULL on nearly every row.
+        Index("ix_radacct_dynauth_state", "dynauth_state"),
     )
 
     id: Mapped[intpk]

@@ -30,6 +30,7 @@ def upgrade() -> None:
     with op.batch_alter_table('radacct') as batch:
         batch.add_column(sa.Column('dynauth_state', sa.String(length=16), nullable=True))
         batch.add_column(sa.Column('dynauth_at', _TIME, nullable=True))
+    op.create_index('ix_radacct_dynauth_state', 'radacct', ['dynauth_state'], unique=False)
     op.create_table(
         'isp_dynauth_client',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -76,6 +77,7 @@ def downgrade() -> None:
     op.drop_table('dynauth_action')
     op.drop_index(op.f('ix_isp_dynauth_client_isp_id'), table_name='isp_dynauth_client')
     op.drop_table('isp_dynauth_client')
+    op.drop_index('ix_radacct_dynauth_state', table_name='radacct')
     with op.batch_alter_table('radacct') as batch:
         batch.drop_column('dynauth_at')
         batch.drop_column('dynauth_state')
