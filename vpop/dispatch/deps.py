@@ -63,6 +63,12 @@ class Deps:
     health: SelectionHealth = field(default_factory=SelectionHealth)
     leases: Any = None  # vpop.accounting.leases.LeaseBook: sessions in use per lease
     tunnels: Any = None  # vpop.isp.tunnel.TunnelTemplates for tunnel-mode replies
+    # The relay of ISPs' CoA/Disconnect (dispatch/dynauth.py): their dynamic-authorization
+    # clients (a ClientTable of vpop.dynauth.relay.IspPeer), the request builder, and
+    # relay_lookup(query, isp) -> [vpop.store.relay.Candidate], run off the event loop.
+    relay_peers: Any = None
+    dynauth_requests: Any = None  # vpop.dynauth.request.RequestBuilder
+    relay_lookup: Any = None
 
     def isp_health(self, now: float = 0.0) -> dict:
         """What selection knows of each ISP: measured quality, and whether a server is up."""

@@ -19,7 +19,8 @@ from typing import Any, Callable
 from vpop.aaa.request import AccessContext
 from vpop.dispatch.access import PROXY, process_access, process_proxied
 from vpop.dispatch.accounting import AccountingContext, process_accounting
-from vpop.dispatch.dynauth import DynAuthContext, process_dynauth
+from vpop.dispatch.dynauth import DynAuthContext, process_dynauth, process_relay
+from vpop.dynauth.relay import IspPeer, answer_for
 from vpop.errors import MalformedPacket
 from vpop.isp.acct_forward import ForwardOrder
 from vpop.isp.proxy import Finished, ProxyJob
@@ -43,7 +44,8 @@ CODE_NAMES = {codec.ACCESS_REQUEST: "Access-Request", codec.ACCOUNTING_REQUEST: 
               codec.DISCONNECT_REQUEST: "Disconnect-Request"}
 OUTCOMES = {codec.ACCESS_ACCEPT: "accept", codec.ACCESS_REJECT: "reject",
             codec.ACCESS_CHALLENGE: "challenge",
-            codec.ACCOUNTING_RESPONSE: "ok", codec.COA_NAK: "nak", codec.DISCONNECT_NAK: "nak"}
+            codec.ACCOUNTING_RESPONSE: "ok", codec.COA_NAK: "nak", codec.DISCONNECT_NAK: "nak",
+            codec.COA_ACK: "ack", codec.DISCONNECT_ACK: "ack"}
 MALFORMED_LOG_INTERVAL = 60.0
 
 
@@ -68,6 +70,14 @@ class Defer:
 @dataclass(slots=True)
 class Forward:
     """Proxy `job` to its ISP (vpop.isp.proxy); hand the outcome to `then` for the reply."""
+    job: Any
+    then: Callable[[Any], Any]
+
+
+@dataclass(slots=True)
+class Relay:
+    """An ISP's CoA/Disconnect for the shell (vpop.dispatch.dynauth.RelayJob): sent to the
+    session's NAS (or refused) and audited; `then(result)` gives the answer to the ISP."""
     job: Any
     then: Callable[[Any], Any]
 
@@ -101,7 +111,10 @@ class Receiver:
         started = self.clock()
         client = self.clients.lookup(addr[0])
         if client is None:
-            return self._drop("unknown client", addr[0], started, data)
+            peers = self.deps.relay_peers
+            client = peers.lookup(addr[0]) if peers is not None and port == COA else None
+            if client is None:
+                return self._drop("unknown client", addr[0], started, data)
         if len(data) < codec.MIN_LENGTH:
             return self._malformed(client, "shorter than the RADIUS header", started)
         key = dedup_key(addr, data)
@@ -125,6 +138,8 @@ class Receiver:
             self.policy.saw(client)
         elif packet.code == codec.STATUS_SERVER:  # RFC 5997 §3
             return self._drop("Status-Server without Message-Authenticator", client.name, started)
+        elif type(client) is IspPeer:  # BlastRADIUS: docs/dynauth.md
+            return self._drop("missing Message-Authenticator", client.name, started)
         elif packet.code == codec.ACCESS_REQUEST and self.policy.required(client):
             return self._drop("missing Message-Authenticator", client.name, started)
         if packet.code in codec.HASHED_REQUESTS and not codec.request_authenticator_ok(packet, secret):
@@ -141,6 +156,9 @@ class Receiver:
             if packet.code == codec.ACCOUNTING_REQUEST:
                 return self._accounting(packet, client, key, started)
             ctx = DynAuthContext(packet, client, self.wallclock())
+            if type(client) is IspPeer:
+                self.dedup.begin(key, started)  # a retransmission meanwhile is not relayed twice
+                return self._relay(ctx, key, started, 0)
             process_dynauth(ctx, self.deps)
             reply = self._reply(packet, client, ctx.reply_code, b"".join(ctx.reply_attrs))
             return self._finish(key, packet, client, started, reply, ctx.reply_code, "",
@@ -192,6 +210,32 @@ class Receiver:
             self.stats.drop("upstream timeout")
             return Drop("upstream timeout")
         return self._access(ctx, key, started, None)
+
+    # --- the relay of an ISP's CoA/Disconnect -----------------------------------------
+
+    def _relay(self, ctx: DynAuthContext, key, started: float, start: int):
+        try:
+            resume = process_relay(ctx, self.deps, start)
+        except MalformedPacket as exc:
+            self.dedup.finish(key, None, self.clock())
+            return self._malformed(ctx.client, exc.reason, started)
+        if resume is not None:  # the store is asked off the event loop
+            def then(found):
+                ctx.deferred_result = found
+                return self._relay(ctx, key, started, resume)
+            return Defer(ctx.deferred, then)
+        if ctx.job.refused is not None:
+            self._log_rarely(ctx.client.name, "%s %s refused: %s", ctx.client.name,
+                             CODE_NAMES[ctx.packet.code], ctx.reason, now=started)
+        return Relay(ctx.job, lambda result: self._relayed(ctx, key, started, result))
+
+    def _relayed(self, ctx: DynAuthContext, key, started: float, result):
+        """The NAS's answer (or vpop's refusal, or a timeout) for the ISP."""
+        code, attrs = answer_for(ctx.packet.code, result)
+        reply = self._reply(ctx.packet, ctx.client, code, attrs)
+        user = _as_sent(ctx.packet, A.USER_NAME) if self.request_log.stream is not None else ""
+        return self._finish(key, ctx.packet, ctx.client, started, reply, code, user,
+                            result.describe() + (f" ({ctx.reason})" if ctx.reason else ""))
 
     # --- accounting -----------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import socket
 from concurrent.futures import Executor
 
 from vpop.errors import ListenError
-from vpop.dispatch.receiver import Defer, Drop, Forward, Persist, Receiver, Send
+from vpop.dispatch.receiver import Defer, Drop, Forward, Persist, Receiver, Relay, Send
 from vpop.server.sockets import open_udp
 from vpop.server.writer import Ack
 
@@ -28,11 +28,12 @@ class Listener:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: str,
                  receiver: Receiver, writer, executor: Executor, max_batch: int = 256,
-                 proxy=None):
+                 proxy=None, relay=None):
         self.loop, self.sock, self.port = loop, sock, port
         self.receiver, self.writer, self.executor = receiver, writer, executor
         self.max_batch = max_batch
         self.proxy = proxy  # vpop.server.proxy.ProxyShell
+        self.relay = relay  # vpop.server.relay.RelayShell
         self.in_flight = 0
 
     def start(self) -> None:
@@ -103,13 +104,16 @@ class Listener:
             self.in_flight += 1
             future = self.loop.run_in_executor(self.executor, action.work)
             future.add_done_callback(lambda f: self._resumed(f, action, addr))
-        elif type(action) is Forward:
+        elif type(action) is Forward or type(action) is Relay:
             self.in_flight += 1
 
             def finished(result) -> None:
                 self.in_flight -= 1
                 self._act(action.then(result), addr)
-            self.proxy.forward(action.job, finished)
+            if type(action) is Forward:
+                self.proxy.forward(action.job, finished)
+            else:
+                self.relay.relay(action.job, finished)
         elif type(action) is Persist:
             self.in_flight += 1
             self.writer.submit(action.record, self._stored(action, addr), action.forward)

@@ -20,6 +20,8 @@ from vpop.aaa.subscribers import SubscriberSnapshot
 from vpop.config import Settings
 from vpop.errors import ConfigError
 from vpop.dispatch.deps import Deps
+from vpop.dynauth.relay import peers_of
+from vpop.dynauth.request import RequestBuilder
 from vpop.isp.model import Isp
 from vpop.isp.pool import PoolSettings, Pools
 from vpop.isp.selection import policy_from_settings as selection_policy
@@ -89,18 +91,23 @@ def pool_settings(settings: Settings) -> PoolSettings:
 
 
 def build_deps(settings: Settings, data: Snapshot, dictionary: Dictionary, *,
-               leases: LeaseBook | None = None, previous: Deps | None = None) -> Deps:
+               leases: LeaseBook | None = None, previous: Deps | None = None,
+               relay_lookup=None) -> Deps:
     """A complete dependency set for `data`: at start with the worker's lease book; on
     a reload with `previous`, the Deps it replaces, of which the servers' health, the
-    random source, the verified-password cache, the ISP health and the lease book are
-    kept. On the event loop: Pools takes over the running pools' server health."""
+    random source, the verified-password cache, the ISP health, the lease book and the
+    relay's store lookup are kept. The ISPs' dynamic-authorization clients come with
+    the ISPs: a provisioning change reaches the relay with them. On the event loop: Pools takes over the running pools' server health."""
     pools = Pools(data.isps, pool_settings(settings),
                   previous=previous.pools if previous is not None else None)
     kept = {} if previous is None else {
         "rng": previous.rng, "verified": previous.verified, "health": previous.health,
-        "leases": previous.leases}
+        "leases": previous.leases, "relay_lookup": previous.relay_lookup}
     return Deps(settings=settings, directory=data.directory, dictionary=dictionary,
                 replies=data.replies, accounting=AccountingPolicy(), isps=data.isps,
                 pools=pools, selection_policy=selection_policy(settings.isp),
                 tunnels=TunnelTemplates(dictionary, data.replies.extra_dir),
-                **({"leases": leases} | kept))
+                relay_peers=ClientTable(peers_of(data.isps)),
+                dynauth_requests=RequestBuilder(dictionary, data.replies.extra_dir,
+                                                data.replies),
+                **({"leases": leases, "relay_lookup": relay_lookup} | kept))

@@ -32,6 +32,7 @@ from vpop.server.generation import GenerationFollower
 from vpop.server.journal import JournalWriter
 from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.proxy import ProxyShell
+from vpop.server.relay import RelayShell, lookup_in
 from vpop.server.udp import Listener, open_socket
 from vpop.server.wiring import (build_deps, load_data, load_dictionary, request_stream,
                                 reread_settings)
@@ -165,18 +166,18 @@ class Worker:
         sessions = make_sessionmaker(engine)
         dictionary = load_dictionary(settings)
         data = load_data(settings, sessions, dictionary)
-        clients, directory = data.clients, data.directory
         book = LeaseBook()  # sessions per lease, kept current by the accounting writer
-        deps = build_deps(settings, data, dictionary, leases=book)
-        pools = deps.pools
-        self.proxy = ProxyShell(loop, ProxyEngine(pools, budget=settings.isp.budget),
+        deps = build_deps(settings, data, dictionary, leases=book,
+                          relay_lookup=lookup_in(sessions))
+        self.proxy = ProxyShell(loop, ProxyEngine(deps.pools, budget=settings.isp.budget),
                                 settings.server.recv_buffer, sessions=sessions)
         # One process drains the queue of accounting owed to ISPs: order per session.
         self.forwarder = (ForwarderShell(
-            loop, AccountingForwarder(pools, resend_window=settings.isp.accounting_resend_window),
+            loop, AccountingForwarder(deps.pools,
+                                      resend_window=settings.isp.accounting_resend_window),
             sessions, source_port=settings.isp.accounting_source_port)
             if self.index == 0 else None)
-        self.receiver = receiver = Receiver(deps, clients,
+        self.receiver = receiver = Receiver(deps, data.clients,
                                             dedup_window=settings.server.dedup_window,
                                             request_log=RequestLog(request_stream(settings)))
         journal = (Journal(worker_journal(journal_path(settings), self.index), writer=True)
@@ -189,15 +190,23 @@ class Worker:
                                                     settings=settings.accounting, leases=book)
         writer.start()
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpop-slow")
+        # ISPs' CoA/Disconnect relayed to the NASes (docs/dynauth.md)
+        self.relay = RelayShell(loop, sessions, executor, settings=settings.dynauth,
+                                dictionary=dictionary)
         socks = socks if socks is not None else self.open_sockets()
         for kind, sock in socks:
             listener = Listener(loop, sock, kind, receiver, writer, executor,
-                                settings.server.max_batch, proxy=self.proxy)
+                                settings.server.max_batch, proxy=self.proxy,
+                                relay=self.relay)
             listener.start()
             self.listeners.append(listener)
         # Provisioning changes reach this worker by the data generation, within seconds.
         self.follower = GenerationFollower(sessions, worker=self.index)
         self.follower.generation = data.generation
+        # This frame lasts as long as the worker: a reference to what the start loaded
+        # would keep the start's snapshot (its tables, the subscribers that changed
+        # since) beside whatever a reload swaps in. The receiver holds what is served.
+        del data, deps
         self._loading = asyncio.Lock()  # a reload or a swap of changes at a time
         settle_heap()
         self.stopping = asyncio.Event()
@@ -207,7 +216,7 @@ class Worker:
                                 lambda: asyncio.ensure_future(self._reload(sessions, dictionary)))
         await self._report_serving(stale=True)  # before "ready": an import then sees it
         log.info("worker %d ready: %d clients, %d subscribers, listening on %s", self.index,
-                 len(clients), len(directory),
+                 len(receiver.clients), len(receiver.deps.directory),
                  ", ".join(f"{k} {s.getsockname()[0]}:{s.getsockname()[1]}" for k, s in socks))
         stats_task = asyncio.ensure_future(self._publish_stats()) if self.stats_dir else None
         flush_task = asyncio.ensure_future(self._flush_request_log())
@@ -228,6 +237,7 @@ class Worker:
             self.forwarder.stop_sending()
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while (any(l.in_flight for l in self.listeners) or self.proxy.in_flight
+               or self.relay.in_flight
                or (self.forwarder is not None and self.forwarder.pending)) \
                 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -250,6 +260,7 @@ class Worker:
         for _, sock in socks:
             sock.close()
         self.proxy.close()
+        self.relay.close()
         if self.forwarder is not None:
             self.forwarder.close()
         executor.shutdown(wait=False)
@@ -279,14 +290,16 @@ class Worker:
         loop = asyncio.get_running_loop()
         try:
             settings = reread_settings(self.settings) if reread_config else self.settings
-            directory = self.receiver.deps.directory
+            served = self.receiver.deps.directory
             data = await loop.run_in_executor(
                 None, load_data, settings, sessions, dictionary,
-                directory if isinstance(directory, SubscriberSnapshot) else None)
+                served if isinstance(served, SubscriberSnapshot) else None)
             deps = build_deps(settings, data, dictionary, previous=self.receiver.deps)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return False
+        finally:
+            served = None  # freed with the Deps it belongs to, before settle_heap
         self._swap(deps, data.clients)
         self.receiver.request_log.flush()
         self.receiver.request_log.stream = request_stream(settings)
@@ -302,6 +315,7 @@ class Worker:
         self.receiver.deps, self.receiver.clients = deps, clients
         self.settings = deps.settings
         self.proxy.engine.replace_pools(deps.pools)
+        self.relay.settings = deps.settings.dynauth
         if self.forwarder is not None:
             self.forwarder.forwarder.pools = deps.pools
             self.forwarder.forwarder.resend_window = deps.settings.isp.accounting_resend_window

@@ -28,10 +28,14 @@ from vpop.store import gauges, utilization
 from vpop.store.accounting_models import (AcctClock, AcctGauge, AcctHistory, AcctJournal,
                                           AcctRollup, Lease, LeaseRollup, RadAcct,
                                           RoutingRecord)
+from vpop.store.dynauth import DISCONNECT_ACKED, STOP_OVERDUE
 from vpop.store.timestamps import seconds, when
 
 _LOCK_KEY = 0x7670_6F61  # "vpoa": accounting writers, any process
 _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
+# A session whose NAS ACKed a Disconnect; its causeless Stop is an Admin-Reset.
+DISCONNECTED = (DISCONNECT_ACKED, STOP_OVERDUE)
+ADMIN_RESET = "Admin-Reset"
 
 _TIMES = ("start_time", "update_time", "stop_time")
 
@@ -75,6 +79,9 @@ def _state(row) -> S.SessionState:
         values["update_time"] = values["stop_time"] or values["start_time"]
     values.pop("acct_session_id")
     values["session_id"] = row.acct_session_id
+    # Dynamic authorization's mark is not the accounting's: kept as it is, never written.
+    values.pop("dynauth_state", None)
+    values.pop("dynauth_at", None)
     return S.SessionState(**values)
 
 
@@ -483,6 +490,7 @@ class AccountingBatch:
         """Reap what went stale, then write everything; time passes for the leases' events."""
         self.reap()
         ids = self._write_sessions()
+        self._admin_reset(ids)
         self._write_history(ids)
         self._write_routing(ids)
         self._write_rollups()
@@ -509,6 +517,19 @@ class AccountingBatch:
         self.result.lease_levels = {int(key): n for (kind, key), n in final.items()
                                     if kind == "lease"}
         return self.result
+
+    def _admin_reset(self, ids: dict[tuple[str, int], int]) -> None:
+        """A Stop without Acct-Terminate-Cause for a session whose NAS ACKed a
+        Disconnect (hostapd sends none): the session was ended by an administrator,
+        Admin-Reset (RFC 2866 §5.10). Only this batch's causeless Stops are looked at."""
+        stopped = [ids[(uid, generation)] for uid, generation, state, before in self._sessions()
+                   if state.closed_by == S.BY_STOP and state.terminate_cause is None
+                   and (before is None or before.status == S.OPEN)
+                   and (uid, generation) in ids]
+        for chunk in _chunks(stopped):
+            self._run(update(RadAcct).where(
+                RadAcct.id.in_(chunk), RadAcct.terminate_cause.is_(None),
+                RadAcct.dynauth_state.in_(DISCONNECTED)).values(terminate_cause=ADMIN_RESET))
 
     def _write_clocks(self) -> None:
         if self.clocks.moved:
