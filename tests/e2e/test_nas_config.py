@@ -5,6 +5,7 @@ network namespace (Debian's hostapd, driver=wired on a veth)."""
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ from support.netns import WiredLink
 pytestmark = pytest.mark.e2e
 
 EXIT_USAGE = 2
-SECRET = "testing123"  # the demo NAS's (vpop/store/demo.toml)
+from vpop.store import demo
+
+DEMO_NAS = tomllib.loads(demo.demo_plan_path().read_text())["nas"][0]
+SECRET = DEMO_NAS["secret"]
+DAS_PORT = DEMO_NAS.get("das_port", 3799)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +32,10 @@ def config(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("nas_type, line", [
     ("cisco", "aaa server radius dynamic-author"),
-    ("mikrotik", "/radius incoming set accept=yes port=3799"),
+    ("mikrotik", f"/radius incoming set accept=yes port={DAS_PORT}"),
     ("juniper", "set access profile vpop authentication-order radius"),
     ("accel-ppp", "acct-interim-interval=300"),
-    ("hostapd", "radius_das_port=3799"),
+    ("hostapd", f"radius_das_port={DAS_PORT}"),
 ])
 def test_each_vendor_for_the_demo_nas(config, nas_type, line):
     result = run_vpop(config, "nas", "config", "localhost", "--type", nas_type)
@@ -119,7 +124,7 @@ def test_hostapd_runs_with_the_generated_configuration(config, tmp_path):
         # Its dynamic-authorization server listens where vpop will send Disconnect-Request.
         sockets = subprocess.run(link.nas.command([find_tool("ss"), "-Hlun"]),
                                  capture_output=True, text=True, timeout=30, check=True).stdout
-        assert ":3799 " in sockets, sockets
+        assert f":{DAS_PORT} " in sockets, sockets
     finally:
         if nas is not None:
             assert nas.stop() is not None

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jinja2
 
+from vpop.dynauth.request import DEFAULT_PORT as DAS_PORT  # noqa: F401 (the CLI's default)
+from vpop.dynauth.session import NasEntry  # the NAS as provisioned, its DAS columns included
 from vpop.errors import ConfigError
 from vpop.isp.model import Isp
 from vpop.radius.clients import NAS_TYPES
@@ -25,19 +27,6 @@ SHIPPED = Path(__file__).resolve().parent.parent / "templates" / "nasconfig"
 # The types a configuration can be rendered for: every NAS type but generic, which
 # stands for "replies of RFC attributes only" and names no vendor.
 CONFIG_TYPES = tuple(t for t in NAS_TYPES if t != "generic")
-DAS_PORT = 3799  # RFC 5176 §3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NasEntry:
-    """A NAS as provisioned (the nas table), dynamic-authorization columns included."""
-    name: str
-    address: str  # IP address or network
-    secret: str
-    nas_type: str = "generic"
-    das_address: str | None = None  # None: the NAS's own address
-    das_port: int = DAS_PORT
-    das_secret: str | None = None  # None: the RADIUS secret
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
