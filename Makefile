@@ -7,7 +7,7 @@ ACCT_PORT ?= 1813
 COA_PORT ?= 3799
 WORKERS ?= 1
 # Debian packages the tests talk to as real peers.
-TEST_PACKAGES ?= freeradius-utils freeradius eapoltest openssl hostapd wpasupplicant iproute2
+TEST_PACKAGES ?= freeradius-utils freeradius eapoltest openssl hostapd wpasupplicant iproute2 chromium
 
 BIN := $(VENV)/bin
 
@@ -52,6 +52,7 @@ test-deps:
 	command -v hostapd >/dev/null && command -v hostapd_cli >/dev/null || missing="$$missing hostapd"; \
 	command -v wpa_supplicant >/dev/null && command -v wpa_cli >/dev/null || missing="$$missing wpasupplicant"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_PACKAGES); \
