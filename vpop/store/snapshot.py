@@ -15,11 +15,15 @@ from sqlalchemy.orm import Session
 
 from vpop.aaa.subscribers import Account, ServiceProfile, SubscriberChanges, SubscriberSnapshot
 from vpop.radius.clients import NasClient
+from vpop.store.engine import release_cache
 from vpop.store.isp_models import IspRecord
 from vpop.store.models import Nas, Profile, Subscriber, SubscriberCallerId, SubscriberLine
 
 OVERRIDES = ("rate_down_kbps", "rate_up_kbps", "address_pool", "session_timeout", "idle_timeout")
-BATCH = 10_000  # rows fetched at a time
+# Rows fetched at a time. Few: a reload's short-lived rows and accounts then fit in the
+# free space of the allocator's arenas; 10,000 of them took new arenas, which the few
+# lasting objects made meanwhile kept from being given back (bench/HISTORY.md).
+BATCH = 200
 _IN_LIST = 500  # names per IN (...) when loading some subscribers
 
 _ACCOUNT_COLUMNS = (
@@ -68,6 +72,7 @@ def load_subscribers(session: Session, previous: SubscriberSnapshot | None = Non
             key = (kind, value)
             lines[kept.get(key, key)] = account.username
     del kept
+    release_cache(session)  # what reading every subscriber filled
     return SubscriberSnapshot(by_name.values(), caller_ids, lines)
 
 
