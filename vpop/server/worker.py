@@ -187,7 +187,8 @@ class Worker:
             self._follow(sessions, journal.stream, book)
         else:
             self.writer = writer = AccountingWriter(sessions, loop.call_soon_threadsafe,
-                                                    settings=settings.accounting, leases=book)
+                                                    settings=settings.accounting, leases=book,
+                                                    stop_wait=settings.dynauth.stop_wait)
         writer.start()
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpop-slow")
         # ISPs' CoA/Disconnect relayed to the NASes (docs/dynauth.md)

@@ -252,12 +252,13 @@ class AccountingWriter:
 
     def __init__(self, sessions: sessionmaker[Session], notify: Callable[[Callable[[], None]], None],
                  max_batch: int | None = None, *, settings: AccountingSettings | None = None,
-                 leases: LeaseBook | None = None, wallclock: Callable[[], float] = time.time):
+                 leases: LeaseBook | None = None, wallclock: Callable[[], float] = time.time,
+                 stop_wait: float = DynAuthSettings().stop_wait):
         self.settings = settings or AccountingSettings()
         self.max_batch = max_batch or self.settings.max_batch
         self.notify = notify
         self.recorder = Recorder(sessions, notify, settings=self.settings, leases=leases,
-                                 wallclock=wallclock)
+                                 wallclock=wallclock, stop_wait=stop_wait)
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="accounting-writer", daemon=True)
         self.batches = 0
