@@ -132,6 +132,7 @@ def cmd_init(args) -> int:
         from vpop.store import demo
         _import(settings, str(demo.demo_plan_path()), dry_run=False)
         _init_demo_portal(settings)
+        _init_demo_history(settings)
         _init_demo_isp(demo.isp_config_path(path), force=args.force)
     return 0
 
@@ -149,6 +150,16 @@ def _init_demo_portal(settings) -> None:
     finally:
         engine.dispose()
     print(f"portal accounts: {', '.join(names)} (README.md, Demo accounts)")
+
+
+def _init_demo_history(settings) -> None:
+    """A day of accounting and a week of ISP quality, so the portal's reports and
+    charts show something at once (vpop/server/demo_history.py)."""
+    import datetime as dt
+    from vpop.server.demo_history import load_demo_history
+    records, buckets = load_demo_history(settings, dt.datetime.now(dt.timezone.utc))
+    print(f"demo history: {records} accounting records of the last day, "
+          f"{buckets} QoS buckets of the last week")
 
 
 def _init_demo_isp(config: Path, *, force: bool) -> None:
