@@ -14,6 +14,7 @@ import pytest
 from conftest import log_in
 
 ANYONE = "anyone"
+API = "api"  # a token, never the portal's cookie: 401 for every login (tests/portal/test_api.py)
 STAFF = ("operator", "admin")
 EVERYONE = ("subscriber", "operator", "admin")
 
@@ -28,6 +29,48 @@ ROUTES: dict[str, tuple[tuple[str, ...] | str, str | None]] = {
     "directory.quality": (EVERYONE, "/isps/isp-proxy/quality.json?window=24h"),
     "subscriber.home": (("subscriber",), "/me/"),
     "subscriber.choose": (("subscriber",), "/me/isp"),
+    # Leases, utilization, sessions, tokens and the audit (usage.py): each operator its
+    # own ISP's (tests/portal/test_isolation.py), the admin every ISP's.
+    "usage.leases": (STAFF, "/usage/leases"),
+    "usage.lease": (STAFF, "/usage/leases/1?from=2026-06-15&to=2026-06-16"),
+    "usage.lease_json": (STAFF, "/usage/leases/1/usage.json"),
+    "usage.lease_csv": (STAFF, "/usage/leases/1/usage.csv?grain=hour"),
+    "usage.reports": (STAFF, "/usage/reports?by=nas&from=2026-06-15"),
+    "usage.reports_csv": (STAFF, "/usage/reports.csv?by=lease"),
+    "usage.sessions": (STAFF, "/usage/sessions?status=open"),
+    "usage.sessions_csv": (STAFF, "/usage/sessions.csv"),
+    "usage.session": (STAFF, None),  # needs a session: test_isolation.py
+    "usage.disconnect": (("admin",), None),
+    "usage.tokens": (STAFF, "/usage/tokens"),
+    "usage.revoke_token": (STAFF, None),
+    "usage.audit_log": (STAFF, "/usage/audit"),
+    "usage.rollback": (STAFF, None),
+    "operator.index": (("operator",), "/isp/"),
+    "operator.settings": (("operator",), "/isp/settings"),
+    "admin.index": (("admin",), "/admin/"),
+    "admin.records": (("admin",), "/admin/records/subscriber"),
+    "admin.create": (("admin",), "/admin/records/nas/new"),
+    "admin.edit": (("admin",), "/admin/records/isp/isp-tunnel"),
+    "admin.disable": (("admin",), None),
+    "admin.nas_config": (("admin",), "/admin/nas/localhost/config?type=accel-ppp"),
+    # The JSON API (api.py) and its OpenAPI document.
+    "api-docs.openapi_json": (ANYONE, "/api/v1/openapi.json"),
+    "api.isps": (API, "/api/v1/isps"),
+    "api.isp": (API, "/api/v1/isps/isp-local"),
+    "api.IspServers": (API, "/api/v1/isps/isp-local/servers"),
+    "api.rollback": (API, None),
+    "api.leases": (API, "/api/v1/leases"),
+    "api.lease": (API, "/api/v1/leases/1"),
+    "api.lease_utilization": (API, "/api/v1/leases/1/utilization"),
+    "api.utilization": (API, "/api/v1/utilization"),
+    "api.sessions": (API, "/api/v1/sessions"),
+    "api.session": (API, "/api/v1/sessions/1"),
+    "api.disconnect": (API, None),
+    "api.Records": (API, "/api/v1/records/nas"),
+    "api.Record": (API, "/api/v1/records/nas/localhost"),
+    "api.Tokens": (API, "/api/v1/tokens"),
+    "api.revoke_token": (API, None),
+    "api.audit_log": (API, "/api/v1/audit"),
 }
 WHO = ("anonymous", "subscriber", "operator", "admin")
 
@@ -51,7 +94,10 @@ def test_each_route_answers_its_roles_only(client, endpoint, roles, path, who):
     if who != "anonymous":
         assert log_in(client, who).status_code == 302
     reply = client.get(path)
-    if roles == ANYONE:
+    if roles == API:
+        assert reply.status_code == 401
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    elif roles == ANYONE:
         assert reply.status_code in (200, 302), reply.status_code
     elif who == "anonymous":
         assert reply.status_code == 302

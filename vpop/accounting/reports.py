@@ -23,6 +23,7 @@ from typing import Any
 from vpop.accounting.leases import LeaseTerms
 from vpop.accounting.rollups import FIVE_MINUTES, bucket, bucket_end
 from vpop.accounting.utilization import KINDS, UNITS
+from vpop.errors import ConfigError
 from vpop.logs import printable
 
 FORMATS = ("table", "csv", "json")
@@ -33,6 +34,19 @@ def iso(t: int | None) -> str:
     if t is None:
         return ""
     return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str, option: str) -> int:
+    """A date (2026-03-01) or date and time (2026-03-01T10:00, UTC unless an offset is
+    given) as seconds since the epoch; ConfigError naming `option` otherwise."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: use a date (2026-03-01) or a date and time "
+                          "(2026-03-01T10:00, UTC unless an offset is given)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return int(value.timestamp())
 
 
 def buckets(start: int, end: int, grain: str) -> list[int]:

@@ -11,12 +11,12 @@ given); the period is [--from, --to). By default: today, UTC.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
 from typing import TextIO
 
 from vpop.accounting import reports
+from vpop.accounting.reports import parse_time
 from vpop.accounting.rollups import GRAINS
 from vpop.errors import ConfigError
 from vpop.progress import Progress
@@ -49,17 +49,6 @@ def add_report_parser(commands) -> None:
             sub.add_argument("--online", action="store_true",
                              help="list the sessions online now instead")
             sub.add_argument("--limit", type=int, default=1000, help="sessions listed at most")
-
-
-def parse_time(text: str, option: str) -> int:
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: use a date (2026-03-01) or a date and time "
-                          "(2026-03-01T10:00, UTC unless an offset is given)") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return int(value.timestamp())
 
 
 def filters_from(args, now: float) -> reports.Filters:

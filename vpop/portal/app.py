@@ -30,7 +30,11 @@ from vpop.store.files import PRIVATE_FILE, private_dirs
 log = logging.getLogger(__name__)
 
 # One module per area, each with a Blueprint named `bp`, registered in this order.
-BLUEPRINTS = ("vpop.portal.auth", "vpop.portal.directory", "vpop.portal.subscriber")
+# A module may instead have `register(app)`, which registers its blueprint itself (the
+# JSON API registers through flask-smorest, for its OpenAPI document).
+BLUEPRINTS = ("vpop.portal.auth", "vpop.portal.directory", "vpop.portal.subscriber",
+              "vpop.portal.usage", "vpop.portal.operator", "vpop.portal.admin",
+              "vpop.portal.api")
 # Where each role lands after logging in: the first endpoint the app has.
 HOMES = {"admin": ("admin.index", "directory.index"),
          "operator": ("operator.index", "directory.index"),
@@ -98,7 +102,11 @@ def create_app(settings: Settings, *, flask_config: dict[str, Any] | None = None
     _guard(app, secure=portal.behind_tls_proxy)
     app.teardown_appcontext(_close_db)
     for name in BLUEPRINTS:
-        app.register_blueprint(importlib.import_module(name).bp)
+        module = importlib.import_module(name)
+        if hasattr(module, "register"):
+            module.register(app)
+        else:
+            app.register_blueprint(module.bp)
     _error_pages(app)
     app.jinja_env.filters.update(utc_time=utc_time, duration=duration)
     app.jinja_env.globals.update(home_endpoint=home_endpoint, nav_links=NAV,
