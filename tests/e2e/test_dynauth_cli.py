@@ -34,7 +34,8 @@ def das():
 def served(tmp_path_factory, das):
     server = VpopServer.create(tmp_path_factory.mktemp("vpop"))
     server.config.write_text(set_options(server.config.read_text(), {
-        "dynauth": {"timeout": 0.5, "retries": 1, "stop_wait": 1.0}}))
+        "dynauth": {"timeout": 0.5, "retries": 1, "stop_wait": 1.0},
+        "portal": {"enabled": False}}))
     moved = server.home / "das.toml"
     moved.write_text(f'[[nas]]\nname = "localhost"\naddress = "127.0.0.1/32"\n'
                      f'secret = "testing123"\ndas_port = {das.port}\n')
@@ -157,3 +158,14 @@ def test_subscriber_set_moves_a_session_or_changes_it_in_place(served, nas, das)
     assert kinds[-2:] == ["disconnect", "coa"]
     result = vpop(served, "subscriber", "set", "nobody", "--isp", "none")
     assert result.returncode == 2 and "no subscriber 'nobody'" in result.stderr
+
+
+def test_the_metrics_count_requests_sent_by_other_processes(served, nas, das):
+    before = served.metric("vpop_dynauth_requests_total", nas="localhost",
+                           direction="originated", result="ack")
+    das.script("ack")
+    radacct_id = start_session(served, nas, "bob", "metric-1", "198.51.100.16")
+    assert vpop(served, "session", "disconnect", str(radacct_id)).returncode == 0
+    after = served.metric("vpop_dynauth_requests_total", nas="localhost",
+                          direction="originated", result="ack")
+    assert after == before + 1
