@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vpop.cli.sessions import add_parsers as add_session_parsers
     add_session_parsers(commands)
+
+    from vpop.cli.tokens import add_parsers as add_token_parsers
+    add_token_parsers(commands)
     return parser
 
 
@@ -289,6 +292,11 @@ def cmd_nas(args) -> int:
     return nas_config(_settings(args), args)
 
 
+def cmd_token(args) -> int:
+    from vpop.cli.tokens import run
+    return run(_settings(args), args)
+
+
 def cmd_sessions(args) -> int:
     from vpop.cli.sessions import run
     return run(_settings(args), args)
@@ -297,7 +305,7 @@ def cmd_sessions(args) -> int:
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
             "check-config": cmd_check_config, "web": cmd_web,
             "report": cmd_report, "isp": cmd_isp, "nas": cmd_nas,
-            "session": cmd_sessions, "subscriber": cmd_sessions}
+            "session": cmd_sessions, "subscriber": cmd_sessions, "token": cmd_token}
 
 if __name__ == "__main__":
     sys.exit(main())
