@@ -39,6 +39,8 @@ SETTINGS_ACTION = "isp.servers"  # the audit's name for an ISP's servers and LNS
 # and its L2TP network servers (with their tunnel passwords).
 OPERATOR_FIELDS = ("servers", "tunnels")
 MASK = "***"  # how the audit shows a secret (vpop/portal/audit.py)
+# Each list's key (what a secret left empty is kept by) and its secret.
+SECRET_OF = {"servers": ("name", "secret"), "tunnels": ("address", "password")}
 
 
 class NotFound(Exception):
@@ -348,7 +350,7 @@ def change_isp_settings(session: Session, scope: Scope, isp: str, given: Mapping
     for name, value in given.items():
         if not isinstance(value, list):
             raise Invalid({name: ["must be a list of tables"]})
-        key, secret = ("name", "secret") if name == "servers" else ("address", "password")
+        key, secret = SECRET_OF[name]
         changed[name] = keep_secrets([v if isinstance(v, dict) else {} for v in value],
                                      before[name], key, secret)
     summary = _apply(session, {"isp": [changed]}, context, now, apply_options)
@@ -369,6 +371,17 @@ def rollback_isp_settings(session: Session, scope: Scope, audit_id: int, *,
             or (not scope.admin and entry.isp_id != scope.isp_id) or not entry.before:
         raise NotFound(f"change {audit_id}")
     isp = entry.object.removeprefix("isp ")
+    current = stored_table(session, "isp", isp) or {}
+    lost = {}
+    for name, (key, secret) in SECRET_OF.items():
+        kept = {item.get(key) for item in current.get(name, []) if item.get(secret)}
+        for index, item in enumerate(entry.before.get(name, []), 1):
+            if item.get(secret) == MASK and item.get(key) not in kept:
+                lost[f"{name}[{index}].{secret}"] = [
+                    "the audit keeps no secrets, and no server or LNS of this name has one "
+                    "now: set it again on the servers page"]
+    if lost:
+        raise Invalid(lost)
     return change_isp_settings(session, scope, isp, entry.before, context=context, now=now,
                                audit=audit, action=SETTINGS_ACTION + ".rollback",
                                **apply_options)
