@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vpop.cli.tokens import add_parsers as add_token_parsers
     add_token_parsers(commands)
+
+    from vpop.cli.accounts import add_parsers as add_account_parsers
+    add_account_parsers(commands)
     return parser
 
 
@@ -297,6 +300,11 @@ def cmd_token(args) -> int:
     return run(_settings(args), args)
 
 
+def cmd_account(args) -> int:
+    from vpop.cli.accounts import run
+    return run(_settings(args), args)
+
+
 def cmd_sessions(args) -> int:
     from vpop.cli.sessions import run
     return run(_settings(args), args)
@@ -305,7 +313,8 @@ def cmd_sessions(args) -> int:
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
             "check-config": cmd_check_config, "web": cmd_web,
             "report": cmd_report, "isp": cmd_isp, "nas": cmd_nas,
-            "session": cmd_sessions, "subscriber": cmd_sessions, "token": cmd_token}
+            "session": cmd_sessions, "subscriber": cmd_sessions, "token": cmd_token,
+            "account": cmd_account}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,11 @@ def user_by_name(session: Session, name: str) -> PortalUser | None:
     return session.scalar(select(PortalUser).where(PortalUser.name == name))
 
 
+def users(session: Session) -> list[PortalUser]:
+    """Every account, admins first, by name."""
+    return list(session.scalars(select(PortalUser).order_by(PortalUser.role, PortalUser.name)))
+
+
 def user_by_id(session: Session, user_id: int) -> PortalUser | None:
     return session.get(PortalUser, user_id)
 
