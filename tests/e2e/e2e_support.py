@@ -239,9 +239,12 @@ class VpopServer:
 
     @classmethod
     def create(cls, home: Path, *, workers: int = 1, ports: tuple[int, int, int] | None = None,
-               metrics: bool = True, journal: bool = True) -> "VpopServer":
+               metrics: bool = True, journal: bool = True,
+               portal: bool = False) -> "VpopServer":
         """A demo installation in `home`, on free ports unless `ports` (auth, acct, CoA);
-        without the accounting journal when `journal` is false."""
+        without the accounting journal when `journal` is false; with the web portal (on
+        a free port) only when `portal` is true, so that no test depends on port 8080
+        being free."""
         config = init_demo(home)
         auth, acct, coa = ports or reserve_ports(3)
         server = cls(home=home, config=config, log=home / "vpop.log",
@@ -254,6 +257,7 @@ class VpopServer:
             "metrics": {"listen": "127.0.0.1", "port": server.metrics_port},
             "logging": {"file": str(server.log), "level": "info"},
             "accounting": {"journal": "var/accounting-journal" if journal else ""},
+            "portal": {"enabled": portal, "port": free_tcp_port() if portal else 8080},
         }))
         return server
 
