@@ -206,6 +206,110 @@ class DynAuthSettings:
         return found
 
 
+# The PAP checks a directory offers, the ways it finds a subscriber's groups, and what
+# an access attribute may say (docs/ldap.md).
+DIRECTORY_PAP = ("hash", "bind")
+DIRECTORY_GROUPS = ("", "attribute", "search")
+DIRECTORY_URL = re.compile(r"^ldaps?://[^/?#\s]+/?$")
+
+
+@dataclass(**_FROZEN)
+class DirectoryGroup:
+    """[[directory.group]]: members of `group` (a DN, or a group's cn) get `profile`
+    and/or `isp`; the first matching rule wins."""
+    group: str
+    profile: str = ""
+    isp: str = ""
+
+
+@dataclass(**_FROZEN)
+class DirectorySettings:
+    """[directory]: subscribers looked up in an LDAP directory (docs/ldap.md)."""
+    servers: tuple[str, ...] = ()  # ldap:// or ldaps:// URLs, tried in order; none: off
+    start_tls: bool = False  # StartTLS on ldap:// URLs
+    ca_file: str = ""  # CA certificates (PEM) the server's certificate must chain to
+    bind_dn: str = ""  # the service account; empty: anonymous
+    bind_password: str = ""  # write "env:NAME"
+    base_dn: str = ""
+    pool_size: int = 4  # connections per worker, kept open
+    connect_timeout: float = 2.0
+    timeout: float = 3.0  # one operation's answer
+    health_interval: float = 10.0  # checks of idle connections and of servers down
+    user_filter: str = "(&(objectClass=inetOrgPerson)(uid={user}))"
+    caller_id_filter: str = ""
+    circuit_id_filter: str = ""
+    remote_id_filter: str = ""
+    nas_port_id_filter: str = ""
+    username_attribute: str = "uid"
+    access_attribute: str = ""
+    expiry_attribute: str = ""
+    profile_attribute: str = ""
+    default_profile: str = ""
+    rate_down_attribute: str = ""
+    rate_up_attribute: str = ""
+    session_timeout_attribute: str = ""
+    framed_ip_attribute: str = ""
+    isp_attribute: str = ""
+    methods: tuple[str, ...] = ("pap", "chap", "mschap", "mschapv2")
+    pap: str = "hash"  # hash | bind
+    password_attribute: str = "userPassword"
+    nt_password_attribute: str = "sambaNTPassword"
+    groups: str = ""  # "" | attribute | search
+    group_attribute: str = "memberOf"
+    group_filter: str = "(&(objectClass=groupOfNames)(member={dn}))"
+    group_base_dn: str = ""
+    group: tuple[DirectoryGroup, ...] = ()
+    cache_ttl: float = 30.0
+    negative_ttl: float = 5.0
+    outage_grace: float = 3600.0
+    cache_size: int = 100_000
+    isp: tuple[IspDirectory, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.servers)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(option, reason) for each value that cannot work."""
+        found = []
+        for url in self.servers:
+            if not DIRECTORY_URL.match(url):
+                found.append(("servers", f"{url!r} is not an ldap:// or ldaps:// URL "
+                                         "(scheme, host and optional port)"))
+        if self.servers and not self.base_dn:
+            found.append(("base_dn", "must be set when servers are"))
+        if self.bind_password and not self.bind_dn:
+            found.append(("bind_password", "needs bind_dn"))
+        for key in ("pool_size", "cache_size"):
+            if getattr(self, key) < 1:
+                found.append((key, "must be at least 1"))
+        for key in ("connect_timeout", "timeout", "health_interval"):
+            if getattr(self, key) <= 0:
+                found.append((key, "must be more than 0"))
+        for key in ("cache_ttl", "negative_ttl", "outage_grace"):
+            if getattr(self, key) < 0:
+                found.append((key, "must not be negative"))
+        if self.pap not in DIRECTORY_PAP:
+            found.append(("pap", "must be hash or bind"))
+        if self.groups not in DIRECTORY_GROUPS:
+            found.append(("groups", 'must be "", "attribute" or "search"'))
+        unknown = sorted(set(self.methods) - {"pap", "chap", "mschap", "mschapv2"})
+        if unknown:
+            found.append(("methods", f"unknown method {unknown[0]!r}: the methods are pap, "
+                                     "chap, mschap, mschapv2"))
+        if self.servers and not self.user_filter:
+            found.append(("user_filter", "must be set when servers are"))
+        return found
+
+
+@dataclass(**_FROZEN)
+class IspDirectory:
+    """[[directory.isp]]: the directory of one ISP's subscribers, asked for the user
+    names in that ISP's realms; options not given are [directory]'s."""
+    name: str
+    settings: DirectorySettings
+
+
 @dataclass(**_FROZEN)
 class Settings:
     path: str = ""
@@ -219,6 +323,7 @@ class Settings:
     accounting: AccountingSettings = field(default_factory=AccountingSettings)
     dynauth: DynAuthSettings = field(default_factory=DynAuthSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
 
     def relative(self, value: str) -> str:
         """Resolve a path option relative to the config file's directory."""
@@ -241,6 +346,7 @@ _SECTIONS: dict[str, type] = {
     "identification": IdentificationSettings, "logging": LoggingSettings,
     "metrics": MetricsSettings, "radius": RadiusSettings, "isp": IspSettings,
     "accounting": AccountingSettings, "dynauth": DynAuthSettings, "portal": PortalSettings,
+    "directory": DirectorySettings,
 }
 _IDENT_METHODS = {"line", "caller_id", "user_name"}
 
@@ -321,6 +427,9 @@ def from_dict(data: dict[str, Any], *, path: str = "", text: str = "",
             raise fail("unknown section", section)
         if not isinstance(values, dict):
             raise fail("must be a table", section)
+        if cls is DirectorySettings:
+            sections[section] = _directory(values, env, text, path)
+            continue
         known = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in values.items():
@@ -335,6 +444,94 @@ def from_dict(data: dict[str, Any], *, path: str = "", text: str = "",
     settings = Settings(path=path, **sections)
     _validate(settings, fail)
     return settings
+
+
+def _directory(values: dict[str, Any], env: dict[str, str], text: str, path: str,
+               base: DirectorySettings | None = None, where: str = "directory",
+               table: tuple[str, int] | None = None) -> DirectorySettings:
+    """[directory], or one [[directory.isp]] table over `base` (its options given)."""
+    def fail(message: str, key: str | None = None) -> ConfigError:
+        name = f"{where}.{key}" if key else where
+        line = (_line_of_array_table(text, *table, key) if table
+                else _line_of(text, "directory", key))
+        return ConfigError(message, file=path or None, line=line, field=name)
+
+    known = {f.name: f for f in dataclasses.fields(DirectorySettings)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known or (base is not None and key in ("isp", "name")):
+            if not (base is not None and key == "name"):
+                raise fail("unknown option", key)
+            continue
+        if key == "group":
+            kwargs[key] = _directory_groups(value, lambda m, k=None: fail(m, k))
+        elif key == "isp":
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise fail("must be [[directory.isp]] tables", key)
+            kwargs[key] = ()  # after the others: each inherits them
+        else:
+            kwargs[key] = _coerce(value, known[key].default, env, lambda m: fail(m, key))
+    settings = dataclasses.replace(base or DirectorySettings(), **kwargs)
+    for key, reason in settings.problems():
+        raise fail(reason, key)
+    if base is None and values.get("isp"):
+        isps, names = [], set()
+        for number, table_values in enumerate(values["isp"]):
+            here = f"directory.isp[{number}]"
+            name = table_values.get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError("needs the ISP's name", file=path or None,
+                                  line=_line_of_array_table(text, "directory.isp", number),
+                                  field=f"{here}.name")
+            if name in names:
+                raise ConfigError(f"ISP {name!r} has two directories", file=path or None,
+                                  line=_line_of_array_table(text, "directory.isp", number),
+                                  field=f"{here}.name")
+            names.add(name)
+            own = _directory(table_values, env, text, path, base=settings, where=here,
+                             table=("directory.isp", number))
+            if not own.servers:
+                raise ConfigError("needs servers", file=path or None,
+                                  line=_line_of_array_table(text, "directory.isp", number),
+                                  field=f"{here}.servers")
+            isps.append(IspDirectory(name=name, settings=own))
+        settings = dataclasses.replace(settings, isp=tuple(isps))
+    return settings
+
+
+def _directory_groups(value: Any, fail) -> tuple[DirectoryGroup, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise fail("must be [[directory.group]] tables", "group")
+    rules = []
+    for number, rule in enumerate(value):
+        unknown = sorted(set(rule) - {"group", "profile", "isp"})
+        if unknown:
+            raise fail(f"unknown option {unknown[0]!r}", f"group[{number}]")
+        if not all(isinstance(v, str) for v in rule.values()):
+            raise fail("group, profile and isp must be strings", f"group[{number}]")
+        if not rule.get("group") or not (rule.get("profile") or rule.get("isp")):
+            raise fail("needs group, and profile or isp", f"group[{number}]")
+        rules.append(DirectoryGroup(**rule))
+    return tuple(rules)
+
+
+def _line_of_array_table(text: str, name: str, number: int, key: str | None = None
+                         ) -> int | None:
+    """The line of the number-th [[name]] table (from 0), or of key inside it."""
+    seen = -1
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if re.match(rf"\s*\[\[\s*{re.escape(name)}\s*\]\]", line):
+            seen += 1
+            if seen == number:
+                if key:
+                    for later in range(index + 1, len(lines)):
+                        if re.match(r"\s*\[", lines[later]):
+                            break
+                        if re.match(rf"\s*{re.escape(key)}\s*=", lines[later]):
+                            return later + 1
+                return index + 1
+    return None
 
 
 def _coerce(value: Any, default: Any, env: dict[str, str], fail) -> Any:

@@ -10,6 +10,7 @@ import pytest
 
 from vpop.aaa import credentials as cred
 from vpop.aaa.reply import ReplyRenderer
+from vpop.aaa.identify import first_found
 from vpop.aaa.subscribers import Account, ServiceProfile, SubscriberSnapshot
 from vpop.accounting.records import AccountingPolicy
 from vpop.config import Settings, IdentificationSettings
@@ -129,6 +130,12 @@ class RemoteDirectory:
     def by_line(self, kind, value):
         self.asked.append((kind, value))
         return self.snapshot.by_line(kind, value)
+
+    def at_once(self, wanted):
+        return None  # nothing known without asking
+
+    def lookup(self, wanted):
+        return first_found(self, wanted)
 
 
 def test_a_remote_directory_is_asked_off_the_event_loop_while_the_request_waits(receiver):

@@ -6,7 +6,9 @@ import functools
 import hmac
 
 from vpop.aaa import credentials as cred
+from vpop.aaa.identify import DIRECTORY_UNAVAILABLE
 from vpop.aaa.request import AccessContext
+from vpop.aaa.subscribers import DirectoryAccount
 from vpop.errors import MalformedPacket
 from vpop.pipeline.core import Rcode
 from vpop.radius import attributes as A
@@ -34,13 +36,20 @@ def authenticate(ctx: AccessContext, deps) -> Rcode:
 
 def _pap(ctx: AccessContext, deps) -> Rcode:
     account = ctx.account
-    if ctx.deferred_result is not None:  # resumed after the slow hash check
-        return Rcode.OK if ctx.deferred_result else ctx.reject("wrong password", FAILED)
+    result = ctx.deferred_result
+    if result is not None:  # resumed after the slow hash check or the directory's bind
+        if type(result) is str:  # the directory could not tell
+            return ctx.reject(result, DIRECTORY_UNAVAILABLE)
+        return Rcode.OK if result else ctx.reject("wrong password", FAILED)
     try:
         password = decrypt_user_password(ctx.packet.attrs[A.USER_PASSWORD][0],
                                          ctx.client.secret, ctx.packet.authenticator)
     except MalformedPacket:
         return ctx.reject("User-Password has a bad length", FAILED)
+    if type(account) is DirectoryAccount and account.check_password is not None:
+        # pap = "bind": the directory checks, by binding as the subscriber
+        ctx.deferred = functools.partial(account.check_password, password)
+        return Rcode.DEFER
     ok = _quick_pap(account, password)
     if ok is None and account.password_hash is not None:
         cached = deps.verified.get(account.password_hash)

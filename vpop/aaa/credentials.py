@@ -15,6 +15,8 @@ import hmac
 from Crypto.Cipher import DES
 from Crypto.Hash import MD4
 
+from vpop.aaa import schemes
+
 PBKDF2_SCHEME = "pbkdf2-sha256"
 CHAP_RESPONSE_LENGTH = 16
 NT_HASH_LENGTH = 16
@@ -50,7 +52,10 @@ def hash_password(password: str, *, salt: bytes, iterations: int = 200_000) -> s
 
 
 def verify_password_hash(password: bytes, stored: str) -> bool:
-    """Check a cleartext password (as decrypted from User-Password) against a stored hash."""
+    """Check a cleartext password (as decrypted from User-Password) against a stored hash:
+    vpop's own, or one with a scheme header as a directory keeps it ({SSHA} ...)."""
+    if stored.startswith("{"):
+        return schemes.verify(password, stored)
     parts = stored.split("$")
     if len(parts) != 4 or parts[0] != PBKDF2_SCHEME:
         raise ValueError("unknown password hash format")

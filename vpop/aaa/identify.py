@@ -28,18 +28,26 @@ def read_identity(ctx: AccessContext, deps) -> Rcode:
     return Rcode.NOOP
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    way: str  # line | caller_id | user_name: what identified the subscriber if it answers
-    kind: str  # by_line's kind, or "" for caller IDs and names
-    value: str
+# A lookup: (way, kind, value). way: line | caller_id | user_name, what identified the
+# subscriber if it answers; kind: by_line's kind, or "" for caller IDs and names. Plain
+# tuples: made for every request, where a frozen dataclass pays a call per field.
+Lookup = tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made per request, and a frozen dataclass's __init__ pays a call per field.
+@dataclass(slots=True)
 class Identified:
     """What the lookups found (account None: nobody), as a deferred result too."""
     account: Account | None
     way: str = ""
+
+
+NOBODY = Identified(None)  # never changed: stages only read it
+# A remote directory's Identified(None, way) when it could not say: the way starts with
+# one of these and goes on with the reason.
+DIRECTORY_UNAVAILABLE_WAY = "unavailable: "
+DIRECTORY_UNUSABLE_WAY = "unusable: "
+DIRECTORY_UNAVAILABLE = "Subscriber directory unavailable, please try again later"
 
 
 def lookups(ctx: AccessContext, settings: IdentificationSettings) -> list[Lookup]:
@@ -51,31 +59,31 @@ def lookups(ctx: AccessContext, settings: IdentificationSettings) -> list[Lookup
             for kind, key in LINE_ATTRIBUTES:
                 values = attrs.get(key)
                 if values:
-                    found.append(Lookup("line", kind, values[0].decode("utf-8", "replace")))
+                    found.append(("line", kind, values[0].decode("utf-8", "replace")))
         elif way == "caller_id" and ctx.caller_id:
             number = caller_number(ctx.caller_id, settings)
             if number:
-                found.append(Lookup("caller_id", "", number))
+                found.append(("caller_id", "", number))
         elif way == "user_name" and ctx.username:
-            found.append(Lookup("user_name", "", ctx.username))
+            found.append(("user_name", "", ctx.username))
             delimiter = settings.realm_delimiter
             if settings.strip_realm and delimiter in ctx.username:
-                found.append(Lookup("user_name", "", ctx.username.rsplit(delimiter, 1)[0]))
+                found.append(("user_name", "", ctx.username.rsplit(delimiter, 1)[0]))
     return found
 
 
 def first_found(directory: SubscriberDirectory, wanted: list[Lookup]) -> Identified:
     """Ask the directory, in order, until one lookup finds a subscriber."""
-    for lookup in wanted:
-        if lookup.way == "line":
-            account = directory.by_line(lookup.kind, lookup.value)
-        elif lookup.way == "caller_id":
-            account = directory.by_caller_id(lookup.value)
+    for way, kind, value in wanted:
+        if way == "line":
+            account = directory.by_line(kind, value)
+        elif way == "caller_id":
+            account = directory.by_caller_id(value)
         else:
-            account = directory.by_name(lookup.value)
+            account = directory.by_name(value)
         if account is not None:
-            return Identified(account, lookup.way)
-    return Identified(None)
+            return Identified(account, way)
+    return NOBODY
 
 
 def identify(ctx: AccessContext, deps) -> Rcode:
@@ -88,12 +96,17 @@ def identify(ctx: AccessContext, deps) -> Rcode:
     else:
         directory: SubscriberDirectory = deps.directory
         wanted = lookups(ctx, deps.settings.identification)
-        if directory.remote:
-            ctx.deferred = functools.partial(first_found, directory, wanted)
-            return Rcode.DEFER
-        found = first_found(directory, wanted)
+        if directory.remote:  # what it knows at once, else asked off the event loop
+            found = directory.at_once(wanted)
+            if found is None:
+                ctx.deferred = functools.partial(directory.lookup, wanted)
+                return Rcode.DEFER
+        else:
+            found = first_found(directory, wanted)
     if found.account is None:
         # Not necessarily an error: an ISP's own users are known only upstream (route decides).
+        if found.way:  # why a directory could not say (unavailable: ..., unusable: ...)
+            ctx.identified_by = found.way
         return Rcode.NOTFOUND
     ctx.account = found.account
     ctx.identified_by = found.way
@@ -109,10 +122,21 @@ def caller_number(raw: str, settings: IdentificationSettings) -> str:
         return ""
 
 
+def unknown_subscriber(ctx: AccessContext) -> Rcode:
+    """Reject a request whose subscriber was not found: with the Reply-Message saying
+    so when a directory could not be asked (docs/ldap.md, outage policy)."""
+    why = ctx.identified_by
+    if why.startswith(DIRECTORY_UNAVAILABLE_WAY):
+        return ctx.reject(why, DIRECTORY_UNAVAILABLE)
+    if why.startswith(DIRECTORY_UNUSABLE_WAY):
+        return ctx.reject(why, "Authentication failed")
+    return ctx.reject("unknown subscriber", "Authentication failed")
+
+
 def check_account(ctx: AccessContext, deps) -> Rcode:
     account = ctx.account
     if account is None:
-        return ctx.reject("unknown subscriber", "Authentication failed")
+        return unknown_subscriber(ctx)
     why = refusal(account, ctx.now)
     return ctx.reject(why, why.capitalize()) if why else Rcode.OK
 

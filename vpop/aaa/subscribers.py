@@ -7,7 +7,7 @@ same Protocol. Profiles arrive with the subscriber's overrides already applied.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,11 +47,21 @@ class Account:
         return self.profile.isp_failover
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirectoryAccount(Account):
+    """A subscriber found in a directory server (docs/ldap.md), by its entry's DN.
+    `check_password`, when set, checks a PAP password there by binding as the
+    subscriber, off the event loop: True, False, or why the directory cannot tell."""
+    dn: str = ""
+    check_password: Callable[[bytes], bool | str] | None = None
+
+
 class SubscriberDirectory(Protocol):
     """Where subscribers are looked up. `remote`: a lookup may wait (a directory server):
-    the identify stage then hands its lookups to the shell to run off the event loop
-    while the request waits, as a slow password hash is; an in-memory directory answers
-    at once."""
+    the identify stage then asks `at_once(lookups)` for what is known without waiting
+    (an Identified, or None) and otherwise hands `lookup(lookups)` to the shell to run
+    off the event loop while the request waits, as a slow password hash is; an
+    in-memory directory answers at once."""
     remote: bool
 
     def by_name(self, username: str) -> Account | None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import quote
 
-from vpop.aaa.identify import caller_number
+from vpop.aaa.identify import caller_number, unknown_subscriber
 from vpop.aaa.request import AccessContext
 from vpop.accounting.routing import routing_from_classes
 from vpop.isp.acct_forward import ForwardOrder, queued_attributes
@@ -48,7 +48,7 @@ def route(ctx: AccessContext, deps) -> Rcode:
     if isp is None:
         ctx.route = "local"
         if ctx.account is None:
-            return ctx.reject("unknown subscriber", "Authentication failed")
+            return unknown_subscriber(ctx)
         return Rcode.OK
     if not decision.available:  # named by a rule, cannot serve, no failover allowed
         return ctx.reject(decision.reason, "Service unavailable")
@@ -59,7 +59,7 @@ def route(ctx: AccessContext, deps) -> Rcode:
         ctx.method = "tunnel"
         return Rcode.HANDLED
     if ctx.account is None:
-        return ctx.reject("unknown subscriber", "Authentication failed")
+        return unknown_subscriber(ctx)
     return Rcode.OK
 
 

@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily,
                                     GaugeMetricFamily, HistogramMetricFamily)
 
+from vpop.directory.health import BUCKETS as DIRECTORY_BUCKETS, STATES as DIRECTORY_STATES
 from vpop.errors import ListenError
 from vpop.pipeline.stats import LATENCY_BUCKETS, Stats
 
@@ -71,6 +72,7 @@ class VpopCollector:
         yield GaugeMetricFamily("vpop_accounting_journal_backlog", "Accounting records "
                                 "acknowledged and journaled, not yet applied by the ledger",
                                 value=total["journal_backlog"])
+        yield from directory_families(snapshots)
         if self.dynauth is not None:
             yield self._dynauth_requests()
         for name, value in self.gauges().items():
@@ -108,6 +110,50 @@ class DynAuthCounts:
         except Exception:
             log.exception("metrics: cannot count the dynamic-authorization requests")
             return []
+
+
+def directory_families(snapshots: list[dict]):
+    """The LDAP directories' health (docs/ldap.md), summed over the workers; a
+    directory's state is the worst any worker sees."""
+    merged: dict[str, dict] = {}
+    for snap in snapshots:
+        for name, values in snap.get("directories", {}).items():
+            into = merged.setdefault(name, {"state": "up", "buckets": [0] * len(values["buckets"])})
+            if DIRECTORY_STATES.index(values["state"]) > DIRECTORY_STATES.index(into["state"]):
+                into["state"] = values["state"]
+            for key in ("operations", "errors", "latency_sum", "cache_hits", "cache_misses",
+                        "stale_answers"):
+                into[key] = into.get(key, 0) + values[key]
+            into["buckets"] = [a + b for a, b in zip(into["buckets"], values["buckets"])]
+    if not merged:
+        return
+    state = GaugeMetricFamily("vpop_directory_state", "LDAP directory state (1 for the "
+                              "state it is in: up, degraded, down)", labels=["directory", "state"])
+    operations = CounterMetricFamily("vpop_directory_operations", "LDAP operations (connects, "
+                                     "searches, binds, health checks) by result",
+                                     labels=["directory", "result"])
+    cache = CounterMetricFamily("vpop_directory_cache", "Directory lookups answered from "
+                                "memory (hit), asked (miss), or answered from memory during "
+                                "an outage (stale)", labels=["directory", "answer"])
+    latency = HistogramMetricFamily("vpop_directory_seconds", "LDAP operation time",
+                                    labels=["directory"])
+    for name, values in sorted(merged.items()):
+        for each in DIRECTORY_STATES:
+            state.add_metric([name, each], int(values["state"] == each))
+        operations.add_metric([name, "ok"], values["operations"] - values["errors"])
+        operations.add_metric([name, "error"], values["errors"])
+        for answer, key in (("hit", "cache_hits"), ("miss", "cache_misses"),
+                            ("stale", "stale_answers")):
+            cache.add_metric([name, answer], values[key])
+        buckets, running = [], 0
+        for bound, n in zip(list(DIRECTORY_BUCKETS) + [float("inf")], values["buckets"]):
+            running += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        latency.add_metric([name], buckets, values["latency_sum"])
+    yield state
+    yield operations
+    yield cache
+    yield latency
 
 
 def publish_snapshot(path: Path, snapshot: dict) -> None:

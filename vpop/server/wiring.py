@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vpop import config as config_module
 from vpop.accounting.leases import LeaseBook
@@ -28,9 +28,10 @@ from vpop.isp.selection import policy_from_settings as selection_policy
 from vpop.isp.tunnel import TunnelTemplates
 from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
+from vpop.server.ldap_directory import close_directories, configured, open_directories
 from vpop.store import generation as generations
 from vpop.store.isp_snapshot import load_isps
-from vpop.store.snapshot import load_clients, load_subscribers
+from vpop.store.snapshot import load_clients, load_profiles, load_subscribers
 
 
 def load_dictionary(settings: Settings) -> Dictionary:
@@ -70,6 +71,8 @@ class Snapshot:
     replies: ReplyRenderer
     isps: tuple[Isp, ...]
     generation: int = 0  # the data generation it holds, at least
+    # Profiles by name, for the subscribers of LDAP directories (loaded when configured).
+    profiles: dict = field(default_factory=dict)
 
 
 def load_data(settings: Settings, sessions, dictionary: Dictionary,
@@ -80,8 +83,9 @@ def load_data(settings: Settings, sessions, dictionary: Dictionary,
         clients = ClientTable(load_clients(session))
         directory = load_subscribers(session, previous)
         isps = load_isps(session)
+        profiles = load_profiles(session) if configured(settings) else {}
     replies = ReplyRenderer(dictionary, settings.relative(settings.radius.templates))
-    return Snapshot(clients, directory, replies, isps, generation)
+    return Snapshot(clients, directory, replies, isps, generation, profiles)
 
 
 def pool_settings(settings: Settings) -> PoolSettings:
@@ -103,7 +107,13 @@ def build_deps(settings: Settings, data: Snapshot, dictionary: Dictionary, *,
     kept = {} if previous is None else {
         "rng": previous.rng, "verified": previous.verified, "health": previous.health,
         "leases": previous.leases, "relay_lookup": previous.relay_lookup}
-    return Deps(settings=settings, directory=data.directory, dictionary=dictionary,
+    directory = data.directory
+    if configured(settings):  # LDAP directories after the store's subscribers
+        directory = open_directories(settings, data.directory, data.profiles, data.isps,
+                                     previous.directory if previous is not None else None)
+    elif previous is not None:
+        close_directories(previous.directory)
+    return Deps(settings=settings, directory=directory, dictionary=dictionary,
                 replies=data.replies, accounting=AccountingPolicy(), isps=data.isps,
                 pools=pools, selection_policy=selection_policy(settings.isp),
                 tunnels=TunnelTemplates(dictionary, data.replies.extra_dir),

@@ -30,6 +30,7 @@ from vpop.server.metrics import publish_snapshot
 from vpop.server.forwarder import ForwarderShell
 from vpop.server.generation import GenerationFollower
 from vpop.server.journal import JournalWriter
+from vpop.server.ldap_directory import close_directories, directory_snapshot, with_directories
 from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.proxy import ProxyShell
 from vpop.server.relay import RelayShell, lookup_in
@@ -262,6 +263,7 @@ class Worker:
             sock.close()
         self.proxy.close()
         self.relay.close()
+        close_directories(receiver.deps.directory)
         if self.forwarder is not None:
             self.forwarder.close()
         executor.shutdown(wait=False)
@@ -294,7 +296,7 @@ class Worker:
             served = self.receiver.deps.directory
             data = await loop.run_in_executor(
                 None, load_data, settings, sessions, dictionary,
-                served if isinstance(served, SubscriberSnapshot) else None)
+                served if isinstance(served, SubscriberSnapshot) else getattr(served, "local", None))
             deps = build_deps(settings, data, dictionary, previous=self.receiver.deps)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
@@ -353,7 +355,8 @@ class Worker:
             try:
                 health = await loop.run_in_executor(
                     None, self._store_qos, sessions, False, self.index == 0 and ticks % 10 == 0)
-                self.receiver.deps.health.measured = health
+                self.receiver.deps.health.measured = with_directories(
+                    health, self.receiver.deps.directory)
             except Exception as exc:
                 log.warning("QoS monitor: %s", exc)
 
@@ -374,6 +377,7 @@ class Worker:
                             "timeouts": h.timeouts, "bad_replies": h.bad_replies}
                      for name, h in self.proxy.engine.pools.health.items()}
         return {**self.receiver.stats.snapshot(), "upstreams": upstreams,
+                "directories": directory_snapshot(self.receiver.deps.directory),
                 "accounting": self.writer.snapshot(), "worker": self.index}
 
     async def _flush_request_log(self) -> None:

@@ -76,6 +76,18 @@ def load_subscribers(session: Session, previous: SubscriberSnapshot | None = Non
     return SubscriberSnapshot(by_name.values(), caller_ids, lines)
 
 
+def load_profiles(session: Session) -> dict[str, ServiceProfile]:
+    """Every profile by name, as a directory's subscribers take them (docs/ldap.md)."""
+    isp_names = dict(session.execute(select(IspRecord.id, IspRecord.name)).all())
+    return {row.name: ServiceProfile(
+        name=row.name, class_=row.class_, caller_id_login=row.caller_id_login,
+        isp=isp_names.get(row.isp_id), isp_failover=row.isp_failover,
+        **{name: getattr(row, name) for name in OVERRIDES})
+        for row in session.execute(select(
+            Profile.name, Profile.class_, Profile.caller_id_login, Profile.isp_id,
+            Profile.isp_failover, *(getattr(Profile, name) for name in OVERRIDES)))}
+
+
 def load_subscriber_changes(session: Session, names: Collection[str]) -> SubscriberChanges:
     """These subscribers as they are now (None for those no longer stored), with their
     caller IDs and lines: what SubscriberSnapshot.update takes."""

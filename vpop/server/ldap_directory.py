@@ -1,0 +1,544 @@
+"""LDAP directories on ldap3 (docs/ldap.md): servers tried in order, TLS (ldaps:// or
+StartTLS) verified against the configured CA, a pool of persistent connections kept
+healthy by a thread of their own, and the lookups and binds the DirectorySet asks for,
+run in the worker's threads while the request waits.
+
+Every operation has a deadline (connect_timeout, timeout): a directory that is down
+or silent answers DirectoryUnavailable within them, and a server that failed is not
+tried again by requests until the health thread has reached it, so an outage costs
+requests nothing but the cache's answer or an Access-Reject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import ldap3
+from ldap3.core import exceptions as lx
+
+from vpop import config as config_module
+from vpop.aaa.subscribers import Account, ServiceProfile
+from vpop.config import DirectorySettings, Settings
+from vpop.directory.cache import CachePolicy, LookupCache
+from vpop.directory.filters import render
+from vpop.directory.health import DirectoryHealth
+from vpop.directory.mapping import Entry, UnusableEntry, account_from_entry, attribute_names
+from vpop.directory.routing import DirectorySet, DirectoryUnavailable
+from vpop.errors import ConfigError
+from vpop.isp.selection import IspHealth
+
+log = logging.getLogger(__name__)
+LINE_FILTERS = {"circuit_id": "circuit_id_filter", "remote_id": "remote_id_filter",
+                "nas_port_id": "nas_port_id_filter"}
+# Bind results that mean "not this password" (RFC 4511 §4.1.9): 49 invalidCredentials,
+# 48 inappropriateAuthentication, 50 insufficientAccessRights; others are failures.
+WRONG_PASSWORD = (48, 49, 50)
+SEARCH_OK = (0, 4)  # success, sizeLimitExceeded (with entries)
+NO_SUCH_OBJECT = 32
+
+
+def tls_for(settings: DirectorySettings, relative: Callable[[str], str],
+            field: tuple[str, str] = ("directory", "ca_file")) -> ldap3.Tls | None:
+    """The TLS settings the servers need (None: plain ldap:// without StartTLS). A CA
+    file that cannot be read or holds no certificate is a ConfigError at once."""
+    if not (settings.start_tls or any(u.startswith("ldaps://") for u in settings.servers)):
+        return None
+    ca = relative(settings.ca_file) if settings.ca_file else None
+    if ca:
+        try:
+            context = ssl.create_default_context(cafile=ca)
+        except FileNotFoundError:
+            raise ConfigError(f"{ca}: no such file", field=".".join(field)) from None
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"{ca}: not a CA certificate file in PEM ({exc})",
+                              field=".".join(field)) from None
+        if not context.get_ca_certs():
+            raise ConfigError(f"{ca}: holds no CA certificate", field=".".join(field))
+    return ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca)
+
+
+def _server(url: str, settings: DirectorySettings, tls) -> ldap3.Server:
+    return ldap3.Server(url.rstrip("/"), tls=tls, connect_timeout=settings.connect_timeout,
+                        get_info=ldap3.NONE)
+
+
+def short(exc: BaseException) -> str:
+    """An ldap3 error in one line, without the certificate dumps some of them carry."""
+    text = " ".join(str(exc).split())
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS: the server's certificate does not verify against ca_file"
+    if "doesn't match any name" in text:
+        return "TLS: the server's certificate is not for this host name"
+    return text[:300] or type(exc).__name__
+
+
+class _Pool:
+    """At most `size` connections, idle ones kept open; a thread takes one for itself."""
+
+    def __init__(self, opener: Callable[[], ldap3.Connection], size: int, wait: float):
+        self.opener = opener
+        self.size = size
+        self.wait = wait
+        self._idle: list[ldap3.Connection] = []
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+
+    def take(self, block: bool = True) -> tuple[ldap3.Connection | None, bool]:
+        """(connection, fresh); (None, False) when not blocking and none is free."""
+        if not self._slots.acquire(timeout=self.wait if block else 0):
+            if not block:
+                return None, False
+            raise DirectoryUnavailable(f"no connection free within {self.wait:g} s")
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None:
+            return conn, False
+        if not block:
+            self._slots.release()
+            return None, False
+        try:
+            return self.opener(), True
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def give_back(self, conn: ldap3.Connection) -> None:
+        with self._lock:
+            self._idle.append(conn)
+        self._slots.release()
+
+    def discard(self, conn: ldap3.Connection) -> None:
+        _close(conn)
+        self._slots.release()
+
+    def add(self, conn: ldap3.Connection) -> bool:
+        """A connection opened elsewhere (the health thread), kept if there is room."""
+        if not self._slots.acquire(timeout=0):
+            _close(conn)
+            return False
+        self.give_back(conn)
+        return True
+
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close(conn)
+
+
+def _close(conn: ldap3.Connection) -> None:
+    try:
+        conn.unbind()
+    except Exception:  # closing what may already be broken
+        pass
+
+
+class LdapDirectory:
+    """One directory (the global one, or an ISP's): lookups, PAP binds, health."""
+
+    def __init__(self, name: str, settings: DirectorySettings, *,
+                 profiles: Mapping[str, ServiceProfile], relative: Callable[[str], str],
+                 isp: str | None = None, field: tuple[str, str] = ("directory", "ca_file"),
+                 clock: Callable[[], float] = time.monotonic):
+        self.name = name
+        self.settings = settings
+        self.profiles = profiles
+        self.isp = isp
+        self.clock = clock
+        self.tls = tls_for(settings, relative, field)
+        self.servers = list(settings.servers)  # URLs, in the order they are tried
+        self.health = DirectoryHealth(name, len(self.servers))
+        self.cache = LookupCache(CachePolicy(ttl=settings.cache_ttl,
+                                             negative_ttl=settings.negative_ttl,
+                                             grace=settings.outage_grace,
+                                             size=settings.cache_size), secrets.token_bytes(32))
+        self.attributes = attribute_names(settings) or ["1.1"]
+        self._down_until: dict[str, float] = dict.fromkeys(self.servers, 0.0)
+        self._lock = threading.Lock()  # the cache, the health and the servers' marks
+        wait = settings.connect_timeout + settings.timeout
+        self.pool = _Pool(functools.partial(self._open, bind=True), settings.pool_size, wait)
+        self.bind_pool = _Pool(functools.partial(self._open, bind=False), settings.pool_size,
+                               wait)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def same_as(self, other: LdapDirectory) -> bool:
+        return (self.name, self.settings, self.isp) == (other.name, other.settings, other.isp)
+
+    # --- the thread that keeps the connections healthy --------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._keep_healthy, daemon=True,
+                                        name=f"vpop-ldap-{self.name}")
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.pool.close()
+        self.bind_pool.close()
+
+    def _keep_healthy(self) -> None:
+        """Open the first connection at once, then every health_interval: try the
+        servers marked down again, check idle connections (a search of the base entry)
+        and drop those that fail or that sit on a worse server than one back up."""
+        while not self._stopping.is_set():
+            try:
+                self.check_once()
+            except Exception:  # the thread must outlive any surprise
+                log.exception("directory %s: health check failed", self.name)
+            self._stopping.wait(self.settings.health_interval)
+
+    def check_once(self) -> None:
+        revived = False
+        for server in self.servers:
+            if self._down_until[server] and not self._stopping.is_set():
+                try:
+                    conn = self._connect(server, bind=True)
+                except DirectoryUnavailable:
+                    continue
+                revived = True
+                self.pool.add(conn)
+        if self.pool.idle() == 0 and not revived:
+            try:  # keep one connection ready
+                conn, _ = self.pool.take()
+                self.pool.give_back(conn)
+            except DirectoryUnavailable:
+                pass
+        best = self._best_server()
+        for _ in range(self.pool.idle()):
+            conn, _ = self.pool.take(block=False)
+            if conn is None:
+                break
+            if best is not None and self._url_of(conn) != best:
+                self.pool.discard(conn)  # fail back to the preferred server
+                continue
+            started = self.clock()
+            try:
+                conn.search(self.settings.base_dn, "(objectClass=*)", ldap3.BASE,
+                            attributes=["1.1"], time_limit=self._time_limit())
+                ok = conn.result.get("result") == 0
+            except lx.LDAPException:
+                ok = False
+            self._observe(started, ok, "health check failed")
+            if ok:
+                self.pool.give_back(conn)
+            else:
+                self.pool.discard(conn)
+
+    def _best_server(self):
+        with self._lock:
+            for server in self.servers:
+                if not self._down_until[server]:
+                    return server
+        return None
+
+    def _url_of(self, conn: ldap3.Connection) -> str:
+        return getattr(conn, "vpop_url", "")
+
+    # --- connections ---------------------------------------------------------------
+
+    def _time_limit(self) -> int:
+        return max(1, math.ceil(self.settings.timeout))
+
+    def _open(self, bind: bool) -> ldap3.Connection:
+        """A connection to the first server that answers, in the configured order;
+        servers that failed are skipped until the health thread reaches them."""
+        now = self.clock()
+        with self._lock:
+            candidates = [s for s in self.servers if self._down_until[s] <= now]
+        if not candidates:
+            raise DirectoryUnavailable(f"no server reachable ({self.health.last_error})")
+        errors = []
+        for server in candidates:
+            try:
+                return self._connect(server, bind=bind)
+            except DirectoryUnavailable as exc:
+                errors.append(str(exc))
+        raise DirectoryUnavailable("; ".join(errors))
+
+    def _connect(self, url: str, *, bind: bool) -> ldap3.Connection:
+        """Open, StartTLS when configured, and bind as the service account (`bind`) or
+        anonymously (the connections that then bind as subscribers). A new ldap3 Server
+        each time: one that failed remembers its address as unusable for minutes."""
+        s = self.settings
+        server = _server(url, s, self.tls)
+        user = s.bind_dn if bind and s.bind_dn else None
+        conn = ldap3.Connection(server, user=user, password=s.bind_password if user else None,
+                                authentication=ldap3.SIMPLE if user else ldap3.ANONYMOUS,
+                                receive_timeout=self._time_limit(), read_only=True,
+                                raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE,
+                                client_strategy=ldap3.SYNC)
+        started = self.clock()
+        try:
+            conn.open()
+            if s.start_tls and not server.ssl and not conn.start_tls():
+                raise _Refused(f"StartTLS refused: {_describe(conn)}")
+            if not conn.bind():
+                raise _Refused(f"bind as {user or 'anonymous'} refused: {_describe(conn)}")
+        except (lx.LDAPException, _Refused) as exc:
+            _close(conn)
+            reason = f"{url}: {short(exc)}"
+            self._observe(started, False, reason)
+            with self._lock:
+                if not self._down_until[url]:
+                    log.warning("directory %s: %s", self.name, reason)
+                self._down_until[url] = self.clock() + s.health_interval
+                self.health.server_down(url, reason)
+            raise DirectoryUnavailable(reason) from None
+        self._observe(started, True)
+        with self._lock:
+            if self._down_until[url]:
+                log.info("directory %s: %s answers again", self.name, url)
+            self._down_until[url] = 0.0
+            self.health.server_up(url)
+        conn.vpop_url = url
+        return conn
+
+    def _observe(self, started: float, ok: bool, error: str = "") -> None:
+        with self._lock:
+            self.health.observe(self.clock() - started, ok, error)
+
+    def _run(self, pool: _Pool, operation: Callable[[ldap3.Connection], object]):
+        """The operation on a pooled connection. A connection that was idle may have
+        been dropped by the server meanwhile: then once more on a new one."""
+        while True:
+            conn, fresh = pool.take()
+            started = self.clock()
+            try:
+                result = operation(conn)
+            except lx.LDAPException as exc:
+                pool.discard(conn)
+                reason = short(exc)
+                self._observe(started, False, reason)
+                if fresh or "timed out" in reason:
+                    raise DirectoryUnavailable(reason) from None
+                continue
+            except BaseException:
+                pool.discard(conn)
+                raise
+            pool.give_back(conn)
+            self._observe(started, True)
+            return result
+
+    # --- what the DirectorySet asks ----------------------------------------------------
+
+    def search_filter(self, way: str, kind: str, value: str, user: str, realm: str
+                      ) -> str | None:
+        s = self.settings
+        if way == "user_name":
+            return render(s.user_filter, user=user, name=value, realm=realm)
+        template = s.caller_id_filter if way == "caller_id" else getattr(
+            s, LINE_FILTERS.get(kind, ""), "")
+        return render(template, value=value) if template else None
+
+    def cached(self, search: str) -> tuple[bool, Account | None]:
+        with self._lock:
+            return self.cache.fresh(search, self.clock())
+
+    def find(self, search: str, looked_up: str, *, use_cache: bool = True) -> Account | None:
+        """The subscriber the filter finds (None: nobody). DirectoryUnavailable when no
+        server answers and the cache holds nothing recent enough; UnusableEntry for an
+        entry that cannot be served."""
+        now = self.clock()
+        if use_cache:
+            known, account = self.cached(search)
+            if known:
+                return account
+        try:
+            entries = self._run(self.pool, functools.partial(self._search, search=search))
+            if len(entries) > 1:
+                raise UnusableEntry(f"{search} finds {len(entries)} entries or more, one "
+                                    "expected")
+            groups = (self._run(self.pool, functools.partial(self._groups, entry=entries[0]))
+                      if entries else ())
+        except DirectoryUnavailable:
+            with self._lock:
+                stale = self.cache.stale(search, now)
+            if stale is not None:
+                return stale
+            raise
+        if not entries:
+            with self._lock:
+                self.cache.remember(search, None, now)
+            return None
+        entry = entries[0]
+        try:
+            account = account_from_entry(
+                entry, settings=self.settings, profiles=self.profiles, groups=groups,
+                looked_up=looked_up, isp=self.isp,
+                check_password=functools.partial(self.check_password, entry.dn))
+        except UnusableEntry as exc:
+            raise UnusableEntry(f"{entry.dn}: {exc}") from None
+        with self._lock:
+            self.cache.remember(search, account, now)
+        return account
+
+    def _search(self, conn: ldap3.Connection, search: str) -> list[Entry]:
+        conn.search(self.settings.base_dn, search, ldap3.SUBTREE, attributes=self.attributes,
+                    size_limit=2, time_limit=self._time_limit())
+        code = conn.result.get("result")
+        if code == NO_SUCH_OBJECT:
+            raise UnusableEntry(f"base_dn {self.settings.base_dn} does not exist")
+        if code not in SEARCH_OK:
+            raise DirectoryUnavailable(f"search refused: {_describe(conn)}")
+        return [Entry(dn=item["dn"], attributes={name.lower(): tuple(values) for name, values
+                                                 in item.get("raw_attributes", {}).items()})
+                for item in conn.response or () if item.get("type") == "searchResEntry"]
+
+    def _groups(self, conn: ldap3.Connection, entry: Entry) -> tuple[str, ...]:
+        s = self.settings
+        if s.groups == "attribute":
+            return tuple(v.decode("utf-8", "replace") for v in entry.values(s.group_attribute))
+        if s.groups != "search":
+            return ()
+        conn.search(s.group_base_dn or s.base_dn,
+                    render(s.group_filter, dn=entry.dn,
+                           user=(entry.text(s.username_attribute) or "")),
+                    ldap3.SUBTREE, attributes=["1.1"], time_limit=self._time_limit())
+        if conn.result.get("result") not in SEARCH_OK + (NO_SUCH_OBJECT,):
+            raise DirectoryUnavailable(f"group search refused: {_describe(conn)}")
+        return tuple(item["dn"] for item in conn.response or ()
+                     if item.get("type") == "searchResEntry")
+
+    def check_password(self, dn: str, password: bytes) -> bool | str:
+        """PAP by binding as the subscriber (pap = "bind"): True, False, or why the
+        directory cannot tell. A password that bound within cache_ttl is believed
+        without binding again, and within outage_grace while no server answers."""
+        if not password:
+            return False  # RFC 4513 §5.1.2: an empty password is an unauthenticated bind
+        now = self.clock()
+        with self._lock:
+            if self.cache.password_confirmed(dn, password, now):
+                return True
+        try:
+            text = password.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        try:
+            ok = self._run(self.bind_pool, functools.partial(self._bind_as, dn=dn,
+                                                             password=text))
+        except DirectoryUnavailable as exc:
+            with self._lock:
+                if self.cache.password_confirmed(dn, password, now, outage=True):
+                    return True
+            return f"directory {self.name} unavailable: {exc}"
+        with self._lock:
+            if ok:
+                self.cache.confirm_password(dn, password, now)
+            else:
+                self.cache.forget_password(dn)
+        return ok
+
+    def _bind_as(self, conn: ldap3.Connection, dn: str, password: str) -> bool:
+        if conn.rebind(user=dn, password=password):
+            return True
+        code = conn.result.get("result") if conn.result else None
+        if code in WRONG_PASSWORD:
+            return False
+        raise lx.LDAPBindError(f"bind as subscriber failed: {_describe(conn)}")
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {**self.health.snapshot(), "cache_entries": len(self.cache),
+                    "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
+                    "stale_answers": self.cache.stale_answers}
+
+
+class _Refused(Exception):
+    """The server answered, and said no (StartTLS, the service bind)."""
+
+
+def _describe(conn: ldap3.Connection) -> str:
+    result = conn.result or {}
+    text = result.get("description") or "no answer"
+    if result.get("message"):
+        text += f" ({result['message']})"
+    return text
+
+
+# --- the set the pipeline uses ---------------------------------------------------------
+
+def configured(settings: Settings) -> bool:
+    return settings.directory.enabled or bool(settings.directory.isp)
+
+
+def open_directories(settings: Settings, local, profiles: Mapping[str, ServiceProfile],
+                     isps: tuple, previous=None) -> DirectorySet:
+    """The store's subscribers with the configured directories. A directory whose
+    settings did not change is kept from `previous` (its connections and cache), with
+    the profiles of this load; the others are closed. ConfigError for a CA file that
+    cannot be used."""
+    held = {d.name: d for d in (previous.directories()
+                                if isinstance(previous, DirectorySet) else [])}
+    wanted: list[LdapDirectory] = []
+    d = settings.directory
+    if d.enabled:
+        wanted.append(LdapDirectory("global", d, profiles=profiles, relative=settings.relative))
+    for number, own in enumerate(d.isp):
+        wanted.append(LdapDirectory(own.name, own.settings, profiles=profiles,
+                                    relative=settings.relative, isp=own.name,
+                                    field=(f"directory.isp[{number}]", "ca_file")))
+    kept = []
+    for directory in wanted:
+        old = held.pop(directory.name, None)
+        if old is not None and old.same_as(directory):
+            old.profiles = profiles
+            kept.append(old)
+        else:
+            if old is not None:
+                old.close()
+            directory.start()
+            kept.append(directory)
+    for old in held.values():
+        old.close()
+    shared = kept[0] if d.enabled else None
+    by_isp = {directory.name: directory for directory in kept if directory.isp is not None}
+    return DirectorySet(local, shared, by_isp, isps, settings.identification.realm_delimiter)
+
+
+def close_directories(directory) -> None:
+    if isinstance(directory, DirectorySet):
+        for each in directory.directories():
+            each.close()
+
+
+def directory_snapshot(directory) -> dict:
+    """Each directory's health and cache counters, for the metrics endpoint."""
+    if not isinstance(directory, DirectorySet):
+        return {}
+    return {each.name: each.snapshot() for each in directory.directories()}
+
+
+def field_error(settings: Settings, exc: ConfigError) -> ConfigError:
+    """A CA problem named by its option's line in the config file."""
+    section, _, key = (exc.field or "directory.ca_file").rpartition(".")
+    if section == "directory":
+        return config_module.field_error(settings, exc.message, "directory", key)
+    return exc
+
+
+def with_directories(measured: dict, directory) -> dict:
+    """The ISPs' measured health with their own directories' success rate folded in:
+    an ISP whose directory fails serves its subscribers no better (docs/ldap.md)."""
+    if not isinstance(directory, DirectorySet) or not directory.by_isp:
+        return measured
+    measured = dict(measured)
+    for name, each in directory.by_isp.items():
+        with each._lock:
+            rate = each.health.success_rate
+        held = measured.get(name) or IspHealth()
+        if rate < held.success_rate:
+            measured[name] = dataclasses.replace(held, success_rate=rate)
+    return measured
