@@ -46,7 +46,7 @@ def _wire(key, value: bytes) -> bytes:
 
 def keeps_user_name(attrs) -> bool:
     """Whether this request must reach the ISP with the User-Name as the NAS sent it."""
-    return any(key in attrs for key in NAME_BOUND)
+    return not attrs.keys().isdisjoint(NAME_BOUND)  # one C call: no generator per request
 
 
 def upstream_attributes(packet: Packet, *, nas_secret: bytes, secret: bytes,
@@ -89,7 +89,7 @@ def downstream_attributes(reply: Packet, *, secret: bytes, authenticator: bytes,
     values opened with the ISP's secret and hidden again with the NAS's.
     """
     attrs = reply.attrs
-    if not any(key in attrs for key in REHIDDEN):
+    if attrs.keys().isdisjoint(REHIDDEN):
         return attributes_without(reply.raw, _DOWNSTREAM)
     out = [attributes_without(reply.raw, _DOWNSTREAM_REHIDDEN)]
     for key, values in attrs.items():
