@@ -16,7 +16,7 @@ import pytest
 
 from e2e_support import VpopServer, clean_env, free_tcp_port, set_options
 from portal.usage_support import add_accounting
-from test_portal_browser import browser, chromium_path, shot, wait_for_portal  # noqa: F401
+from test_portal_browser import browser, shot, wait_for_portal  # noqa: F401
 from vpop import config as config_module
 
 pytestmark = pytest.mark.e2e
