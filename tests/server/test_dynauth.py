@@ -155,6 +155,23 @@ def test_no_endpoint_is_an_audited_error(sessions, nas):
     assert actions(sessions)[0].outcome == "error"
 
 
+def test_a_causeless_stop_before_the_ack_is_an_admin_reset(sessions, nas):
+    """hostapd sends its Stop (with no Acct-Terminate-Cause) before its Disconnect-ACK,
+    and the ledger may close the session before the ACK is marked: the session ends
+    as Admin-Reset either way; a session closed with a cause keeps its cause."""
+    with sessions.begin() as session:
+        for radacct_id, cause in ((3, None), (1, "User-Request")):
+            closed = session.get(RadAcct, radacct_id)
+            closed.status, closed.closed_by, closed.terminate_cause = "closed", "stop", cause
+    with sessions.begin() as session:
+        assert store.mark_disconnect_acked(session, 3, T0)
+        assert not store.mark_disconnect_acked(session, 1, T0)
+    assert (row(sessions, 3).terminate_cause, row(sessions, 3).dynauth_state) == \
+        ("Admin-Reset", "disconnect-acked")
+    assert (row(sessions, 1).terminate_cause, row(sessions, 1).dynauth_state) == \
+        ("User-Request", None)
+
+
 def test_stop_overdue_after_the_wait(sessions, nas):
     D.disconnect_session(sessions, SETTINGS, actor="cli:root", session_id=3)
     acked_at = row(sessions, 3).dynauth_at

@@ -28,14 +28,13 @@ from vpop.store import gauges, utilization
 from vpop.store.accounting_models import (AcctClock, AcctGauge, AcctHistory, AcctJournal,
                                           AcctRollup, Lease, LeaseRollup, RadAcct,
                                           RoutingRecord)
-from vpop.store.dynauth import DISCONNECT_ACKED, STOP_OVERDUE
+from vpop.store.dynauth import ADMIN_RESET, DISCONNECT_ACKED, STOP_OVERDUE
 from vpop.store.timestamps import seconds, when
 
 _LOCK_KEY = 0x7670_6F61  # "vpoa": accounting writers, any process
 _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
 # A session whose NAS ACKed a Disconnect; its causeless Stop is an Admin-Reset.
 DISCONNECTED = (DISCONNECT_ACKED, STOP_OVERDUE)
-ADMIN_RESET = "Admin-Reset"
 
 _TIMES = ("start_time", "update_time", "stop_time")
 

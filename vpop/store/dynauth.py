@@ -20,6 +20,9 @@ from vpop.store.models import Nas
 
 ORIGINATED, RELAYED = "originated", "relayed"
 DISCONNECT_ACKED, STOP_OVERDUE = "disconnect-acked", "stop-overdue"
+# A causeless Stop of a session whose NAS ACKed a Disconnect: ended by an administrator
+# (RFC 2866 §5.10). hostapd sends such a Stop, before its Disconnect-ACK.
+ADMIN_RESET = "Admin-Reset"
 
 
 def nas_entries(session: Session) -> list[NasEntry]:
@@ -99,12 +102,24 @@ def actions_for(session: Session, radacct_id: int) -> list[DynAuthAction]:
 
 
 def mark_disconnect_acked(session: Session, radacct_id: int, now: dt.datetime) -> bool:
-    """After a Disconnect-ACK: the session's Stop is expected. False when it has closed
-    meanwhile (its Stop came first)."""
+    """After a Disconnect-ACK: the session's Stop is expected. When its Stop came first
+    (hostapd sends it before the ACK, and the ledger may apply it before this mark),
+    a causeless Stop gets the cause the mark would have given it, Admin-Reset, so the
+    result does not depend on which of the two was written first. False when the
+    session was already closed otherwise."""
     done = session.execute(update(RadAcct).where(RadAcct.id == radacct_id,
                                                  RadAcct.status == S.OPEN)
                            .values(dynauth_state=DISCONNECT_ACKED, dynauth_at=now))
-    return bool(done.rowcount)
+    if done.rowcount:
+        return True
+    # The NAS ACKed, so it still had the session when the request came: a Stop that
+    # closed it without a cause is the NAS's answer to that request.
+    stopped = session.execute(update(RadAcct).where(
+        RadAcct.id == radacct_id, RadAcct.status == S.CLOSED,
+        RadAcct.closed_by == S.BY_STOP, RadAcct.terminate_cause.is_(None),
+        RadAcct.dynauth_state.is_(None))
+        .values(dynauth_state=DISCONNECT_ACKED, dynauth_at=now, terminate_cause=ADMIN_RESET))
+    return bool(stopped.rowcount)
 
 
 def mark_stop_overdue(session: Session, *, before: dt.datetime,
