@@ -175,6 +175,22 @@ class Hostapd(Daemon):
         return mib
 
 
+class ConfiguredHostapd(Hostapd):
+    """hostapd run with a configuration given as text (`vpop nas config`'s), unchanged;
+    its control interface must be `directory`/hostapd-ctrl (`ctrl` here), where
+    hostapd_cli looks for it."""
+
+    def __init__(self, namespace: Namespace, interface: str, directory: Path, text: str, *,
+                 das_port: int = 3799):
+        Daemon.__init__(self, namespace, interface, directory)
+        self.binary = find_tool("hostapd")
+        self.cli_binary = find_tool("hostapd_cli")
+        self.das_port = das_port
+        if f"ctrl_interface={self.ctrl}\n" not in text:
+            raise ValueError(f"the configuration's ctrl_interface is not {self.ctrl}")
+        self.config.write_text(text)
+
+
 class WiredSupplicant(Daemon):
     """wpa_supplicant -D wired: PEAP/MSCHAPv2 as `identity` on `interface`."""
 

@@ -6,10 +6,17 @@ supplicant, each in a namespace of its own, that a test makes and deletes.
         sock = link.nas.socket(socket.SOCK_DGRAM)  # a socket inside it, made from here
         link.nas_interface, link.supplicant_interface
 
+    with WiredLink(uplink=True) as link:        # and a routed link to this host
+        link.host_address, link.nas_address     # each end's address, one /30
+
 Nothing here leaves this machine: each namespace has its loopback and its end of the
-veth, and no route anywhere else. Leaving the block (or the process exiting early)
-deletes both namespaces, and with them the veth pair; the programs run inside must
-have been stopped first, by their PIDs. Needs root and iproute2's `ip`
+veth, and no route anywhere else. The uplink is a second veth pair between this
+host's namespace and the NAS's, with an address on each end from the benchmarking
+range (198.18.0.0/15, RFC 2544): a server on this host reaches the NAS at
+`nas_address`, and the NAS reaches it at `host_address`, as a NAS and its RADIUS
+server reach each other over a network. Leaving the block (or the process exiting
+early) deletes both namespaces, and with them the veth pairs; the programs run
+inside must have been stopped first, by their PIDs. Needs root and iproute2's `ip`
 (MissingTool otherwise, from find_tool).
 """
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import ipaddress
 import os
 import random
 import re
@@ -28,6 +36,7 @@ from support.freeradius import find_tool
 
 CLONE_NEWNET = 0x40000000
 NAME_PREFIX = "vpop-test-"
+UPLINK_RANGE = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544: for tests, never routed
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _made: set[str] = set()  # namespaces made here and not yet deleted
@@ -74,15 +83,24 @@ class Namespace:
 
 
 class WiredLink:
-    """A NAS namespace and a supplicant namespace, joined by a veth pair."""
+    """A NAS namespace and a supplicant namespace, joined by a veth pair; with
+    `uplink`, the NAS's namespace joined to this host's by a routed veth pair too."""
 
-    def __init__(self):
+    def __init__(self, *, uplink: bool = False):
         token = f"{os.getpid()}-{random.randrange(1 << 16):04x}"
         self.nas = Namespace(f"{NAME_PREFIX}nas-{token}")
         self.supplicant = Namespace(f"{NAME_PREFIX}sup-{token}")
         short = token.split("-")[1]
         self.nas_interface = f"vpnas{short}"  # interface names: 15 characters at most
         self.supplicant_interface = f"vpsup{short}"
+        self.uplink = uplink
+        self.host_uplink = f"vpup{short}"  # this host's end
+        self.nas_uplink = f"vpupn{short}"  # the NAS's end
+        # One /30 of the range, chosen by the same token as the names: .1 this host's
+        # end, .2 the NAS's.
+        blocks = UPLINK_RANGE.num_addresses // 4
+        base = UPLINK_RANGE.network_address + (int(short, 16) % blocks) * 4
+        self.host_address, self.nas_address = str(base + 1), str(base + 2)
 
     def create(self) -> "WiredLink":
         _delete_leftovers()
@@ -96,13 +114,27 @@ class WiredLink:
                                          (self.supplicant, self.supplicant_interface)):
                 _ip("-n", namespace.name, "link", "set", "lo", "up")
                 _ip("-n", namespace.name, "link", "set", interface, "up")
+            if self.uplink:
+                self._create_uplink()
         except BaseException:
             self.delete()
             raise
         return self
 
+    def _create_uplink(self) -> None:
+        _ip("link", "add", self.host_uplink, "type", "veth", "peer", "name", self.nas_uplink,
+            "netns", self.nas.name)
+        _ip("address", "add", f"{self.host_address}/30", "dev", self.host_uplink)
+        _ip("link", "set", self.host_uplink, "up")
+        _ip("-n", self.nas.name, "address", "add", f"{self.nas_address}/30", "dev",
+            self.nas_uplink)
+        _ip("-n", self.nas.name, "link", "set", self.nas_uplink, "up")
+
     def delete(self) -> None:
-        """Delete both namespaces; the veth pair goes with them."""
+        """Delete both namespaces; the veth pairs go with them (this host's end of the
+        uplink too, deleted here first should the namespace's deletion fail)."""
+        if self.uplink and Path(f"/sys/class/net/{self.host_uplink}").exists():
+            _ip("link", "delete", self.host_uplink)
         for namespace in (self.nas, self.supplicant):
             _delete(namespace.name)
 
