@@ -7,7 +7,7 @@ ACCT_PORT ?= 1813
 COA_PORT ?= 3799
 WORKERS ?= 1
 # Debian packages the tests talk to as real peers.
-TEST_PACKAGES ?= freeradius-utils freeradius eapoltest openssl hostapd wpasupplicant iproute2 chromium
+TEST_PACKAGES ?= freeradius-utils freeradius eapoltest openssl hostapd wpasupplicant iproute2 chromium slapd ldap-utils
 
 BIN := $(VENV)/bin
 
@@ -53,9 +53,12 @@ test-deps:
 	command -v wpa_supplicant >/dev/null && command -v wpa_cli >/dev/null || missing="$$missing wpasupplicant"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v slapd >/dev/null || test -x /usr/sbin/slapd || missing="$$missing slapd"; \
+	command -v ldapsearch >/dev/null || missing="$$missing ldap-utils"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_PACKAGES); \
+			service slapd stop >/dev/null 2>&1 || true; \
 		else echo "tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 

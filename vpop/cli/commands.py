@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vpop.cli.report import add_report_parser
     add_report_parser(commands)
 
+    from vpop.cli.directory import add_arguments as add_directory_arguments
+    add_directory_arguments(commands)
+
     from vpop.cli.isp_status import add_arguments as add_isp_status_arguments
     isp = commands.add_parser("isp", help="upstream ISPs")
     isp_commands = isp.add_subparsers(dest="isp_command", required=True)
@@ -232,6 +235,11 @@ def cmd_check_config(args) -> int:
     return 0
 
 
+def cmd_directory(args) -> int:
+    from vpop.cli import directory
+    return directory.run(_settings(args), args)
+
+
 SERVE_OPTIONS = {"server.workers": "--workers", "server.listen": "--listen",
                  "server.auth_port": "--auth-port", "server.acct_port": "--acct-port",
                  "server.coa_port": "--coa-port", "metrics.port": "--metrics-port"}
@@ -311,7 +319,7 @@ def cmd_sessions(args) -> int:
 
 
 COMMANDS = {"init": cmd_init, "db": cmd_db, "serve": cmd_serve, "import": cmd_import,
-            "check-config": cmd_check_config, "web": cmd_web,
+            "check-config": cmd_check_config, "web": cmd_web, "directory": cmd_directory,
             "report": cmd_report, "isp": cmd_isp, "nas": cmd_nas,
             "session": cmd_sessions, "subscriber": cmd_sessions, "token": cmd_token,
             "account": cmd_account}

@@ -100,6 +100,8 @@ def account_from_entry(entry: Entry, *, settings: DirectorySettings,
         profile = dataclasses.replace(profile, **overrides)
     chosen = entry.text(s.isp_attribute) or (rule.isp if rule else "") or None
     password_hash, cleartext = _password(entry, s)
+    if s.pap == "bind":  # PAP is the directory's to check; a cleartext still serves CHAP
+        password_hash = None
     return DirectoryAccount(
         username=username, profile=profile, enabled=enabled, expires_at=expires_at,
         methods=frozenset(s.methods), password_hash=password_hash,

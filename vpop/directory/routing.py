@@ -82,6 +82,7 @@ class DirectorySet:
         """The searches the lookups make, in order, each once."""
         found: list[Route] = []
         seen = set()
+        owned = False  # the name is in an ISP's realm: its bare form is that ISP's too
         for way, kind, value in wanted:
             directory, user, realm = self.shared, value, ""
             if way == "user_name":
@@ -89,6 +90,9 @@ class DirectorySet:
                 if match is not None:
                     directory, user = self.by_isp[match.isp.name], match.user
                     realm = value[len(user) + 1:] if value.startswith(user) else ""
+                    owned = True
+                elif owned:
+                    continue
                 elif self.delimiter in value:
                     user, _, realm = value.rpartition(self.delimiter)
             if directory is None:

@@ -542,3 +542,140 @@ def with_directories(measured: dict, directory) -> dict:
         if rate < held.success_rate:
             measured[name] = dataclasses.replace(held, success_rate=rate)
     return measured
+
+
+# --- check-config ------------------------------------------------------------------------
+
+def _each(settings: Settings):
+    """(name, settings, where in the config) of every configured directory."""
+    if settings.directory.enabled:
+        yield "global", settings.directory, "directory"
+    for number, own in enumerate(settings.directory.isp):
+        yield own.name, own.settings, f"directory.isp[{number}]"
+
+
+def check_directories(settings: Settings, *, connect: bool) -> list[ConfigError]:
+    """Raise ConfigError for what stops the server (a filter that cannot work, a CA file
+    without a certificate, a profile or ISP the database lacks); with `connect`
+    (check-config), connect, bind and search each directory, and look the mapped
+    attributes up in its schema: what fails there is returned."""
+    from vpop.store.engine import make_engine, make_sessionmaker
+    from vpop.store.isp_snapshot import load_isps
+    from vpop.store.snapshot import load_profiles
+    engine = make_engine(settings.database_url, create=False)
+    try:
+        with make_sessionmaker(engine)() as session:
+            profiles = load_profiles(session)
+            isps = {isp.name for isp in load_isps(session)}
+    finally:
+        engine.dispose()
+    problems = []
+    for name, own, where in _each(settings):
+        fail = _failing(settings, where)
+        _check_static(own, profiles, isps, fail)
+        if where != "directory" and name not in isps:
+            raise fail(f"no ISP {name!r} in the database", "name")
+        try:
+            directory = LdapDirectory(name, own, profiles=profiles, relative=settings.relative,
+                                      isp=None if where == "directory" else name,
+                                      field=(where, "ca_file"))
+        except ConfigError as exc:
+            raise fail(exc.message, "ca_file") from None
+        if connect:
+            try:
+                problems += [fail(reason, key) for key, reason in _check_live(directory)]
+            finally:
+                directory.close()
+    return problems
+
+
+def _failing(settings: Settings, where: str):
+    def fail(message: str, key: str) -> ConfigError:
+        if where == "directory":
+            return config_module.field_error(settings, message, "directory", key)
+        return ConfigError(message, file=settings.path or None, field=f"{where}.{key}")
+    return fail
+
+
+def _check_static(s: DirectorySettings, profiles, isps: set[str], fail) -> None:
+    from vpop.directory.filters import problem
+    filters = [("user_filter", s.user_filter, ("user", "name", "realm"))]
+    filters += [(key, getattr(s, key), ("value",)) for key in
+                ("caller_id_filter", *LINE_FILTERS.values()) if getattr(s, key)]
+    if s.groups == "search":
+        filters.append(("group_filter", s.group_filter, ("dn", "user")))
+    for key, template, allowed in filters:
+        why = problem(template, allowed)
+        if why:
+            raise fail(f"{template!r}: {why}", key)
+    if s.default_profile and s.default_profile not in profiles:
+        raise fail(f"no profile {s.default_profile!r} in the database", "default_profile")
+    for number, rule in enumerate(s.group):
+        if rule.profile and rule.profile not in profiles:
+            raise fail(f"no profile {rule.profile!r} in the database", f"group[{number}]")
+        if rule.isp and rule.isp not in isps:
+            raise fail(f"no ISP {rule.isp!r} in the database", f"group[{number}]")
+    if s.groups == "attribute" and not s.group_attribute:
+        raise fail("must name an attribute when groups = \"attribute\"", "group_attribute")
+
+
+def _check_live(directory: LdapDirectory) -> list[tuple[str, str]]:
+    """(option, reason): each server reached, bound, and the base searched; the
+    mapping's attributes in the first server's schema."""
+    from vpop.directory.mapping import ATTRIBUTE_OPTIONS
+    s = directory.settings
+    found = []
+    schema = None
+    for url in directory.servers:
+        try:
+            conn = directory._connect(url, bind=True)
+        except DirectoryUnavailable as exc:
+            found.append(("servers", str(exc)))
+            continue
+        try:
+            conn.search(s.base_dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"],
+                        time_limit=directory._time_limit())
+            if conn.result.get("result") != 0:
+                found.append(("base_dn", f"{url}: search of {s.base_dn} failed: "
+                                         f"{_describe(conn)}"))
+            elif schema is None:
+                schema = _schema_attributes(conn)
+        except lx.LDAPException as exc:
+            found.append(("servers", f"{url}: {short(exc)}"))
+        finally:
+            _close(conn)
+    if schema:
+        options = list(ATTRIBUTE_OPTIONS) + (["group_attribute"] if s.groups == "attribute"
+                                             else [])
+        for option in options:
+            name = getattr(s, option)
+            if name and name.lower() not in schema:
+                found.append((option, f"attribute {name!r} is not in the directory's schema"))
+    return found
+
+
+def _schema_attributes(conn: ldap3.Connection) -> set[str] | None:
+    """The attribute type names (lower-cased) the server's subschema lists, or None when
+    it does not say (then nothing is checked)."""
+    conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["subschemaSubentry"])
+    entries = [e for e in conn.response or () if e.get("type") == "searchResEntry"]
+    where = entries[0]["attributes"].get("subschemaSubentry") if entries else None
+    if not where:
+        return None
+    where = where[0] if isinstance(where, list) else where
+    conn.search(where, "(objectClass=subschema)", ldap3.BASE, attributes=["attributeTypes"])
+    entries = [e for e in conn.response or () if e.get("type") == "searchResEntry"]
+    if not entries:
+        return None
+    names = set()
+    for text in entries[0]["raw_attributes"].get("attributeTypes", ()):
+        text = text.decode("utf-8", "replace")
+        start = text.find("NAME ")
+        if start < 0:
+            continue
+        rest = text[start + 5:].strip()
+        if rest.startswith("("):
+            names.update(n.strip("'").lower() for n in rest[1:rest.find(")")].split())
+        else:
+            names.add(rest.split()[0].strip("'").lower())
+    return names

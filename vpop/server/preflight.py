@@ -21,6 +21,7 @@ from vpop.config import Settings
 from vpop.errors import ConfigError, StoreUnavailable
 from vpop.isp.tunnel import TunnelTemplates
 from vpop.radius.clients import NAS_TYPES
+from vpop.server.ldap_directory import check_directories, configured
 from vpop.server.ledger import journal_path
 from vpop.server.wiring import load_dictionary
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker, safe_url
@@ -50,6 +51,8 @@ def check(settings: Settings, *, serving: bool) -> Findings:
         replies.encoded(sample, nas_type)
     findings = Findings()
     findings.problems = _check_database(settings, replies)
+    if configured(settings):
+        findings.problems += check_directories(settings, connect=not serving)
     if settings.accounting.journal:
         for path in journal_files(journal_path(settings), settings.server.workers):
             try:
