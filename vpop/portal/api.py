@@ -220,7 +220,7 @@ def utilization(given):
     """Per bucket and ISP, lease or NAS: sessions, average and peak online, octets."""
     when = _period(given)
     return data.utilization(portal.db(), scope(), given["by"], when,
-                            nas=given.get("nas"))
+                            nas=given.get("nas"), chart=False)
 
 
 # --- sessions ---------------------------------------------------------------------------

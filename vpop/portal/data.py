@@ -174,24 +174,28 @@ BY = ("isp", "lease", "nas")
 
 
 def utilization(session: Session, scope: Scope, by: str, when: Period, *,
-                nas: str | None = None) -> dict:
+                nas: str | None = None, chart: bool = True) -> dict:
     """Sessions and traffic per bucket and ISP, lease or NAS over the period (an ISP's
-    own only), with chart series per group."""
+    own only), and (`chart`) the chart's series per group."""
     if by not in BY:
         raise Invalid({"by": [f"must be one of: {', '.join(BY)}"]})
     rows, columns = queries.sessions(session, when.filters(isp=scope.isp, nas=nas), by=by)
+    report = dict(by=by, period=when.text(), rows=rows, columns=list(columns))
+    if not chart:
+        return report
+    series = reports.buckets(when.start, when.end, when.grain)
+    at = {reports.iso(b): b for b in series}
     groups: dict[str, dict[int, dict]] = {}
     for row in rows:
-        groups.setdefault(str(row["group"]), {})[_epoch(row["bucket"])] = row
-    series = reports.buckets(when.start, when.end, when.grain)
-    chart = dict(t=series, groups=[
+        groups.setdefault(str(row["group"]), {})[at[row["bucket"]]] = row
+    report["chart"] = dict(t=series, groups=[
         dict(name=name,
              online_avg=[found.get(b, {}).get("online_avg", 0) for b in series],
              online_peak=[found.get(b, {}).get("online_peak") for b in series],
              octets=[(found.get(b, {}).get("input_octets", 0) or 0)
                      + (found.get(b, {}).get("output_octets", 0) or 0) for b in series])
         for name, found in sorted(groups.items())])
-    return dict(by=by, period=when.text(), rows=rows, columns=list(columns), chart=chart)
+    return report
 
 
 # --- sessions ---------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def reports_csv():
         abort(400)
     try:
         report = data.utilization(portal.db(), scope(), request.args.get("by", "isp"), when,
-                                  nas=request.args.get("nas") or None)
+                                  nas=request.args.get("nas") or None, chart=False)
     except data.Invalid:
         abort(400)
     return _csv(data.rows_csv(report["rows"], report["columns"]),

@@ -148,17 +148,28 @@ def gauge_peaks(session: Session, kind: str, keys: Sequence[str] | None, grain: 
 
 def gauge_carry(session: Session, kind: str, keys: Iterable[str], grain: str,
                 before: int) -> dict[str, int]:
-    """The level of each gauge when the bucket holding `before` began."""
+    """The level of each gauge when the bucket holding `before` began: each key's last
+    bucket before it, found by the primary key, in one query for every key."""
     table = AcctPeak.__table__
-    carry = {}
-    for key in sorted(set(keys)):
-        last = session.execute(
-            select(table.c.last).where(table.c.kind == kind, table.c.key == key,
-                                       table.c.grain == grain,
-                                       table.c.bucket < when(bucket(before, grain)))
-            .order_by(table.c.bucket.desc()).limit(1)).scalar()
-        carry[key] = last or 0
+    inner = table.alias("earlier")
+    start = when(bucket(before, grain))
+    newest = (select(func.max(inner.c.bucket))
+              .where(inner.c.kind == table.c.kind, inner.c.key == table.c.key,
+                     inner.c.grain == table.c.grain, inner.c.bucket < start)
+              .scalar_subquery())
+    wanted = sorted(set(keys))
+    carry = dict.fromkeys(wanted, 0)
+    for start_ in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start_:start_ + _IN_CHUNK]
+        for key, last in session.execute(
+                select(table.c.key, table.c.last).where(
+                    table.c.kind == kind, table.c.grain == grain, table.c.key.in_(chunk),
+                    table.c.bucket == newest)):
+            carry[key] = last or 0
     return carry
+
+
+_IN_CHUNK = 500  # keys in one IN (...): under SQLite's bound-parameter limit
 
 
 def utilization_events(session: Session, lease_ids: Sequence[int] | None, start: int,
