@@ -76,9 +76,13 @@ def test_coa_carries_the_change_as_the_reply_template_translates_it(nas_type):
     assert pairs(nas_type, COA, RATES) == identification + COA_CHANGES[nas_type] + [STAMP]
 
 
-def test_hostapd_takes_no_change_by_coa_so_none_is_built():
+def test_hostapd_is_sent_a_timeout_by_coa_and_no_rate():
+    # hostapd NAKs it (tests/e2e/test_dynauth_real_nas.py); the NAS answers for itself.
+    identification = DISCONNECTS["hostapd"][:-1]
+    assert pairs("hostapd", COA, RATES) == identification + [("Session-Timeout", "3600"),
+                                                              STAMP]
     with pytest.raises(NothingToChange, match="hostapd NAS is sent none"):
-        pairs("hostapd", COA, RATES)
+        pairs("hostapd", COA, Change(rate_down_kbps=10000, rate_up_kbps=2000))
 
 
 def test_a_change_the_nas_type_has_no_attribute_for_is_not_sent():

@@ -205,6 +205,24 @@ def test_a_new_isp_disconnects_a_new_profile_changes_in_place(sessions, nas):
         assert session.scalars(select(Subscriber)).one().profile.name == "fast"
 
 
+def test_a_choice_disconnects_where_the_nas_refuses_the_coa(sessions, nas):
+    """hostapd is sent the new session timeout by CoA and NAKs it (401): the session
+    gets a Disconnect, so that its next login has the new profile; both audited."""
+    with sessions.begin() as session:
+        session.scalars(select(Nas)).one().nas_type = "hostapd"
+    nas.script(("nak", 401), "ack", ("nak", 401), "ack")  # two sessions
+    changed = D.apply_subscriber_choice(sessions, SETTINGS, actor="cli:root",
+                                        username="alice", profile="fast")
+    assert [(r.kind, r.outcome) for r in changed.sessions] == [("disconnect", "ack")] * 2
+    assert "the NAS refused the CoA (NAK, Error-Cause 401 (Unsupported-Attribute))" \
+        in changed.sessions[0].why
+    assert [(a.kind, a.outcome, a.error_cause) for a in actions(sessions)] == \
+        [("coa", "nak", 401), ("disconnect", "ack", None)] * 2
+    assert [r.packet.code for r in nas.requests] == \
+        [codec.COA_REQUEST, codec.DISCONNECT_REQUEST] * 2
+    assert row(sessions, 1).dynauth_state == "disconnect-acked"
+
+
 def test_bad_choices_write_nothing(sessions, nas):
     from vpop.errors import ConfigError
     for kw, words in (({"isp": "nope"}, "no ISP 'nope'"),

@@ -36,7 +36,7 @@ from vpop.config import Settings
 from vpop.dynauth.attempt import Attempt
 from vpop.dynauth.request import (COA, DISCONNECT, Change, DynAuthRequest, NothingToChange,
                                   RequestBuilder, SessionFacts, change_from_profile)
-from vpop.dynauth.result import ACK, Result, failed
+from vpop.dynauth.result import ACK, NAK, Result, failed
 from vpop.dynauth.session import Endpoint, endpoint_for, nas_for_session, step_for_choice
 from vpop.errors import ConfigError, VpopError
 from vpop.provisioning.choice import ChoiceChange, set_choice
@@ -47,6 +47,9 @@ from vpop.store.models import Profile
 
 log = logging.getLogger(__name__)
 RECV_SIZE = 4096  # RFC 2865 §3: the largest RADIUS packet
+# RFC 5176 §3.6: a NAK saying the NAS takes no such change (Unsupported-Attribute,
+# Unsupported-Service), as hostapd answers every CoA: a choice disconnects instead.
+REFUSED_CHANGE = (401, 405)
 
 
 class UnknownSession(VpopError):
@@ -241,6 +244,7 @@ class _Planned:
     problem: str = ""
     why: str = ""
     change: Change | None = None
+    disconnect_instead: bool = False  # when the NAS refuses the CoA's change
 
 
 def _plan(client: DynAuthClient, session: Session, rows, kind: str,
@@ -253,7 +257,8 @@ def _plan(client: DynAuthClient, session: Session, rows, kind: str,
     for row in rows:
         nas = nas_for_session(row.nas_address, nases)
         facts = store.facts_for(row, nas)
-        plan = _Planned(facts=facts, kind=kind, why=why, change=change)
+        plan = _Planned(facts=facts, kind=kind, why=why, change=change,
+                        disconnect_instead=disconnect_instead)
         planned.append(plan)
         if nas is None:
             plan.problem = (f"no NAS client is named {row.nas_address!r} or holds that "
@@ -270,40 +275,62 @@ def _plan(client: DynAuthClient, session: Session, rows, kind: str,
             if not disconnect_instead:
                 plan.problem = exc.message
                 continue
-            plan.kind, plan.change = DISCONNECT, None
-            plan.why += (f"; a {facts.nas_type} NAS takes no such change by CoA: "
-                         "disconnected, its next login gets it")
-            plan.request = client.builder.build(facts, DISCONNECT, now=time.time())
+            _disconnect_instead(client, plan, f"a {facts.nas_type} NAS takes no such change "
+                                              "by CoA")
         except ConfigError as exc:
             plan.problem = str(exc)
     return planned
+
+
+def _disconnect_instead(client: DynAuthClient, plan: _Planned, because: str) -> None:
+    """The plan becomes a Disconnect: the session's next login gets the change."""
+    plan.kind, plan.change, plan.disconnect_instead = DISCONNECT, None, False
+    plan.why += f"; {because}: disconnected, its next login gets it"
+    plan.request = client.builder.build(plan.facts, DISCONNECT, now=time.time())
 
 
 def _carry_out(client: DynAuthClient, sessions: sessionmaker[Session], planned: list[_Planned],
                actor: str) -> list[SessionResult]:
     results = []
     for plan in planned:
-        if plan.request is None:
-            result = failed(plan.problem, endpoint=str(plan.endpoint or ""))
-        else:
-            result = client.send(plan.request, plan.endpoint)
-        sent = plan.request.text() if plan.request is not None else ""
-        facts = plan.facts
-        with sessions.begin() as session:
-            at = _now()
-            action = store.record_action(session, at=at, actor=actor,
-                                         direction=store.ORIGINATED, kind=plan.kind,
-                                         facts=facts, sent=sent, result=result,
-                                         reason=plan.why)
-            if plan.kind == DISCONNECT and result.ok and facts.radacct_id is not None:
-                store.mark_disconnect_acked(session, facts.radacct_id, at)
-        outcome = SessionResult(session_id=facts.radacct_id, username=facts.username,
-                                nas=facts.nas_name or facts.nas_reported, isp=facts.isp,
-                                kind=plan.kind, result=result, sent=sent, action_id=action,
-                                why=plan.why)
-        log.info("dynamic authorization by %s: %s", actor, outcome.describe())
-        results.append(outcome)
+        results.append(_send_and_record(client, sessions, plan, actor))
+        result = results[-1].result
+        if plan.disconnect_instead and plan.kind == COA and result.outcome == NAK \
+                and result.error_cause in REFUSED_CHANGE:
+            # Audited as refused; the session then gets a Disconnect of its own.
+            try:
+                _disconnect_instead(client, plan, f"the NAS refused the CoA "
+                                                  f"({result.describe()})")
+            except ConfigError as exc:
+                plan.request, plan.problem = None, str(exc)
+            results[-1] = _send_and_record(client, sessions, plan, actor)
     return results
+
+
+def _send_and_record(client: DynAuthClient, sessions: sessionmaker[Session], plan: _Planned,
+                     actor: str) -> SessionResult:
+    """Send the plan's request (or report why there is none), audit it, and mark the
+    session after a Disconnect-ACK."""
+    if plan.request is None:
+        result = failed(plan.problem, endpoint=str(plan.endpoint or ""))
+    else:
+        result = client.send(plan.request, plan.endpoint)
+    sent = plan.request.text() if plan.request is not None else ""
+    facts = plan.facts
+    with sessions.begin() as session:
+        at = _now()
+        action = store.record_action(session, at=at, actor=actor,
+                                     direction=store.ORIGINATED, kind=plan.kind,
+                                     facts=facts, sent=sent, result=result,
+                                     reason=plan.why)
+        if plan.kind == DISCONNECT and result.ok and facts.radacct_id is not None:
+            store.mark_disconnect_acked(session, facts.radacct_id, at)
+    outcome = SessionResult(session_id=facts.radacct_id, username=facts.username,
+                            nas=facts.nas_name or facts.nas_reported, isp=facts.isp,
+                            kind=plan.kind, result=result, sent=sent, action_id=action,
+                            why=plan.why)
+    log.info("dynamic authorization by %s: %s", actor, outcome.describe())
+    return outcome
 
 
 def _rows(session: Session, session_id: int | None, username: str | None) -> list:
