@@ -8,7 +8,7 @@ import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from vpop.accounting import reports
@@ -148,28 +148,26 @@ def gauge_peaks(session: Session, kind: str, keys: Sequence[str] | None, grain: 
 
 def gauge_carry(session: Session, kind: str, keys: Iterable[str], grain: str,
                 before: int) -> dict[str, int]:
-    """The level of each gauge when the bucket holding `before` began: each key's last
-    bucket before it, found by the primary key, in one query for every key."""
+    """The level of each gauge when the bucket holding `before` began: for every key, in
+    one query, its last bucket before it, read backwards along the primary key."""
     table = AcctPeak.__table__
-    inner = table.alias("earlier")
     start = when(bucket(before, grain))
-    newest = (select(func.max(inner.c.bucket))
-              .where(inner.c.kind == table.c.kind, inner.c.key == table.c.key,
-                     inner.c.grain == table.c.grain, inner.c.bucket < start)
-              .scalar_subquery())
     wanted = sorted(set(keys))
     carry = dict.fromkeys(wanted, 0)
-    for start_ in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start_:start_ + _IN_CHUNK]
-        for key, last in session.execute(
-                select(table.c.key, table.c.last).where(
-                    table.c.kind == kind, table.c.grain == grain, table.c.key.in_(chunk),
-                    table.c.bucket == newest)):
-            carry[key] = last or 0
+    for first in range(0, len(wanted), _IN_CHUNK):
+        # The keys as a derived table (a UNION ALL: SQLite names no VALUES columns).
+        listed = union_all(*(select(literal(key, table.c.key.type).label("key"))
+                             for key in wanted[first:first + _IN_CHUNK])).subquery("wanted")
+        last = (select(table.c.last)
+                .where(table.c.kind == kind, table.c.key == listed.c.key,
+                       table.c.grain == grain, table.c.bucket < start)
+                .order_by(table.c.bucket.desc()).limit(1).scalar_subquery())
+        for key, level in session.execute(select(listed.c.key, last)):
+            carry[key] = level or 0
     return carry
 
 
-_IN_CHUNK = 500  # keys in one IN (...): under SQLite's bound-parameter limit
+_IN_CHUNK = 250  # keys a query: under SQLite's limit of 500 SELECTs in a UNION
 
 
 def utilization_events(session: Session, lease_ids: Sequence[int] | None, start: int,
