@@ -92,13 +92,19 @@ def map_large_blocks() -> None:
     snapshot's large tables (dicts of a million entries, made anew by every reload)
     come from the heaps of the threads that load them, which keep their pages: a
     worker with 1,000,000 subscribers grew by about 100 MB over three reloads. Mapped
-    on their own, such blocks go back to the system when freed."""
+    on their own, such blocks go back to the system when freed.
+
+    The trim threshold is fixed too (128 KiB, its default): the same rise sets it to
+    twice the block's size, a loading thread's heap then keeps a free top below that,
+    and malloc_trim gives back the free top of the main heap only: each thread that
+    had run a reload kept up to about 2 MB (bench/HISTORY.md)."""
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+        mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def release_free_memory() -> None:
