@@ -52,6 +52,15 @@ profile = "business-100m"
 """
 
 
+def required(make):
+    """make()'s value; a program it needs that is missing fails the test, with the
+    package to install (support.freeradius.MissingTool)."""
+    try:
+        return make()
+    except MissingTool as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 # --- running vpop ---------------------------------------------------------------------
 
 def vpop_command() -> list[str]:

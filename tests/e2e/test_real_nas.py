@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from e2e_support import SECRET, VpopServer, run_vpop
-from support.freeradius import FreeRadius, MissingTool
+from e2e_support import SECRET, VpopServer, required, run_vpop
+from support.freeradius import FreeRadius
 from support.hostapd import Hostapd, WiredSupplicant
 from support.netns import WiredLink
 from support.relay import Exchange, UdpRelay
@@ -37,14 +37,6 @@ IDENTITY, PASSWORD = "eve@eap.example", "secret-e"
 INTERIM = 60  # hostapd's least radius_acct_interim_interval
 WAIT = 30.0  # for what should come within a few seconds
 INTERIM_WAIT = INTERIM + 60.0
-
-
-def required(make):
-    """A missing program fails the test that needs it, with the package to install."""
-    try:
-        return make()
-    except MissingTool as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 def status_type(exchange: Exchange) -> str | None:
