@@ -29,7 +29,7 @@ import time
 from sqlalchemy import select, text
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from portal_data import T0, Shape, generate  # noqa: E402
+from portal_data import Shape, generate  # noqa: E402
 
 from vpop.config import PortalSettings, Settings  # noqa: E402
 from vpop.store import api_tokens, schema  # noqa: E402
