@@ -41,7 +41,7 @@ READY_LINE = "Ready to process requests"
 PACKAGES = {"freeradius": "freeradius", "radiusd": "freeradius", "radclient": "freeradius-utils",
             "radtest": "freeradius-utils", "eapol_test": "eapoltest", "openssl": "openssl",
             "hostapd": "hostapd", "hostapd_cli": "hostapd", "wpa_supplicant": "wpasupplicant",
-            "wpa_cli": "wpasupplicant", "ip": "iproute2"}
+            "wpa_cli": "wpasupplicant", "ip": "iproute2", "slapd": "slapd", "slapadd": "slapd"}
 
 
 class MissingTool(RuntimeError):
