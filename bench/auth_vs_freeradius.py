@@ -161,10 +161,10 @@ def stop(process: subprocess.Popen | None) -> None:
             pass
 
 
-def probe(port: int) -> int | None:
+def probe(port: int, user: str = USER, password: str = PASSWORD) -> int | None:
     """One PAP Access-Request; the reply code if it verifies, else None."""
     plan = loadgen.Plan(kind="auth", host=HOST, port=port, secret=SECRET.encode(),
-                        user=USER, password=PASSWORD.encode(),
+                        user=user, password=password.encode(),
                         nas_ip=socket.inet_aton(HOST), window=1, sockets=1, timeout=1,
                         warmup=0, duration=None, count=1)
     authenticator = os.urandom(16)
@@ -450,6 +450,22 @@ def add_load_options(parser: argparse.ArgumentParser, *, workers: int, rounds: i
                         help=freeradius_config_help)
 
 
+def check_load_options(parser: argparse.ArgumentParser, args) -> None:
+    """Refuse what add_load_options' values cannot run with."""
+    if args.freeradius_config is None:
+        parser.error("no FreeRADIUS configuration found; pass --freeradius-config")
+    if not 1 <= args.rounds <= 50 or not 0 < args.duration <= 120:
+        parser.error("--rounds must be in [1, 50] and --duration in (0, 120]")
+
+
+def remove_workdir(root: Path, keep: bool) -> None:
+    """The temporary directory goes, unless --keep asked for it."""
+    if keep:
+        print(f"kept {root}", file=sys.stderr)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_load_options(parser, workers=2, rounds=5, window=128, sockets=8, max_rate=90_000)
@@ -472,10 +488,7 @@ def parse_args(argv=None):
     parser.add_argument("--from-results", type=Path, metavar="FILE",
                         help="only print the table of a --results file")
     args = parser.parse_args(argv)
-    if args.freeradius_config is None:
-        parser.error("no FreeRADIUS configuration found; pass --freeradius-config")
-    if not 1 <= args.rounds <= 50 or not 0 < args.duration <= 120:
-        parser.error("--rounds must be in [1, 50] and --duration in (0, 120]")
+    check_load_options(parser, args)
     return args
 
 
@@ -547,10 +560,7 @@ def main(argv=None) -> int:
     finally:
         for server in servers:
             stop(server.process)
-        if args.keep:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        remove_workdir(root, args.keep)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ each with its own Request Authenticator, so a server's duplicate cache
 kept outstanding over several connected UDP sockets (distinct source ports);
 each socket cycles its 256 Identifiers first in, first out, as a NAS does.
 Every reply is checked (Response Authenticator and Message-Authenticator).
+With --users FILE the Access-Requests cycle through many users in turn (a directory
+lookup per user, say) instead of repeating one.
 
 With --rate N the requests go out on a fixed schedule instead (open loop, as NASes
 send: they do not wait for one answer before the next session event), and each
@@ -74,15 +76,20 @@ class Plan:
     # Requests/s sent on a fixed schedule, whatever the replies (open loop, as NASes
     # send); None: a new request as each reply comes (closed loop, the window full).
     rate: float | None = None
+    # (user, password) pairs the Access-Requests cycle through, in order; empty: user
+    # and password above for every request.
+    users: tuple[tuple[str, bytes], ...] = ()
 
 
 # --- packet pool ------------------------------------------------------------------------
 
-def access_request(ident: int, authenticator: bytes, plan: Plan) -> bytes:
+def access_request(ident: int, authenticator: bytes, plan: Plan,
+                   credentials: tuple[str, bytes] | None = None) -> bytes:
+    user, password = credentials or (plan.user, plan.password)
     attrs = b"".join((
-        codec.attribute(A.USER_NAME, plan.user.encode()),
+        codec.attribute(A.USER_NAME, user.encode()),
         codec.attribute(A.USER_PASSWORD,
-                        encrypt_user_password(plan.password, plan.secret, authenticator)),
+                        encrypt_user_password(password, plan.secret, authenticator)),
         codec.attribute(A.NAS_IP_ADDRESS, plan.nas_ip),
     ))
     return codec.encode_request(codec.ACCESS_REQUEST, ident, attrs, plan.secret,
@@ -123,9 +130,11 @@ def build_pool(plan: Plan, total: int) -> list[list[bytes]]:
     pool: list[list[bytes]] = [[] for _ in range(IDS)]
     if plan.kind == "auth":
         randomness = os.urandom(16 * per_id * IDS)
+        users = plan.users or ((plan.user, plan.password),)
         for j in range(per_id * IDS):
             ident = j % IDS
-            pool[ident].append(access_request(ident, randomness[16 * j:16 * j + 16], plan))
+            pool[ident].append(access_request(ident, randomness[16 * j:16 * j + 16], plan,
+                                              users[j % len(users)]))
     else:
         nonce = os.urandom(4).hex()
         for j in range(per_id * IDS):
@@ -517,6 +526,21 @@ def loopback_target(text: str) -> tuple[str, int]:
     return address, int(port)
 
 
+def read_users(path: str) -> tuple[tuple[str, bytes], ...]:
+    """(name, password) of each 'name password' line of `path`."""
+    users = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                name, _, password = line.strip().partition(" ")
+                if not password:
+                    raise SystemExit(f"{path}:{number}: expected 'name password'")
+                users.append((name, password.encode()))
+    if not users:
+        raise SystemExit(f"{path}: no users")
+    return tuple(users)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -527,6 +551,9 @@ def parse_args(argv=None):
     parser.add_argument("--secret", default="testing123")
     parser.add_argument("--user", default="alice")
     parser.add_argument("--password", default="alice-pass")
+    parser.add_argument("--users", metavar="FILE",
+                        help="Access-Requests cycle through the users of this file, one"
+                             " 'name password' a line, in order (instead of --user)")
     parser.add_argument("--nas-ip", default="127.0.0.1", help="NAS-IP-Address to send")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--duration", type=float, help="seconds to measure (default 10)")
@@ -582,7 +609,8 @@ def main(argv=None) -> int:
                 nas_ip=ipaddress.IPv4Address(args.nas_ip).packed, window=args.window,
                 sockets=args.sockets, timeout=args.timeout, warmup=args.warmup,
                 duration=args.duration, count=args.count,
-                rate=None if args.rate is None else args.rate / args.procs)
+                rate=None if args.rate is None else args.rate / args.procs,
+                users=read_users(args.users) if args.users else ())
     if args.count is not None:
         total = args.count + int(args.warmup * args.max_rate) + args.window
     else:
