@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from vpop.config import Settings
 from vpop.errors import ConfigError
 from vpop.portal import security
 from vpop.store.engine import make_engine, make_sessionmaker
-from vpop.store.files import PRIVATE_FILE, private_dirs
+from vpop.store.files import kept_secret
 
 log = logging.getLogger(__name__)
 
@@ -215,24 +214,7 @@ def secret_key(settings: Settings) -> str:
         return settings.portal.secret_key
     path = Path(settings.relative(settings.portal.secret_key_file))
     try:
-        text = path.read_text().strip()
-        if text:
-            return text
-    except FileNotFoundError:
-        pass
+        return kept_secret(path, lambda: secrets.token_urlsafe(48))
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", file=settings.path or None,
-                          field="portal.secret_key_file") from None
-    key = secrets.token_urlsafe(48)
-    try:
-        private_dirs(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    except FileExistsError:  # another process made it first: use theirs
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}", file=settings.path or None,
-                          field="portal.secret_key_file") from None
-    with os.fdopen(fd, "w") as out:
-        out.write(key + "\n")
-    log.info("portal: made a new secret key in %s", path)
-    return key
+        raise ConfigError(f"cannot read or create {path}: {exc.strerror}",
+                          file=settings.path or None, field="portal.secret_key_file") from None
