@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from vpop.errors import StoreUnavailable
 from vpop.store.engine import make_engine
+from vpop.store.files import kept_secret
 
 
 @pytest.fixture
@@ -41,3 +42,22 @@ def test_without_create_a_missing_database_is_refused_and_not_made(tmp_path):
     with pytest.raises(StoreUnavailable, match="does not exist.*vpop db upgrade"):
         make_engine(f"sqlite:///{path}", create=False)
     assert not (tmp_path / "var").exists()
+
+
+def test_a_kept_secret_is_made_once_owner_only_and_read_after(tmp_path, open_umask):
+    path = tmp_path / "var" / "key"
+    made = kept_secret(path, lambda: "first")
+    assert (made, kept_secret(path, lambda: "second")) == ("first", "first")
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["key"]  # nothing left aside
+
+
+def test_a_kept_secret_taken_meanwhile_is_the_one_used(tmp_path):
+    path = tmp_path / "key"
+
+    def make():  # another process writes its secret between our read and our link
+        path.write_text("theirs\n")
+        return "ours"
+    assert kept_secret(path, make) == "theirs"
+    path.write_text("")  # an empty file holds no secret: one is made in its place
+    assert kept_secret(path, lambda: "new") == "new" == path.read_text().strip()
