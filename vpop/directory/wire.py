@@ -1,0 +1,341 @@
+"""The LDAP messages a lookup needs, as bytes (RFC 4511 §4, BER per X.690), without I/O.
+
+A subscriber lookup sends a SearchRequest, and PAP by bind a simple BindRequest, and
+reads back SearchResultEntry, SearchResultReference, SearchResultDone and BindResponse.
+Built here directly, each costs a few microseconds where a general ASN.1 library takes
+hundreds; the shell (server/ldap_directory.py) writes them on the connections it opened,
+bound and secured with ldap3, which keeps everything else (StartTLS, the service bind,
+health checks, check-config).
+
+Filters are parsed as ldap3 parses them (RFC 4515 with its leniencies: blanks between
+items, around an item's attribute and value), so the bytes on the wire are the ones
+ldap3 sends for the same search; tests/unit/test_directory_wire.py compares them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# RFC 4511 §4.2, §4.5.1: protocolOp tags ([APPLICATION n], constructed or primitive).
+BIND_REQUEST, BIND_RESPONSE, UNBIND_REQUEST = 0x60, 0x61, 0x42
+SEARCH_REQUEST, SEARCH_ENTRY, SEARCH_DONE, SEARCH_REFERENCE = 0x63, 0x64, 0x65, 0x73
+EXTENDED_RESPONSE = 0x78
+SCOPES = {"base": 0, "one": 1, "subtree": 2}
+DEREF_ALWAYS = 3  # ldap3's default, kept so that lookups find what they found before
+REFERRAL = 10  # RFC 4511 §4.1.9 resultCode referral
+_BLANKS = " \t\n\r\x0b\x0c"  # what ldap3 skips between filter items (string.whitespace)
+_ESCAPE = re.compile(r"\\([^0-9a-fA-F]|(.[^0-9a-fA-F]))")  # a backslash not before \XX
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+class WireError(ValueError):
+    """Bytes that are not the LDAP message expected (from the peer), or a filter that
+    cannot be encoded (from the configuration)."""
+
+
+# --- BER -------------------------------------------------------------------------------
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    """Tag, definite length (X.690 §8.1.3: short form below 128), content."""
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(octets))) + octets + content
+
+
+def _integer(tag: int, value: int) -> bytes:
+    """INTEGER or ENUMERATED in the fewest octets of two's complement (X.690 §8.3.2)."""
+    return _tlv(tag, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def _string(tag: int, text: str | bytes) -> bytes:
+    return _tlv(tag, text.encode("utf-8") if type(text) is str else text)
+
+
+# --- requests ----------------------------------------------------------------------------
+
+def _message(message_id: int, operation: bytes) -> bytes:
+    """LDAPMessage (RFC 4511 §4.2.1) without controls."""
+    return _tlv(0x30, _integer(0x02, message_id) + operation)
+
+
+def search_request(message_id: int, base: str, filter_text: str, attributes, *,
+                   scope: int = 2, size_limit: int = 0, time_limit: int = 0,
+                   deref: int = DEREF_ALWAYS, types_only: bool = False) -> bytes:
+    """SearchRequest (RFC 4511 §4.5.1); filter_text as RFC 4515, its values escaped."""
+    body = (_string(0x04, base) + _integer(0x0A, scope) + _integer(0x0A, deref)
+            + _integer(0x02, size_limit) + _integer(0x02, time_limit)
+            # BOOLEAN TRUE as 0x01, as pyasn1 writes it (X.690 §8.2.2: any non-zero)
+            + (b"\x01\x01\x01" if types_only else b"\x01\x01\x00")
+            + encode_filter(filter_text)
+            + _tlv(0x30, b"".join(_string(0x04, name) for name in attributes)))
+    return _message(message_id, _tlv(SEARCH_REQUEST, body))
+
+
+def bind_request(message_id: int, dn: str, password: str | bytes) -> bytes:
+    """A simple BindRequest, LDAP version 3 (RFC 4511 §4.2)."""
+    body = b"\x02\x01\x03" + _string(0x04, dn) + _string(0x80, password)
+    return _message(message_id, _tlv(BIND_REQUEST, body))
+
+
+def unbind_request(message_id: int) -> bytes:
+    return _message(message_id, b"\x42\x00")
+
+
+# --- filters (RFC 4515) -------------------------------------------------------------
+
+def encode_filter(text: str) -> bytes:
+    """The Filter (RFC 4511 §4.5.1.7) for a filter string; WireError if it is not one."""
+    text = text.strip()
+    if not (text.startswith("(") and text.endswith(")")) or text.count("(") != text.count(")"):
+        raise WireError(f"{text!r}: not a parenthesised filter")
+    encoded, end = _filter(text, 0)
+    if _skip(text, end) != len(text):
+        raise WireError(f"{text!r}: more than one filter")
+    return encoded
+
+
+def _skip(text: str, position: int) -> int:
+    while position < len(text) and text[position] in _BLANKS:
+        position += 1
+    return position
+
+
+def _filter(text: str, position: int) -> tuple[bytes, int]:
+    """One parenthesised filter at `position` (blanks before it allowed): its
+    encoding and the position after its closing parenthesis."""
+    position = _skip(text, position)
+    if text[position:position + 1] != "(":
+        raise WireError(f"{text!r}: '(' expected at {position}")
+    position = _skip(text, position + 1)
+    operator = text[position:position + 1]
+    if operator in ("&", "|", "!"):
+        parts = []
+        position = _skip(text, position + 1)
+        while text[position:position + 1] == "(":
+            part, position = _filter(text, position)
+            parts.append(part)
+            position = _skip(text, position)
+        if text[position:position + 1] != ")" or not parts:
+            raise WireError(f"{text!r}: {operator} must be followed by filters")
+        if operator == "!":
+            if len(parts) != 1:
+                raise WireError(f"{text!r}: ! takes one filter")
+            return _tlv(0xA2, parts[0]), position + 1
+        return _tlv(0xA0 if operator == "&" else 0xA1, b"".join(parts)), position + 1
+    end = text.find(")", position)
+    if end < 0 or "(" in text[position:end]:
+        raise WireError(f"{text!r}: an item must be attribute, operator and value")
+    return _item(text[position:end]), end + 1
+
+
+def _item(item: str) -> bytes:
+    """A simple item (RFC 4515 §3): equality, substrings, >=, <=, presence, ~=, or an
+    extensible match."""
+    left, equal, right = item.strip().partition("=")
+    if not equal:
+        raise WireError(f"({item}): no '='")
+    if left.endswith(("~", ">", "<")):
+        tag = {"~": 0xA8, ">": 0xA5, "<": 0xA6}[left[-1]]
+        return _tlv(tag, _string(0x04, left[:-1].strip()) + _string(0x04, _value(right.strip())))
+    if left.endswith(":"):
+        return _extensible(left[:-1].strip(), right.strip())
+    if right == "*":
+        return _string(0x87, left.strip())  # present
+    left, right = left.strip(), right.strip()
+    if "*" in right:
+        pieces = right.split("*")
+        parts = [_string(0x80, _value(pieces[0]))] if pieces[0] else []
+        parts += [_string(0x81, _value(piece)) for piece in pieces[1:-1] if piece]
+        if pieces[-1]:
+            parts.append(_string(0x82, _value(pieces[-1])))
+        return _tlv(0xA4, _string(0x04, left) + _tlv(0x30, b"".join(parts)))
+    return _tlv(0xA3, _string(0x04, left) + _string(0x04, _value(right)))
+
+
+def _extensible(left: str, value: str) -> bytes:
+    """MatchingRuleAssertion (RFC 4511 §4.5.1.7.7): attr[:dn][:rule]:= or [:dn]:rule:=."""
+    parts = left.split(":")
+    attribute = rule = ""
+    dn = False
+    if parts[0] == "":
+        if len(parts) == 2 and parts[1].strip().lower() != "dn":
+            rule = parts[1]
+        elif len(parts) == 3 and parts[1].strip().lower() == "dn":
+            dn, rule = True, parts[2]
+        else:
+            raise WireError(f"{left}:={value}: not an extensible match")
+    elif len(parts) == 1:
+        attribute = parts[0]
+    elif len(parts) == 2:
+        attribute = parts[0]
+        if parts[1].strip().lower() == "dn":
+            dn = True
+        else:
+            rule = parts[1]
+    elif len(parts) == 3 and parts[1].strip().lower() == "dn":
+        attribute, dn, rule = parts[0], True, parts[2]
+    else:
+        raise WireError(f"{left}:={value}: not an extensible match")
+    attribute, rule = attribute.strip(), rule.strip()
+    if not attribute and not rule:
+        raise WireError(f"{left}:={value}: not an extensible match")
+    body = ((_string(0x81, rule) if rule else b"") + (_string(0x82, attribute) if attribute
+                                                      else b"")
+            + _string(0x83, _value(value)) + (b"\x84\x01\x01" if dn else b""))
+    return _tlv(0xA9, body)
+
+
+def _value(text: str) -> bytes:
+    """An assertion value's octets: each \\XX as that octet (RFC 4515 §3). A value with a
+    backslash that starts no \\XX is sent as written, as ldap3 does."""
+    if "\\" not in text:
+        return text.encode("utf-8")
+    if _ESCAPE.search(text):
+        return text.encode("utf-8")
+    out = bytearray()
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if (char == "\\" and position + 2 < len(text) and text[position + 1] in _HEX
+                and text[position + 2] in _HEX):
+            out.append(int(text[position + 1:position + 3], 16))
+            position += 3
+        else:
+            out += char.encode("utf-8")
+            position += 1
+    return bytes(out)
+
+
+# --- responses -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """LDAPResult (RFC 4511 §4.1.9)."""
+    code: int
+    matched_dn: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One LDAPMessage read back: its id, its protocolOp tag, and what it says: a
+    Result, (dn, {attribute: values}) for an entry, or the URIs of a reference."""
+    message_id: int
+    tag: int
+    value: object
+
+
+def message_length(data, start: int = 0) -> int | None:
+    """The length of the LDAPMessage at `start` in the buffer, tag and length octets
+    included, or None while more octets are needed. WireError if it is not one."""
+    available = len(data) - start
+    if available < 2:
+        return None
+    if data[start] != 0x30:
+        raise WireError(f"not an LDAPMessage (tag {data[start]:#04x})")
+    first = data[start + 1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4:
+        raise WireError("LDAPMessage with an indefinite or oversized length")
+    if available < 2 + count:
+        return None
+    return 2 + count + int.from_bytes(data[start + 2:start + 2 + count], "big")
+
+
+def _header(data: bytes, position: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the element at `position`."""
+    try:
+        tag = data[position]
+        first = data[position + 1]
+        if first < 0x80:
+            start = position + 2
+            end = start + first
+        else:
+            count = first & 0x7F
+            start = position + 2 + count
+            end = start + int.from_bytes(data[position + 2:start], "big")
+    except IndexError:
+        raise WireError("an element ends early") from None
+    if end > len(data) or first == 0x80:
+        raise WireError("an element ends early")
+    return tag, start, end
+
+
+def _elements(data: bytes, start: int, end: int):
+    """(tag, content start, content end) of each element in data[start:end]."""
+    while start < end:
+        tag, first, last = _header(data, start)
+        if last > end:
+            raise WireError("an element ends early")
+        yield tag, first, last
+        start = last
+
+
+def decode(message: bytes) -> Response:
+    """One whole LDAPMessage (message_length long)."""
+    tag, start, end = _header(message, 0)
+    if tag != 0x30:
+        raise WireError(f"not an LDAPMessage (tag {tag:#04x})")
+    parts = _elements(message, start, end)
+    try:
+        id_tag, id_start, id_end = next(parts)
+        op_tag, op_start, op_end = next(parts)
+    except StopIteration:
+        raise WireError("an LDAPMessage without its operation") from None
+    if id_tag != 0x02:
+        raise WireError("an LDAPMessage without its messageID")
+    message_id = int.from_bytes(message[id_start:id_end], "big", signed=True)
+    if op_tag == SEARCH_ENTRY:
+        value = _entry(message, op_start, op_end)
+    elif op_tag == SEARCH_REFERENCE:
+        value = tuple(message[a:b].decode("utf-8", "replace")
+                      for _, a, b in _elements(message, op_start, op_end))
+    elif op_tag in (SEARCH_DONE, BIND_RESPONSE, EXTENDED_RESPONSE):
+        value = _result(message, op_start, op_end)
+    else:
+        value = None
+    return Response(message_id, op_tag, value)
+
+
+def _result(data: bytes, start: int, end: int) -> Result:
+    fields = list(_elements(data, start, end))
+    if len(fields) < 3 or fields[0][0] != 0x0A:
+        raise WireError("an LDAPResult without resultCode, matchedDN and message")
+    (_, a, b), (_, c, d), (_, e, f) = fields[:3]
+    return Result(int.from_bytes(data[a:b], "big", signed=True),
+                  data[c:d].decode("utf-8", "replace"), data[e:f].decode("utf-8", "replace"))
+
+
+def _entry(data: bytes, start: int, end: int) -> tuple[str, dict[str, tuple[bytes, ...]]]:
+    """SearchResultEntry (RFC 4511 §4.5.2): the DN and each attribute's values, the
+    attribute names lower-cased."""
+    fields = _elements(data, start, end)
+    try:
+        (dn_tag, a, b), (list_tag, c, d) = next(fields), next(fields)
+    except StopIteration:
+        raise WireError("a SearchResultEntry without its name and attributes") from None
+    if dn_tag != 0x04 or list_tag != 0x30:
+        raise WireError("a SearchResultEntry without its name and attributes")
+    attributes: dict[str, tuple[bytes, ...]] = {}
+    for _, p, q in _elements(data, c, d):
+        inner = _elements(data, p, q)
+        try:
+            (_, t, u), (_, v, w) = next(inner), next(inner)
+        except StopIteration:
+            raise WireError("a PartialAttribute without its type and values") from None
+        attributes[data[t:u].decode("utf-8", "replace").lower()] = tuple(
+            data[x:y] for _, x, y in _elements(data, v, w))
+    return _text(data[a:b]), attributes
+
+
+def _text(octets: bytes) -> str:
+    """A DN as text: UTF-8 (RFC 4514), or Latin-1 from servers that do not keep to it."""
+    try:
+        return octets.decode("utf-8")
+    except UnicodeDecodeError:
+        return octets.decode("latin-1")
