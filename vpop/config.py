@@ -66,6 +66,9 @@ class MetricsSettings:
 class RadiusSettings:
     dictionary: str = ""  # empty: the dictionaries shipped with vpop
     templates: str = ""  # extra directory searched before the shipped reply templates
+    # The key that signs EAP-MD5's State (vpop/aaa/eap.py), made owner-only at the first
+    # start (relative to the config file), shared by the workers.
+    eap_key_file: str = "var/eap-key"
 
 
 # The ISP selection rules (vpop/isp/selection.py), in their default order.
@@ -293,10 +296,10 @@ class DirectorySettings:
             found.append(("pap", "must be hash or bind"))
         if self.groups not in DIRECTORY_GROUPS:
             found.append(("groups", 'must be "", "attribute" or "search"'))
-        unknown = sorted(set(self.methods) - {"pap", "chap", "mschap", "mschapv2"})
+        unknown = sorted(set(self.methods) - {"pap", "chap", "mschap", "mschapv2", "eap-md5"})
         if unknown:
             found.append(("methods", f"unknown method {unknown[0]!r}: the methods are pap, "
-                                     "chap, mschap, mschapv2"))
+                                     "chap, mschap, mschapv2, eap-md5"))
         if self.servers and not self.user_filter:
             found.append(("user_filter", "must be set when servers are"))
         return found
@@ -626,6 +629,8 @@ def _validate(s: Settings, fail) -> None:
                    "accounting_source_port")
     if s.isp.accounting_resend_window < 0:
         raise fail("must not be negative", "isp", "accounting_resend_window")
+    if not s.radius.eap_key_file:
+        raise fail("must name a file (EAP-MD5's State key)", "radius", "eap_key_file")
     for key, reason in s.accounting.problems():
         raise fail(reason, "accounting", key)
     for key, reason in s.dynauth.problems():

@@ -320,7 +320,7 @@ def test_demo_imports_cleanly_and_again_changes_nothing(session):
     assert {n.secret for n in nas.values()} == {"testing123"}
 
     alice = subscriber(session, "alice")
-    assert alice.auth_methods == "pap,chap,mschap,mschapv2"
+    assert alice.auth_methods == "pap,chap,mschap,mschapv2,eap-md5"
     assert alice.cleartext_password == "alice-pass"
     assert alice.nt_hash == nt_hash("alice-pass").hex()
     assert alice.password_hash is None  # PAP uses the cleartext kept for CHAP

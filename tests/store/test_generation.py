@@ -148,7 +148,7 @@ def test_the_demo_data_loads_as_stored(session):
     session.commit()
     directory = load_subscribers(session)
     alice = directory.by_name("alice")
-    assert alice.methods == {"pap", "chap", "mschap", "mschapv2"}
+    assert alice.methods == {"pap", "chap", "mschap", "mschapv2", "eap-md5"}
     assert (alice.cleartext, alice.password_hash) == (b"alice-pass", None)
     assert alice.profile.name == "residential-10m" and alice.profile.rate_down_kbps == 10000
     assert directory.by_caller_id("49301234567") is alice

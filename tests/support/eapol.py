@@ -1,4 +1,5 @@
-"""eapol_test (wpa_supplicant's RADIUS test client) running one PEAP/MSCHAPv2 login."""
+"""eapol_test (wpa_supplicant's RADIUS test client) running one PEAP/MSCHAPv2 or EAP-MD5
+login."""
 
 from __future__ import annotations
 
@@ -31,11 +32,13 @@ def quoted(value: str) -> str:
     return f'"{value}"'
 
 
-def peap_config(identity: str, password: str, *, anonymous_identity: str | None = None,
-                ca_cert: Path | None = None) -> str:
-    lines = ["network={", "\tkey_mgmt=IEEE8021X", "\teap=PEAP",
-             f"\tidentity={quoted(identity)}", f"\tpassword={quoted(password)}",
-             '\tphase1="peapver=0"', '\tphase2="auth=MSCHAPV2"']
+def network_config(identity: str, password: str, *, anonymous_identity: str | None = None,
+                ca_cert: Path | None = None, method: str = "PEAP") -> str:
+    """A network block for `method`: PEAP (with MSCHAPv2 inside) or MD5."""
+    lines = ["network={", "\tkey_mgmt=IEEE8021X", f"\teap={method}",
+             f"\tidentity={quoted(identity)}", f"\tpassword={quoted(password)}"]
+    if method == "PEAP":
+        lines += ['\tphase1="peapver=0"', '\tphase2="auth=MSCHAPV2"']
     if anonymous_identity is not None:
         lines.append(f"\tanonymous_identity={quoted(anonymous_identity)}")
     if ca_cert is not None:
@@ -46,8 +49,11 @@ def peap_config(identity: str, password: str, *, anonymous_identity: str | None 
 
 def run_eapol_test(server: str, port: int, secret: str, identity: str, password: str, *,
                    anonymous_identity: str | None = None, ca_cert: Path | None = None,
-                   timeout: int = 10, extra_args: tuple[str, ...] = ()) -> EapolResult:
-    """One PEAP/MSCHAPv2 authentication against `server`:`port`, no re-authentication.
+                   timeout: int = 10, extra_args: tuple[str, ...] = (),
+                   method: str = "PEAP") -> EapolResult:
+    """One PEAP/MSCHAPv2 (or, with method="MD5", EAP-MD5) authentication against
+    `server`:`port`, no re-authentication. EAP-MD5 derives no keys (RFC 3748 §5.4), so
+    eapol_test is told to expect no MPPE keys (-n).
 
     `anonymous_identity` is the outer identity (what a proxy routes on); `ca_cert`
     makes the supplicant verify the server certificate. `extra_args` go to
@@ -55,11 +61,12 @@ def run_eapol_test(server: str, port: int, secret: str, identity: str, password:
     """
     binary = find_tool("eapol_test")
     with tempfile.TemporaryDirectory(prefix="vpop-eapol-") as tmp:
-        conf = Path(tmp) / "peap.conf"
-        conf.write_text(peap_config(identity, password, anonymous_identity=anonymous_identity,
-                                    ca_cert=ca_cert))
+        conf = Path(tmp) / "eap.conf"
+        conf.write_text(network_config(identity, password,
+                                       anonymous_identity=anonymous_identity,
+                                       ca_cert=ca_cert, method=method))
         args = [binary, "-c", str(conf), "-a", server, "-p", str(port), "-s", secret,
-                "-r0", f"-t{timeout}", *extra_args]
+                "-r0", f"-t{timeout}", *(("-n",) if method == "MD5" else ()), *extra_args]
         try:
             result = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 10)
         except subprocess.TimeoutExpired as exc:

@@ -6,6 +6,7 @@ import functools
 import hmac
 
 from vpop.aaa import credentials as cred
+from vpop.aaa.eap import authenticate_eap_md5
 from vpop.aaa.identify import DIRECTORY_UNAVAILABLE
 from vpop.aaa.request import AccessContext
 from vpop.aaa.subscribers import DirectoryAccount
@@ -31,6 +32,8 @@ def authenticate(ctx: AccessContext, deps) -> Rcode:
         return _mschap1(ctx, deps)
     if method == "mschapv2":
         return _mschap2(ctx, deps)
+    if method == "eap-md5":
+        return authenticate_eap_md5(ctx, deps)
     return ctx.reject(f"unknown method {method}", FAILED)
 
 

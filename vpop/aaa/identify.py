@@ -163,12 +163,14 @@ def choose_method(ctx: AccessContext, deps) -> Rcode:
     elif A.MS_CHAP_CHALLENGE in attrs and A.MS_CHAP_RESPONSE in attrs:
         method = "mschap"
     elif A.EAP_MESSAGE in attrs:
-        return ctx.reject("EAP is not served locally", "Authentication failed")
+        method = "eap-md5"  # the one EAP method served locally (aaa/eap.py)
     else:
         method = ""
     account = ctx.account
-    if ctx.identified_by == "caller_id" and account.profile.caller_id_login:
+    if (ctx.identified_by == "caller_id" and account.profile.caller_id_login
+            and method != "eap-md5"):
         # The caller ID is the credential: whatever password came with it is not checked.
+        # (Not for EAP: the peer waits for an EAP-Success only a conversation gives.)
         ctx.method = "caller_id"
         return Rcode.OK
     if not method:

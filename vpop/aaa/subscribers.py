@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-METHODS = ("pap", "chap", "mschap", "mschapv2")
+METHODS = ("pap", "chap", "mschap", "mschapv2", "eap-md5")
 LINE_KINDS = ("circuit_id", "remote_id", "nas_port_id")
 
 

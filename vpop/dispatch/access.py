@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vpop.aaa.authenticate import authenticate
+from vpop.aaa.eap import eap_failure
 from vpop.aaa.identify import check_account, choose_method, identify, read_identity
 from vpop.aaa.request import AccessContext
 from vpop.accounting.leases import admit_by_lease
@@ -11,6 +12,7 @@ from vpop.isp.forwarding import downstream_attributes
 from vpop.isp.stages import route, routing_class, select_isp
 from vpop.isp.tunnel import tunnel_attributes
 from vpop.pipeline.core import Rcode, run_section
+from vpop.radius import attributes as A
 from vpop.radius.codec import ACCESS_ACCEPT
 from vpop.radius.crypto import random_salt
 
@@ -106,10 +108,14 @@ def process_access(ctx: AccessContext, deps, start: int = 0) -> int | str | None
     code, index = run_section(ACCESS, ctx, deps, start)
     if code is Rcode.DEFER:
         return index
-    if code is Rcode.HANDLED:
-        if ctx.route == "proxy":
+    if code is Rcode.HANDLED:  # proxy, tunnel, or a local EAP-MD5 challenge
+        route = ctx.route
+        if route == "proxy":
             return PROXY
-        run_section(POST_AUTH_TUNNEL, ctx, deps)
+        if route == "tunnel":
+            run_section(POST_AUTH_TUNNEL, ctx, deps)
+    elif code is Rcode.REJECT and A.EAP_MESSAGE in ctx.packet.attrs:
+        eap_failure(ctx)
     return None
 
 

@@ -69,6 +69,7 @@ class Deps:
     relay_peers: Any = None
     dynauth_requests: Any = None  # vpop.dynauth.request.RequestBuilder
     relay_lookup: Any = None
+    eap: Any = None  # vpop.aaa.eap.EapServer: EAP-MD5's State key; None: EAP-MD5 refused
 
     def isp_health(self, now: float = 0.0) -> dict:
         """What selection knows of each ISP: measured quality, and whether a server is up."""

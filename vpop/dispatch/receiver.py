@@ -140,7 +140,9 @@ class Receiver:
             return self._drop("Status-Server without Message-Authenticator", client.name, started)
         elif type(client) is IspPeer:  # BlastRADIUS: docs/dynauth.md
             return self._drop("missing Message-Authenticator", client.name, started)
-        elif packet.code == codec.ACCESS_REQUEST and self.policy.required(client):
+        elif packet.code == codec.ACCESS_REQUEST and (self.policy.required(client)
+                                                      or A.EAP_MESSAGE in packet.attrs):
+            # RFC 3579 §3.3: EAP without a Message-Authenticator is silently discarded.
             return self._drop("missing Message-Authenticator", client.name, started)
         if packet.code in codec.HASHED_REQUESTS and not codec.request_authenticator_ok(packet, secret):
             return self._drop("bad Request Authenticator", client.name, started)

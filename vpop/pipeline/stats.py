@@ -41,6 +41,7 @@ class Stats:
         total = Stats()
         upstreams: dict[str, dict[str, int]] = {}
         accounting: Counter[str] = Counter()
+        eap_refused: Counter[str] = Counter()  # EAP-MD5 States refused, by why
         backlog = 0  # journaled accounting records the ledger has not applied yet
         for snap in snapshots:
             for server, values in snap.get("upstreams", {}).items():
@@ -50,6 +51,7 @@ class Stats:
                     into[name] = max(into.get(name, 0), value) if name == "up" \
                         else into.get(name, 0) + value
             accounting.update(snap.get("accounting", {}))
+            eap_refused.update(snap.get("eap_refused", {}))
             backlog += snap.get("journal_backlog", 0)
             if "requests" not in snap:
                 continue  # the ledger's: accounting only
@@ -61,4 +63,4 @@ class Stats:
                 total.latency_counts[i] += n
             total.latency_sum += snap["latency_sum"]
         return {**total.snapshot(), "upstreams": upstreams, "accounting": dict(accounting),
-                "journal_backlog": backlog}
+                "journal_backlog": backlog, "eap_refused": dict(eap_refused)}

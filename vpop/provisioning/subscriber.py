@@ -105,8 +105,9 @@ def _finish(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
         return
     methods = values["methods"]
     if password is None:
-        if "chap" in methods:
-            yield "password", "is required for chap, which needs the cleartext password"
+        for method in ("chap", "eap-md5"):
+            if method in methods:
+                yield "password", f"is required for {method}, which needs the cleartext password"
         ms = [m for m in methods if m.startswith("mschap")]
         if ms and values["nt_hash"] is None:
             yield ("nt_hash" if precomputed else "password",
@@ -183,11 +184,11 @@ def _check_db(session: Session, plan: Plan) -> Iterator[ConfigError]:
 
 
 def _stored_credentials(values: Mapping[str, Any], pbkdf2: str | None) -> dict[str, str | None]:
-    """Only the forms the methods need: CHAP the cleartext, MS-CHAP the NT hash, PAP
-    the PBKDF2 hash unless the cleartext or the NT hash is kept anyway (PAP is then
-    checked against that). `pbkdf2` is the hash made for a PAP-only password."""
+    """Only the forms the methods need: CHAP and EAP-MD5 the cleartext, MS-CHAP the NT
+    hash, PAP the PBKDF2 hash unless the cleartext or the NT hash is kept anyway (PAP is
+    then checked against that). `pbkdf2` is the hash made for a PAP-only password."""
     methods = set(values["methods"])
-    chap, pap = "chap" in methods, "pap" in methods
+    chap, pap = bool(methods & {"chap", "eap-md5"}), "pap" in methods
     mschap = bool(methods & {"mschap", "mschapv2"})
     password = values["password"]
     if password is None:  # precomputed: PAP falls back to the NT hash if that is all there is

@@ -79,6 +79,12 @@ def random_salt(rng: random.Random) -> bytes:
     return (rng.getrandbits(15) | 0x8000).to_bytes(SALT_LENGTH, "big")
 
 
+def random_octets(rng: random.Random, count: int) -> bytes:
+    """`count` octets from `rng` (a SystemRandom in the server: unpredictable, as a
+    challenge must be, RFC 1994 §2.3)."""
+    return rng.getrandbits(8 * count).to_bytes(count, "big")
+
+
 def encrypt_salted(value: bytes, secret: bytes, authenticator: bytes, salt: bytes) -> bytes:
     """Salt + hidden (length octet + value + zero padding) (RFC 2868 §3.5, RFC 2548 §2.4.2).
 

@@ -69,6 +69,11 @@ class VpopCollector:
         for name, n in sorted(total.get("accounting", {}).items()):
             accounting.add_metric([name], n)
         yield accounting
+        refused = CounterMetricFamily("vpop_eap_state_refused", "EAP-MD5 answers refused "
+                                      "for their State, by why", labels=["reason"])
+        for reason in ("expired", "forged"):
+            refused.add_metric([reason], total.get("eap_refused", {}).get(reason, 0))
+        yield refused
         yield GaugeMetricFamily("vpop_accounting_journal_backlog", "Accounting records "
                                 "acknowledged and journaled, not yet applied by the ledger",
                                 value=total["journal_backlog"])

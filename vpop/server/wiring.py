@@ -9,12 +9,14 @@ a reload is handed on from the Deps it replaces (`build_deps(previous=...)`).
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import sys
 from dataclasses import dataclass, field
 
 from vpop import config as config_module
 from vpop.accounting.leases import LeaseBook
 from vpop.accounting.records import AccountingPolicy
+from vpop.aaa.eap import EapServer
 from vpop.aaa.reply import ReplyRenderer
 from vpop.aaa.subscribers import SubscriberSnapshot
 from vpop.config import Settings
@@ -30,6 +32,7 @@ from vpop.radius.clients import ClientTable
 from vpop.radius.dictionary import Dictionary, shipped_dictionary
 from vpop.server.ldap_directory import close_directories, configured, open_directories
 from vpop.store import generation as generations
+from vpop.store.files import kept_secret
 from vpop.store.isp_snapshot import load_isps
 from vpop.store.snapshot import load_clients, load_profiles, load_subscribers
 
@@ -88,6 +91,18 @@ def load_data(settings: Settings, sessions, dictionary: Dictionary,
     return Snapshot(clients, directory, replies, isps, generation, profiles)
 
 
+def eap_server(settings: Settings) -> EapServer:
+    """EAP-MD5's State key, from [radius] eap_key_file: made (random, owner-only) by the
+    first worker to start, read by the others and at every start after."""
+    path = settings.relative(settings.radius.eap_key_file)
+    try:
+        key = kept_secret(path, lambda: secrets.token_hex(32))
+    except OSError as exc:
+        raise config_module.field_error(settings, f"cannot read or create {path}: "
+                                        f"{exc.strerror}", "radius", "eap_key_file") from None
+    return EapServer(key.encode())
+
+
 def pool_settings(settings: Settings) -> PoolSettings:
     i = settings.isp
     return PoolSettings(response_window=i.response_window, zombie_period=i.zombie_period,
@@ -96,17 +111,20 @@ def pool_settings(settings: Settings) -> PoolSettings:
 
 def build_deps(settings: Settings, data: Snapshot, dictionary: Dictionary, *,
                leases: LeaseBook | None = None, previous: Deps | None = None,
-               relay_lookup=None) -> Deps:
-    """A complete dependency set for `data`: at start with the worker's lease book; on
-    a reload with `previous`, the Deps it replaces, of which the servers' health, the
-    random source, the verified-password cache, the ISP health, the lease book and the
-    relay's store lookup are kept. The ISPs' dynamic-authorization clients come with
-    the ISPs: a provisioning change reaches the relay with them. On the event loop: Pools takes over the running pools' server health."""
+               relay_lookup=None, eap: EapServer | None = None) -> Deps:
+    """A complete dependency set for `data`: at start with the worker's lease book and
+    EAP-MD5's State key (eap_server()); on a reload with `previous`, the Deps it
+    replaces, of which the servers' health, the random source, the verified-password
+    cache, the ISP health, the lease book, the relay's store lookup and the State key
+    are kept. The ISPs' dynamic-authorization clients come with the ISPs: a
+    provisioning change reaches the relay with them. On the event loop: Pools takes
+    over the running pools' server health."""
     pools = Pools(data.isps, pool_settings(settings),
                   previous=previous.pools if previous is not None else None)
     kept = {} if previous is None else {
         "rng": previous.rng, "verified": previous.verified, "health": previous.health,
-        "leases": previous.leases, "relay_lookup": previous.relay_lookup}
+        "leases": previous.leases, "relay_lookup": previous.relay_lookup,
+        "eap": previous.eap}
     directory = data.directory
     if configured(settings):  # LDAP directories after the store's subscribers
         directory = open_directories(settings, data.directory, data.profiles, data.isps,
@@ -120,4 +138,4 @@ def build_deps(settings: Settings, data: Snapshot, dictionary: Dictionary, *,
                 relay_peers=ClientTable(peers_of(data.isps)),
                 dynauth_requests=RequestBuilder(dictionary, data.replies.extra_dir,
                                                 data.replies),
-                **({"leases": leases, "relay_lookup": relay_lookup} | kept))
+                **({"leases": leases, "relay_lookup": relay_lookup, "eap": eap} | kept))

@@ -35,8 +35,8 @@ from vpop.server.ledger import LedgerProcess, journal_path
 from vpop.server.proxy import ProxyShell
 from vpop.server.relay import RelayShell, lookup_in
 from vpop.server.udp import Listener, open_socket
-from vpop.server.wiring import (build_deps, load_data, load_dictionary, request_stream,
-                                reread_settings)
+from vpop.server.wiring import (build_deps, eap_server, load_data, load_dictionary,
+                                request_stream, reread_settings)
 from vpop.server.writer import AccountingWriter
 from vpop.store.engine import check_connection, make_engine, make_sessionmaker
 from vpop.store import accounting as acct_store
@@ -175,7 +175,7 @@ class Worker:
         data = load_data(settings, sessions, dictionary)
         book = LeaseBook()  # sessions per lease, kept current by the accounting writer
         deps = build_deps(settings, data, dictionary, leases=book,
-                          relay_lookup=lookup_in(sessions))
+                          relay_lookup=lookup_in(sessions), eap=eap_server(settings))
         self.proxy = ProxyShell(loop, ProxyEngine(deps.pools, budget=settings.isp.budget),
                                 settings.server.recv_buffer, sessions=sessions)
         # One process drains the queue of accounting owed to ISPs: order per session.
@@ -382,8 +382,10 @@ class Worker:
         upstreams = {name: {"up": int(h.status == "alive"), "answered": h.answered,
                             "timeouts": h.timeouts, "bad_replies": h.bad_replies}
                      for name, h in self.proxy.engine.pools.health.items()}
+        eap = self.receiver.deps.eap
         return {**self.receiver.stats.snapshot(), "upstreams": upstreams,
                 "directories": directory_snapshot(self.receiver.deps.directory),
+                "eap_refused": dict(eap.refused) if eap is not None else {},
                 "accounting": self.writer.snapshot(), "worker": self.index}
 
     async def _flush_request_log(self) -> None:

@@ -112,11 +112,11 @@ class Subscriber(Base):
     profile_id: Mapped[int] = mapped_column(ForeignKey("profile.id"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     expires_at: Mapped[utc | None]
-    # Comma-separated subset of: pap, chap, mschap, mschapv2
+    # Comma-separated subset of: pap, chap, mschap, mschapv2, eap-md5
     auth_methods: Mapped[str] = mapped_column(String(64), default="pap")
     password_hash: Mapped[str | None] = mapped_column(String(160))  # salted PBKDF2
     nt_hash: Mapped[str | None] = mapped_column(String(32))  # hex, MS-CHAP v1/v2
-    cleartext_password: Mapped[str | None] = mapped_column(String(128))  # CHAP only
+    cleartext_password: Mapped[str | None] = mapped_column(String(128))  # CHAP, EAP-MD5
     framed_ip: Mapped[str | None] = mapped_column(String(45))
     # Subscriber-level overrides of the profile (None: inherit).
     rate_down_kbps: Mapped[int | None]
