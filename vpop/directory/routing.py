@@ -6,8 +6,10 @@ every lookup. Then the directories: a user name in the realm of an ISP with a
 directory of its own goes to that directory only; every other lookup (user names, and
 the caller-ID and line lookups that have a filter) goes to the global directory. What
 a directory's cache knows is answered on the event loop (`at_once`); the rest is asked
-off it (`lookup`), and never raises: a directory that cannot be reached, or an entry
-that cannot be served, comes back as the reason in `Identified.way`.
+by `lookup`, which never raises: a directory that cannot be reached, or an entry that
+cannot be served, comes back as the reason in `Identified.way`. A set made `on_loop`
+(a worker's) has `lookup` as a coroutine function, which the shell awaits on its event
+loop (the directories then search without a thread); otherwise it runs in a thread.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RemoteDirectory(Protocol):
                       ) -> str | None: ...
     def cached(self, search: str) -> tuple[bool, Account | None]: ...
     def find(self, search: str, looked_up: str) -> Account | None: ...
+    async def find_on_loop(self, search: str, looked_up: str) -> Account | None: ...
 
 
 # (directory, search filter, the lookup's way, the name it was asked by)
@@ -49,8 +52,10 @@ class DirectorySet:
 
     def __init__(self, local: SubscriberSnapshot, shared: RemoteDirectory | None = None,
                  by_isp: Mapping[str, RemoteDirectory] | None = None, isps: tuple = (),
-                 delimiter: str = "@"):
+                 delimiter: str = "@", on_loop: bool = False):
         self.local = local
+        if on_loop:  # what the identify stage defers is then awaited on the event loop
+            self.lookup = self.lookup_on_loop
         self.shared = shared
         self.by_isp = dict(by_isp or {})
         self.isps = tuple(isp for isp in isps if isp.name in self.by_isp)
@@ -125,13 +130,32 @@ class DirectorySet:
         for directory, search, way, value in self.routes(wanted):
             try:
                 account = directory.find(search, value)
-            except DirectoryUnavailable as exc:
-                if problem is NOBODY:
-                    problem = Identified(None, f"{DIRECTORY_UNAVAILABLE_WAY}directory {directory.name}: {exc}")
-                continue
-            except UnusableEntry as exc:
-                problem = Identified(None, f"{DIRECTORY_UNUSABLE_WAY}directory {directory.name}: {exc}")
+            except (DirectoryUnavailable, UnusableEntry) as exc:
+                problem = _problem(problem, directory, exc)
                 continue
             if account is not None:
                 return Identified(account, way)
         return problem
+
+    async def lookup_on_loop(self, wanted: list[Lookup]) -> Identified:
+        """`lookup` for the event loop: each directory's find_on_loop awaited."""
+        problem = NOBODY
+        for directory, search, way, value in self.routes(wanted):
+            try:
+                account = await directory.find_on_loop(search, value)
+            except (DirectoryUnavailable, UnusableEntry) as exc:
+                problem = _problem(problem, directory, exc)
+                continue
+            if account is not None:
+                return Identified(account, way)
+        return problem
+
+
+def _problem(problem: Identified, directory: RemoteDirectory, exc: Exception) -> Identified:
+    """Why nobody was found so far: the first directory unavailable, unless an entry
+    found later cannot be served."""
+    if isinstance(exc, UnusableEntry):
+        return Identified(None, f"{DIRECTORY_UNUSABLE_WAY}directory {directory.name}: {exc}")
+    if problem is NOBODY:
+        return Identified(None, f"{DIRECTORY_UNAVAILABLE_WAY}directory {directory.name}: {exc}")
+    return problem

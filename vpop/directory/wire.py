@@ -14,8 +14,9 @@ ldap3 sends for the same search; tests/unit/test_directory_wire.py compares them
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # RFC 4511 §4.2, §4.5.1: protocolOp tags ([APPLICATION n], constructed or primitive).
 BIND_REQUEST, BIND_RESPONSE, UNBIND_REQUEST = 0x60, 0x61, 0x42
@@ -65,13 +66,22 @@ def search_request(message_id: int, base: str, filter_text: str, attributes, *,
                    scope: int = 2, size_limit: int = 0, time_limit: int = 0,
                    deref: int = DEREF_ALWAYS, types_only: bool = False) -> bytes:
     """SearchRequest (RFC 4511 §4.5.1); filter_text as RFC 4515, its values escaped."""
-    body = (_string(0x04, base) + _integer(0x0A, scope) + _integer(0x0A, deref)
-            + _integer(0x02, size_limit) + _integer(0x02, time_limit)
-            # BOOLEAN TRUE as 0x01, as pyasn1 writes it (X.690 §8.2.2: any non-zero)
-            + (b"\x01\x01\x01" if types_only else b"\x01\x01\x00")
-            + encode_filter(filter_text)
-            + _tlv(0x30, b"".join(_string(0x04, name) for name in attributes)))
-    return _message(message_id, _tlv(SEARCH_REQUEST, body))
+    before, after = _search_parts(base, tuple(attributes), scope, size_limit, time_limit,
+                                  deref, types_only)
+    return _message(message_id, _tlv(SEARCH_REQUEST,
+                                     before + encode_filter(filter_text) + after))
+
+
+@functools.lru_cache(maxsize=64)
+def _search_parts(base: str, attributes: tuple[str, ...], scope: int, size_limit: int,
+                  time_limit: int, deref: int, types_only: bool) -> tuple[bytes, bytes]:
+    """A SearchRequest's fields before and after its filter: a directory's are the same
+    for every lookup."""
+    before = (_string(0x04, base) + _integer(0x0A, scope) + _integer(0x0A, deref)
+              + _integer(0x02, size_limit) + _integer(0x02, time_limit)
+              # BOOLEAN TRUE as 0x01, as pyasn1 writes it (X.690 §8.2.2: any non-zero)
+              + (b"\x01\x01\x01" if types_only else b"\x01\x01\x00"))
+    return before, _tlv(0x30, b"".join(_string(0x04, name) for name in attributes))
 
 
 def bind_request(message_id: int, dn: str, password: str | bytes) -> bytes:
@@ -211,16 +221,14 @@ def _value(text: str) -> bytes:
 
 # --- responses -------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """LDAPResult (RFC 4511 §4.1.9)."""
     code: int
     matched_dn: str
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """One LDAPMessage read back: its id, its protocolOp tag, and what it says: a
     Result, (dn, {attribute: values}) for an entry, or the URIs of a reference."""
     message_id: int
@@ -247,66 +255,70 @@ def message_length(data, start: int = 0) -> int | None:
     return 2 + count + int.from_bytes(data[start + 2:start + 2 + count], "big")
 
 
-def _header(data: bytes, position: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the element at `position`."""
+def _header(data: bytes, position: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the element at `position`, which must end
+    by `end`."""
     try:
         tag = data[position]
         first = data[position + 1]
         if first < 0x80:
             start = position + 2
-            end = start + first
+            last = start + first
         else:
-            count = first & 0x7F
-            start = position + 2 + count
-            end = start + int.from_bytes(data[position + 2:start], "big")
+            start = position + 2 + (first & 0x7F)
+            last = start + int.from_bytes(data[position + 2:start], "big")
     except IndexError:
         raise WireError("an element ends early") from None
-    if end > len(data) or first == 0x80:
+    if last > end or first == 0x80:
         raise WireError("an element ends early")
-    return tag, start, end
-
-
-def _elements(data: bytes, start: int, end: int):
-    """(tag, content start, content end) of each element in data[start:end]."""
-    while start < end:
-        tag, first, last = _header(data, start)
-        if last > end:
-            raise WireError("an element ends early")
-        yield tag, first, last
-        start = last
+    return tag, start, last
 
 
 def decode(message: bytes) -> Response:
     """One whole LDAPMessage (message_length long)."""
-    tag, start, end = _header(message, 0)
+    size = len(message)
+    tag, start, end = _header(message, 0, size)
     if tag != 0x30:
         raise WireError(f"not an LDAPMessage (tag {tag:#04x})")
-    parts = _elements(message, start, end)
-    try:
-        id_tag, id_start, id_end = next(parts)
-        op_tag, op_start, op_end = next(parts)
-    except StopIteration:
-        raise WireError("an LDAPMessage without its operation") from None
-    if id_tag != 0x02:
+    if start >= end:
         raise WireError("an LDAPMessage without its messageID")
+    id_tag, id_start, id_end = _header(message, start, end)
+    if id_tag != 0x02 or id_end >= end:
+        raise WireError("an LDAPMessage without its messageID and operation")
+    op_tag, op_start, op_end = _header(message, id_end, end)
     message_id = int.from_bytes(message[id_start:id_end], "big", signed=True)
     if op_tag == SEARCH_ENTRY:
         value = _entry(message, op_start, op_end)
-    elif op_tag == SEARCH_REFERENCE:
-        value = tuple(message[a:b].decode("utf-8", "replace")
-                      for _, a, b in _elements(message, op_start, op_end))
     elif op_tag in (SEARCH_DONE, BIND_RESPONSE, EXTENDED_RESPONSE):
         value = _result(message, op_start, op_end)
+    elif op_tag == SEARCH_REFERENCE:
+        value = tuple(message[a:b].decode("utf-8", "replace")
+                      for a, b in _contents(message, op_start, op_end))
     else:
         value = None
     return Response(message_id, op_tag, value)
 
 
+def _contents(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """(start, end) of the content of each element in data[start:end]."""
+    found = []
+    while start < end:
+        _, first, last = _header(data, start, end)
+        found.append((first, last))
+        start = last
+    return found
+
+
 def _result(data: bytes, start: int, end: int) -> Result:
-    fields = list(_elements(data, start, end))
-    if len(fields) < 3 or fields[0][0] != 0x0A:
+    if start >= end:
         raise WireError("an LDAPResult without resultCode, matchedDN and message")
-    (_, a, b), (_, c, d), (_, e, f) = fields[:3]
+    tag, a, b = _header(data, start, end)
+    if tag != 0x0A or b >= end:
+        raise WireError("an LDAPResult without resultCode, matchedDN and message")
+    _, c, d = _header(data, b, end)
+    if d >= end:
+        raise WireError("an LDAPResult without its message")
+    _, e, f = _header(data, d, end)
     return Result(int.from_bytes(data[a:b], "big", signed=True),
                   data[c:d].decode("utf-8", "replace"), data[e:f].decode("utf-8", "replace"))
 
@@ -314,22 +326,28 @@ def _result(data: bytes, start: int, end: int) -> Result:
 def _entry(data: bytes, start: int, end: int) -> tuple[str, dict[str, tuple[bytes, ...]]]:
     """SearchResultEntry (RFC 4511 §4.5.2): the DN and each attribute's values, the
     attribute names lower-cased."""
-    fields = _elements(data, start, end)
-    try:
-        (dn_tag, a, b), (list_tag, c, d) = next(fields), next(fields)
-    except StopIteration:
-        raise WireError("a SearchResultEntry without its name and attributes") from None
-    if dn_tag != 0x04 or list_tag != 0x30:
+    if start >= end:
+        raise WireError("a SearchResultEntry without its name")
+    dn_tag, a, b = _header(data, start, end)
+    if dn_tag != 0x04 or b >= end:
         raise WireError("a SearchResultEntry without its name and attributes")
+    list_tag, position, stop = _header(data, b, end)
+    if list_tag != 0x30:
+        raise WireError("a SearchResultEntry without its attributes")
     attributes: dict[str, tuple[bytes, ...]] = {}
-    for _, p, q in _elements(data, c, d):
-        inner = _elements(data, p, q)
-        try:
-            (_, t, u), (_, v, w) = next(inner), next(inner)
-        except StopIteration:
-            raise WireError("a PartialAttribute without its type and values") from None
-        attributes[data[t:u].decode("utf-8", "replace").lower()] = tuple(
-            data[x:y] for _, x, y in _elements(data, v, w))
+    while position < stop:
+        _, p, position = _header(data, position, stop)  # PartialAttribute
+        if p >= position:
+            raise WireError("a PartialAttribute without its type and values")
+        _, t, u = _header(data, p, position)
+        if u >= position:
+            raise WireError("a PartialAttribute without its values")
+        _, v, w = _header(data, u, position)
+        values = []
+        while v < w:
+            _, x, v = _header(data, v, w)
+            values.append(data[x:v])
+        attributes[data[t:u].decode("utf-8", "replace").lower()] = tuple(values)
     return _text(data[a:b]), attributes
 
 

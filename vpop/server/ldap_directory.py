@@ -16,6 +16,7 @@ requests nothing but the cache's answer or an Access-Reject.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import itertools
@@ -162,8 +163,12 @@ class LdapDirectory:
     def __init__(self, name: str, settings: DirectorySettings, *,
                  profiles: Mapping[str, ServiceProfile], relative: Callable[[str], str],
                  isp: str | None = None, field: tuple[str, str] = ("directory", "ca_file"),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_loop: bool = False):
         self.name = name
+        # A worker's (on_loop): lookups and binds awaited on its event loop; else (the
+        # CLI's) in the calling thread.
+        self.on_loop = on_loop
+        self._link: _LoopLink | None = None  # the connection lent to the event loop
         self.settings = settings
         self.profiles = profiles
         self.isp = isp
@@ -197,6 +202,9 @@ class LdapDirectory:
 
     def close(self) -> None:
         self._stopping.set()
+        link, self._link = self._link, None
+        if link is not None:
+            link.close_soon()
         self.pool.close()
         self.bind_pool.close()
 
@@ -370,30 +378,95 @@ class LdapDirectory:
                 return account
         try:
             entries = self._run(self.pool, functools.partial(self._search, search=search))
-            if len(entries) > 1:
-                raise UnusableEntry(f"{search} finds {len(entries)} entries or more, one "
-                                    "expected")
             groups: tuple[str, ...] = ()
-            if entries and self.settings.groups == "search":  # another round trip
+            if len(entries) == 1 and self.settings.groups == "search":  # a round trip
                 groups = self._run(self.pool, functools.partial(self._groups, entry=entries[0]))
-            elif entries:
+            elif len(entries) == 1:
                 groups = self._groups(None, entries[0])
-        except DirectoryUnavailable:
-            with self._lock:
-                stale = self.cache.stale(search, now)
-            if stale is not None:
-                return stale
-            raise
+        except DirectoryUnavailable as exc:
+            return self._stale(search, now, exc)
+        return self._account(search, looked_up, entries, groups, now)
+
+    async def find_on_loop(self, search: str, looked_up: str) -> Account | None:
+        """`find` on the worker's event loop: the search written on the connection lent
+        to the loop (_LoopLink), no thread involved. In a thread as before: a group
+        search, a lookup while no connection is ready, and the one retry on a new
+        connection after a lent one failed (not after a timeout: _run's rule)."""
+        known, account = self.cached(search)
+        if known:
+            return account
+        link = self._lent_link() if self.settings.groups != "search" else None
+        request = _search_request(self.settings.base_dn, search, self.attributes, 2,
+                                  self._time_limit())
+        if link is None or request is None:  # request None: a filter only ldap3 encodes
+            return await in_thread(self.find, search, looked_up)
+        now = self.clock()
+        try:
+            answers = await link.ask(*request, wire.SEARCH_DONE)
+        except lx.LDAPException as exc:
+            reason = short(exc)
+            self._observe(now, False, reason)
+            if "timed out" in reason:
+                return self._stale(search, now, DirectoryUnavailable(reason))
+            return await in_thread(self.find, search, looked_up)
+        self._observe(now, True)
+        if (link.open and not link.pending
+                and time.monotonic() - link.since > self.settings.health_interval):
+            link.give_back()  # to the pool, whose thread checks it (and fails back)
+        found = _search_result(answers)
+        if found is None:  # a referral: ldap3 follows it
+            return await in_thread(self.find, search, looked_up)
+        try:
+            entries = self._checked(*found)
+        except DirectoryUnavailable as exc:
+            return self._stale(search, now, exc)
+        return self._account(search, looked_up, entries,
+                             self._groups(None, entries[0]) if len(entries) == 1 else (), now)
+
+    def _lent_link(self) -> _LoopLink | None:
+        """The connection lent to the event loop, an idle pooled one lent now, or None
+        when none is idle (a thread then opens one, and gives it back to the pool)."""
+        link = self._link
+        if link is not None and link.open:
+            return link
+        conn, _ = self.pool.take(block=False)
+        if conn is None:
+            return None
+        self._link = _LoopLink(link_loop(), conn, self._time_limit(), self._link_ended)
+        return self._link
+
+    def _link_ended(self, link: _LoopLink, broken: bool) -> None:
+        if self._link is link:
+            self._link = None
+        if broken:
+            self.pool.discard(link.conn)
+        else:
+            self.pool.give_back(link.conn)
+
+    def _stale(self, search: str, now: float, exc: DirectoryUnavailable) -> Account:
+        """During an outage, what the cache allows (CachePolicy.grace); else `exc`."""
+        with self._lock:
+            stale = self.cache.stale(search, now)
+        if stale is not None:
+            return stale
+        raise exc
+
+    def _account(self, search: str, looked_up: str, entries: list[Entry],
+                 groups: tuple[str, ...], now: float) -> Account | None:
+        """The subscriber an answer found, remembered by the cache."""
         if not entries:
             with self._lock:
                 self.cache.remember(search, None, now)
             return None
+        if len(entries) > 1:
+            raise UnusableEntry(f"{search} finds {len(entries)} entries or more, one expected")
         entry = entries[0]
+        check = self.check_password_on_loop if self.on_loop else self.check_password
         try:
             account = account_from_entry(
                 entry, settings=self.settings, profiles=self.profiles, groups=groups,
                 looked_up=looked_up, isp=self.isp,
-                check_password=functools.partial(self.check_password, entry.dn))
+                check_password=functools.partial(check, entry.dn))
         except UnusableEntry as exc:
             raise UnusableEntry(f"{entry.dn}: {exc}") from None
         with self._lock:
@@ -401,8 +474,10 @@ class LdapDirectory:
         return account
 
     def _search(self, conn: ldap3.Connection, search: str) -> list[Entry]:
-        code, why, entries = _subtree_search(conn, self.settings.base_dn, search,
-                                             self.attributes, 2, self._time_limit())
+        return self._checked(*_subtree_search(conn, self.settings.base_dn, search,
+                                              self.attributes, 2, self._time_limit()))
+
+    def _checked(self, code: int, why: str, entries: list[Entry]) -> list[Entry]:
         if code == NO_SUCH_OBJECT:
             raise UnusableEntry(f"base_dn {self.settings.base_dn} does not exist")
         if code not in SEARCH_OK:
@@ -452,6 +527,10 @@ class LdapDirectory:
                 self.cache.forget_password(dn)
         return ok
 
+    async def check_password_on_loop(self, dn: str, password: bytes) -> bool | str:
+        """check_password for the event loop (a bind as the subscriber, in a thread)."""
+        return await in_thread(self.check_password, dn, password)
+
     def _bind_as(self, conn: ldap3.Connection, dn: str, password: str) -> bool:
         message_id = _next_message_id()
         answer = _exchange(conn, wire.bind_request(message_id, dn, password), message_id,
@@ -471,6 +550,172 @@ class LdapDirectory:
 
 class _Refused(Exception):
     """The server answered, and said no (StartTLS, the service bind)."""
+
+
+link_loop = asyncio.get_running_loop
+
+
+def in_thread(function: Callable, *args):
+    """The function run in the event loop's default executor (what may wait)."""
+    return link_loop().run_in_executor(None, function, *args)
+
+
+class _LoopLink:
+    """A pooled connection lent to the worker's event loop. Requests are written on
+    its socket as they come, several outstanding at once (RFC 4511 §4.1.1: a client
+    may have many operations in progress on one connection; not binds, which stay on
+    the bind pool), and the answers are read when the loop sees the socket readable and
+    matched to their requests by message id. No thread waits and the GIL is not handed
+    over per lookup.
+
+    A request unanswered within the timeout, an answer that is not LDAP, or the socket
+    closing breaks the link: every request outstanding fails with the ldap3 error
+    _exchange would raise, and the connection is discarded. A link that served its time
+    (health_interval) goes back to the pool when idle, as connections do after use."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn: ldap3.Connection,
+                 timeout: float, ended: Callable[[_LoopLink, bool], None]):
+        self.loop = loop
+        self.conn = conn
+        self.sock = conn.socket
+        self.timeout = timeout
+        self.ended = ended
+        self.since = time.monotonic()
+        self.open = True
+        self.pending: dict[int, tuple[asyncio.Future, list, int, asyncio.TimerHandle]] = {}
+        self._unread = conn.vpop_unread
+        self._unsent = b""
+        self._outgoing: list[bytes] = []
+        self._fd = self.sock.fileno()
+        self.sock.setblocking(False)
+        loop.add_reader(self._fd, self._readable)
+
+    def ask(self, request: bytes, message_id: int, last: int) -> asyncio.Future:
+        """A future of the request's answers, up to the one tagged `last`."""
+        future = self.loop.create_future()
+        timer = self.loop.call_later(self.timeout, self._expired, message_id)
+        self.pending[message_id] = (future, [], last, timer)
+        # The requests made in one turn of the loop leave in one write (one system
+        # call, one wake-up of the server), as the answers arrive in few reads.
+        if not self._outgoing:
+            self.loop.call_soon(self._flush)
+        self._outgoing.append(request)
+        return future
+
+    def _flush(self) -> None:
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        if not self.open:
+            return
+        if self._unsent:
+            self._unsent += data
+        else:
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            self._break(f"error sending data: {exc}")
+            return
+        if sent < len(data):
+            if not self._unsent:
+                self.loop.add_writer(self._fd, self._writable)
+            self._unsent = data[sent:]
+
+    def _writable(self) -> None:
+        data, self._unsent = self._unsent, b""
+        self.loop.remove_writer(self._fd)
+        if data:
+            self._send(data)
+
+    def _readable(self) -> None:
+        data = self._unread
+        try:
+            while True:
+                chunk = self.sock.recv(RECEIVE_SIZE)
+                if not chunk:
+                    self._break("connection closed by the server")
+                    return
+                data += chunk
+                # a short read emptied the socket; TLS may still hold a decrypted record
+                if len(chunk) < RECEIVE_SIZE and not (
+                        isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+                    break
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        except OSError as exc:
+            self._break(f"error receiving data: {exc}")
+            return
+        position = 0
+        try:
+            while True:
+                size = wire.message_length(data, position)
+                if size is None or position + size > len(data):
+                    break
+                answer = wire.decode(data[position:position + size])
+                position += size
+                self._answered(answer)
+        except wire.WireError as exc:
+            self._break(f"an answer that is not LDAP: {exc}")
+            return
+        self._unread = data[position:]
+
+    def _answered(self, answer: wire.Response) -> None:
+        held = self.pending.get(answer.message_id)
+        if held is None:
+            # RFC 4511 §4.4.1: message 0 is the server's notice that it disconnects
+            raise wire.WireError(
+                f"the server ends the connection: {_explain(answer.value)}"
+                if answer.message_id == 0 and isinstance(answer.value, wire.Result)
+                else f"an answer to message {answer.message_id}, which is not outstanding")
+        future, answers, last, timer = held
+        answers.append(answer)
+        if answer.tag == last:
+            del self.pending[answer.message_id]
+            timer.cancel()
+            if not future.done():
+                future.set_result(answers)
+
+    def _expired(self, message_id: int) -> None:
+        if message_id in self.pending:
+            self._break("error receiving data: timed out")
+
+    def _break(self, reason: str) -> None:
+        if not self.open:
+            return
+        self._stop()
+        pending, self.pending = self.pending, {}
+        for future, _, _, timer in pending.values():
+            timer.cancel()
+            if not future.done():
+                future.set_exception(lx.LDAPSocketReceiveError(reason))
+        self.ended(self, True)
+
+    def give_back(self) -> None:
+        """Back to the pool (nothing outstanding), in the blocking mode ldap3 expects."""
+        self._stop()
+        self.conn.vpop_unread = self._unread
+        self.ended(self, False)
+
+    def _stop(self) -> None:
+        self.open = False
+        self.loop.remove_reader(self._fd)
+        if self._unsent:
+            self.loop.remove_writer(self._fd)
+        try:
+            self.sock.settimeout(self.timeout)
+        except OSError:
+            pass
+
+    def close_soon(self) -> None:
+        """From any thread: broken off on the loop (the directory is closed)."""
+        try:
+            self.loop.call_soon_threadsafe(self._break, "the directory is closed")
+        except RuntimeError:  # the loop has stopped: nothing reads the socket any more
+            _close(self.conn)
 
 
 def _describe(conn: ldap3.Connection) -> str:
@@ -498,16 +743,30 @@ def _subtree_search(conn: ldap3.Connection, base: str, search: str, attributes: 
     """(result code, its description, the entries found) of a subtree search on the
     connection, encoded by vpop.directory.wire. A filter it cannot encode, and a
     referral (which ldap3 follows), are left to ldap3, as before."""
+    request = _search_request(base, search, attributes, size_limit, time_limit)
+    found = _search_result(_exchange(conn, *request, wire.SEARCH_DONE)) if request else None
+    if found is None:
+        return _ldap3_search(conn, base, search, attributes, size_limit, time_limit)
+    return found
+
+
+def _search_request(base: str, search: str, attributes: list[str], size_limit: int,
+                    time_limit: int) -> tuple[bytes, int] | None:
+    """(the SearchRequest, its message id); None for a filter only ldap3 encodes."""
     message_id = _next_message_id()
     try:
-        request = wire.search_request(message_id, base, search, attributes,
-                                      size_limit=size_limit, time_limit=time_limit)
+        return wire.search_request(message_id, base, search, attributes,
+                                   size_limit=size_limit, time_limit=time_limit), message_id
     except wire.WireError:
-        return _ldap3_search(conn, base, search, attributes, size_limit, time_limit)
-    answers = _exchange(conn, request, message_id, wire.SEARCH_DONE)
+        return None
+
+
+def _search_result(answers: list[wire.Response]) -> tuple[int, str, list[Entry]] | None:
+    """(result code, its description, the entries) of a search's answers; None for a
+    referral, which ldap3 follows."""
     done = answers[-1].value
     if done.code == wire.REFERRAL or any(a.tag == wire.SEARCH_REFERENCE for a in answers):
-        return _ldap3_search(conn, base, search, attributes, size_limit, time_limit)
+        return None
     return done.code, _explain(done), [Entry(dn=a.value[0], attributes=a.value[1])
                                         for a in answers if a.tag == wire.SEARCH_ENTRY]
 
@@ -577,11 +836,13 @@ def open_directories(settings: Settings, local, profiles: Mapping[str, ServicePr
     wanted: list[LdapDirectory] = []
     d = settings.directory
     if d.enabled:
-        wanted.append(LdapDirectory("global", d, profiles=profiles, relative=settings.relative))
+        wanted.append(LdapDirectory("global", d, profiles=profiles, relative=settings.relative,
+                                    on_loop=True))
     for number, own in enumerate(d.isp):
         wanted.append(LdapDirectory(own.name, own.settings, profiles=profiles,
                                     relative=settings.relative, isp=own.name,
-                                    field=(f"directory.isp[{number}]", "ca_file")))
+                                    field=(f"directory.isp[{number}]", "ca_file"),
+                                    on_loop=True))
     kept = []
     for directory in wanted:
         old = held.pop(directory.name, None)
@@ -597,7 +858,8 @@ def open_directories(settings: Settings, local, profiles: Mapping[str, ServicePr
         old.close()
     shared = kept[0] if d.enabled else None
     by_isp = {directory.name: directory for directory in kept if directory.isp is not None}
-    return DirectorySet(local, shared, by_isp, isps, settings.identification.realm_delimiter)
+    return DirectorySet(local, shared, by_isp, isps, settings.identification.realm_delimiter,
+                        on_loop=True)
 
 
 def close_directories(directory) -> None:

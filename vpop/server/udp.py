@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 from concurrent.futures import Executor
@@ -102,7 +103,10 @@ class Listener:
             self._send(action.data, addr)
         elif type(action) is Defer:
             self.in_flight += 1
-            future = self.loop.run_in_executor(self.executor, action.work)
+            if inspect.iscoroutinefunction(action.work):  # waits on this loop (LDAP)
+                future = self.loop.create_task(action.work())
+            else:
+                future = self.loop.run_in_executor(self.executor, action.work)
             future.add_done_callback(lambda f: self._resumed(f, action, addr))
         elif type(action) is Forward or type(action) is Relay:
             self.in_flight += 1
