@@ -17,6 +17,7 @@ requests nothing but the cache's answer or an Access-Reject.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import itertools
@@ -187,6 +188,7 @@ class LdapDirectory:
         self.pool = _Pool(functools.partial(self._open, bind=True), settings.pool_size, wait)
         self.bind_pool = _Pool(functools.partial(self._open, bind=False), settings.pool_size,
                                wait)
+        self._binder = _LentBinds(self.bind_pool, self._time_limit())
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -205,6 +207,7 @@ class LdapDirectory:
         link, self._link = self._link, None
         if link is not None:
             link.close_soon()
+        self._binder.close_soon()
         self.pool.close()
         self.bind_pool.close()
 
@@ -502,34 +505,78 @@ class LdapDirectory:
         """PAP by binding as the subscriber (pap = "bind"): True, False, or why the
         directory cannot tell. A password that bound within cache_ttl is believed
         without binding again, and within outage_grace while no server answers."""
-        if not password:
-            return False  # RFC 4513 §5.1.2: an empty password is an unauthenticated bind
         now = self.clock()
+        known = self._password_known(dn, password, now)
+        if known is not None:
+            return known
+        try:
+            ok = self._run(self.bind_pool, functools.partial(
+                self._bind_as, dn=dn, password=password.decode("utf-8")))
+        except DirectoryUnavailable as exc:
+            return self._unconfirmed(dn, password, now, exc)
+        return self._confirmed(dn, password, now, ok)
+
+    async def check_password_on_loop(self, dn: str, password: bytes) -> bool | str:
+        """check_password on the worker's event loop: the bind written on a bind
+        connection lent to the loop, one bind at a time on each (RFC 4511 §4.2.1), up
+        to pool_size of them, requests beyond waiting for one on the loop. A timeout
+        answers as check_password's does; another failure retries once in a thread."""
+        now = self.clock()
+        known = self._password_known(dn, password, now)
+        if known is not None:
+            return known
+        try:
+            link = await self._binder.take()
+        except DirectoryUnavailable as exc:
+            return self._unconfirmed(dn, password, now, exc)
+        message_id = _next_message_id()
+        request = wire.bind_request(message_id, dn, password.decode("utf-8"))
+        try:
+            answer = (await link.ask(request, message_id, wire.BIND_RESPONSE))[-1].value
+        except lx.LDAPException as exc:
+            reason = short(exc)
+            self._observe(now, False, reason)
+            if "timed out" in reason:
+                return self._unconfirmed(dn, password, now, DirectoryUnavailable(reason))
+            return await in_thread(self.check_password, dn, password)
+        if answer.code != 0 and answer.code not in WRONG_PASSWORD:
+            reason = f"bind as subscriber failed: {_explain(answer)}"
+            self._observe(now, False, reason)
+            link.fail(reason)
+            return await in_thread(self.check_password, dn, password)
+        self._observe(now, True)
+        self._binder.give_back(link)
+        return self._confirmed(dn, password, now, answer.code == 0)
+
+    def _password_known(self, dn: str, password: bytes, now: float) -> bool | None:
+        """What is answered without binding: False for an empty password (RFC 4513
+        §5.1.2: it would be an unauthenticated bind) or one that is not UTF-8, True for
+        one confirmed within cache_ttl; None: bind."""
+        if not password:
+            return False
         with self._lock:
             if self.cache.password_confirmed(dn, password, now):
                 return True
         try:
-            text = password.decode("utf-8")
+            password.decode("utf-8")
         except UnicodeDecodeError:
             return False
-        try:
-            ok = self._run(self.bind_pool, functools.partial(self._bind_as, dn=dn,
-                                                             password=text))
-        except DirectoryUnavailable as exc:
-            with self._lock:
-                if self.cache.password_confirmed(dn, password, now, outage=True):
-                    return True
-            return f"directory {self.name} unavailable: {exc}"
+        return None
+
+    def _unconfirmed(self, dn: str, password: bytes, now: float,
+                     exc: DirectoryUnavailable) -> bool | str:
+        with self._lock:
+            if self.cache.password_confirmed(dn, password, now, outage=True):
+                return True
+        return f"directory {self.name} unavailable: {exc}"
+
+    def _confirmed(self, dn: str, password: bytes, now: float, ok: bool) -> bool:
         with self._lock:
             if ok:
                 self.cache.confirm_password(dn, password, now)
             else:
                 self.cache.forget_password(dn)
         return ok
-
-    async def check_password_on_loop(self, dn: str, password: bytes) -> bool | str:
-        """check_password for the event loop (a bind as the subscriber, in a thread)."""
-        return await in_thread(self.check_password, dn, password)
 
     def _bind_as(self, conn: ldap3.Connection, dn: str, password: str) -> bool:
         message_id = _next_message_id()
@@ -558,6 +605,67 @@ link_loop = asyncio.get_running_loop
 def in_thread(function: Callable, *args):
     """The function run in the event loop's default executor (what may wait)."""
     return link_loop().run_in_executor(None, function, *args)
+
+
+class _LentBinds:
+    """Bind connections lent to the event loop, at most the pool's size, each binding
+    one subscriber at a time; a request waits on the loop for a free one."""
+
+    def __init__(self, pool: _Pool, timeout: float):
+        self.pool = pool
+        self.timeout = timeout
+        self.free: list[_LoopLink] = []
+        self.lent: set[_LoopLink] = set()
+        self.opening = 0
+        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+
+    async def take(self) -> _LoopLink:
+        """A free bind connection; DirectoryUnavailable if none can be opened."""
+        while True:
+            while self.free:
+                link = self.free.pop()
+                if link.open:
+                    return link
+            if len(self.lent) + self.opening < self.pool.size:
+                self.opening += 1
+                try:
+                    conn, _ = self.pool.take(block=False)
+                    if conn is None:  # opening one waits: in a thread
+                        conn, _ = await in_thread(self.pool.take)
+                finally:
+                    self.opening -= 1
+                link = _LoopLink(link_loop(), conn, self.timeout, self._ended)
+                self.lent.add(link)
+                return link
+            waiter = link_loop().create_future()
+            self.waiting.append(waiter)
+            link = await waiter
+            if link is not None and link.open:
+                return link
+
+    def give_back(self, link: _LoopLink) -> None:
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(link)
+                return
+        self.free.append(link)
+
+    def _ended(self, link: _LoopLink, broken: bool) -> None:
+        self.lent.discard(link)
+        if broken:
+            self.pool.discard(link.conn)
+        else:
+            self.pool.give_back(link.conn)
+        while self.waiting:  # room for another connection: one waiter opens it
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close_soon(self) -> None:
+        for link in list(self.lent):
+            link.close_soon()
 
 
 class _LoopLink:
@@ -678,6 +786,10 @@ class _LoopLink:
             timer.cancel()
             if not future.done():
                 future.set_result(answers)
+
+    def fail(self, reason: str) -> None:
+        """Broken off: the connection answered what it should not have."""
+        self._break(reason)
 
     def _expired(self, message_id: int) -> None:
         if message_id in self.pending:
