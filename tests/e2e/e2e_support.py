@@ -84,11 +84,13 @@ def run_vpop(config: Path, *args: str, env: dict[str, str] | None = None,
                           env=env if env is not None else clean_env(), cwd=config.parent)
 
 
-def init_demo(home: Path) -> Path:
-    """`vpop init --demo` in `home`; returns the config file's path."""
+def init_demo(home: Path, *, history: bool = True) -> Path:
+    """`vpop init --demo` in `home` (without the demo's generated accounting and ISP
+    quality history unless `history`); returns the config file's path."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "vpop.toml"
-    result = run_vpop(config, "init", "--demo", "--country-code", COUNTRY_CODE)
+    result = run_vpop(config, "init", "--demo", "--country-code", COUNTRY_CODE,
+                      *(() if history else ("--no-history",)))
     assert result.returncode == 0, f"vpop init --demo failed:\n{result.stdout}{result.stderr}"
     return config
 
@@ -249,12 +251,13 @@ class VpopServer:
     @classmethod
     def create(cls, home: Path, *, workers: int = 1, ports: tuple[int, int, int] | None = None,
                metrics: bool = True, journal: bool = True,
-               portal: bool = False) -> "VpopServer":
+               portal: bool = False, history: bool = False) -> "VpopServer":
         """A demo installation in `home`, on free ports unless `ports` (auth, acct, CoA);
         without the accounting journal when `journal` is false; with the web portal (on
         a free port) only when `portal` is true, so that no test depends on port 8080
-        being free."""
-        config = init_demo(home)
+        being free; with the demo's generated history only when `history` is true, so
+        that what a test sends is all the accounting there is."""
+        config = init_demo(home, history=history)
         auth, acct, coa = ports or reserve_ports(3)
         server = cls(home=home, config=config, log=home / "vpop.log",
                      output=home / "serve.out", auth_port=auth, acct_port=acct,

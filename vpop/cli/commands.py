@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--demo", action="store_true",
                       help="load the demo data (NAS clients, subscribers, ISPs, leases) and "
                            "set up the demo proxy ISP's own vpop in var/isp-proxy/")
+    init.add_argument("--no-history", action="store_true",
+                      help="with --demo: leave out the generated day of accounting and week "
+                           "of ISP quality (an empty accounting database)")
     init.add_argument("--country-code", default="49",
                       help="for caller ID normalisation (default: 49)")
     init.add_argument("--force", action="store_true", help="overwrite an existing config file")
@@ -141,7 +144,8 @@ def cmd_init(args) -> int:
         from vpop.store import demo
         _import(settings, str(demo.demo_plan_path()), dry_run=False)
         _init_demo_portal(settings)
-        _init_demo_history(settings)
+        if not args.no_history:
+            _init_demo_history(settings)
         _init_demo_isp(demo.isp_config_path(path), force=args.force)
     return 0
 
