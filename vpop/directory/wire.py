@@ -28,6 +28,9 @@ REFERRAL = 10  # RFC 4511 §4.1.9 resultCode referral
 _BLANKS = " \t\n\r\x0b\x0c"  # what ldap3 skips between filter items (string.whitespace)
 _ESCAPE = re.compile(r"\\([^0-9a-fA-F]|(.[^0-9a-fA-F]))")  # a backslash not before \XX
 _HEX = frozenset("0123456789abcdefABCDEF")
+_TOKEN = re.compile(r"{0}*(?:\({0}*([&|!])|\(([^()]*)\)|(\)))".format(
+    "[" + re.escape(_BLANKS) + "]"))
+_SETS = {"&": 0xA0, "|": 0xA1, "!": 0xA2}  # and [0], or [1], not [2]
 
 
 class WireError(ValueError):
@@ -99,46 +102,40 @@ def unbind_request(message_id: int) -> bytes:
 def encode_filter(text: str) -> bytes:
     """The Filter (RFC 4511 §4.5.1.7) for a filter string; WireError if it is not one."""
     text = text.strip()
-    if not (text.startswith("(") and text.endswith(")")) or text.count("(") != text.count(")"):
+    if not (text.startswith("(") and text.endswith(")")):
         raise WireError(f"{text!r}: not a parenthesised filter")
-    encoded, end = _filter(text, 0)
-    if _skip(text, end) != len(text):
-        raise WireError(f"{text!r}: more than one filter")
-    return encoded
-
-
-def _skip(text: str, position: int) -> int:
-    while position < len(text) and text[position] in _BLANKS:
-        position += 1
-    return position
-
-
-def _filter(text: str, position: int) -> tuple[bytes, int]:
-    """One parenthesised filter at `position` (blanks before it allowed): its
-    encoding and the position after its closing parenthesis."""
-    position = _skip(text, position)
-    if text[position:position + 1] != "(":
-        raise WireError(f"{text!r}: '(' expected at {position}")
-    position = _skip(text, position + 1)
-    operator = text[position:position + 1]
-    if operator in ("&", "|", "!"):
-        parts = []
-        position = _skip(text, position + 1)
-        while text[position:position + 1] == "(":
-            part, position = _filter(text, position)
-            parts.append(part)
-            position = _skip(text, position)
-        if text[position:position + 1] != ")" or not parts:
-            raise WireError(f"{text!r}: {operator} must be followed by filters")
-        if operator == "!":
-            if len(parts) != 1:
-                raise WireError(f"{text!r}: ! takes one filter")
-            return _tlv(0xA2, parts[0]), position + 1
-        return _tlv(0xA0 if operator == "&" else 0xA1, b"".join(parts)), position + 1
-    end = text.find(")", position)
-    if end < 0 or "(" in text[position:end]:
-        raise WireError(f"{text!r}: an item must be attribute, operator and value")
-    return _item(text[position:end]), end + 1
+    # Each token: "(" with &, | or !, a whole item "(...)", or the ")" closing a set.
+    open_sets: list[tuple[str, list[bytes]]] = []
+    done: list[bytes] = []
+    position, end = 0, len(text)
+    while position < end:
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise WireError(f"{text!r}: not a filter at {position}")
+        position = match.end()
+        operator, item, _ = match.groups()
+        if operator:
+            open_sets.append((operator, []))
+            continue
+        if item is not None:
+            encoded = _item(item)
+        else:
+            if not open_sets:
+                raise WireError(f"{text!r}: unbalanced parentheses")
+            operator, parts = open_sets.pop()
+            if not parts or (operator == "!" and len(parts) != 1):
+                raise WireError(f"{text!r}: {operator} must be followed by "
+                                + ("one filter" if operator == "!" else "filters"))
+            encoded = _tlv(_SETS[operator], b"".join(parts))
+        if open_sets:
+            open_sets[-1][1].append(encoded)
+        elif done:
+            raise WireError(f"{text!r}: more than one filter")
+        else:
+            done.append(encoded)
+    if open_sets or not done:
+        raise WireError(f"{text!r}: unbalanced parentheses")
+    return done[0]
 
 
 def _item(item: str) -> bytes:

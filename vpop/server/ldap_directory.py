@@ -690,7 +690,10 @@ class _LoopLink:
         self.ended = ended
         self.since = time.monotonic()
         self.open = True
-        self.pending: dict[int, tuple[asyncio.Future, list, int, asyncio.TimerHandle]] = {}
+        # message id -> (future, answers so far, tag of the last answer, deadline), in
+        # the order sent: the first is the oldest
+        self.pending: dict[int, tuple[asyncio.Future, list, int, float]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
         self._unread = conn.vpop_unread
         self._unsent = b""
         self._outgoing: list[bytes] = []
@@ -701,8 +704,9 @@ class _LoopLink:
     def ask(self, request: bytes, message_id: int, last: int) -> asyncio.Future:
         """A future of the request's answers, up to the one tagged `last`."""
         future = self.loop.create_future()
-        timer = self.loop.call_later(self.timeout, self._expired, message_id)
-        self.pending[message_id] = (future, [], last, timer)
+        if not self.pending and self._sweep is None:
+            self._sweep = self.loop.call_later(self.timeout, self._expired)
+        self.pending[message_id] = (future, [], last, self.loop.time() + self.timeout)
         # The requests made in one turn of the loop leave in one write (one system
         # call, one wake-up of the server), as the answers arrive in few reads.
         if not self._outgoing:
@@ -779,11 +783,10 @@ class _LoopLink:
                 f"the server ends the connection: {_explain(answer.value)}"
                 if answer.message_id == 0 and isinstance(answer.value, wire.Result)
                 else f"an answer to message {answer.message_id}, which is not outstanding")
-        future, answers, last, timer = held
+        future, answers, last, _ = held
         answers.append(answer)
         if answer.tag == last:
             del self.pending[answer.message_id]
-            timer.cancel()
             if not future.done():
                 future.set_result(answers)
 
@@ -791,17 +794,23 @@ class _LoopLink:
         """Broken off: the connection answered what it should not have."""
         self._break(reason)
 
-    def _expired(self, message_id: int) -> None:
-        if message_id in self.pending:
+    def _expired(self) -> None:
+        """One timer a link, not one a request: at the oldest request's deadline."""
+        self._sweep = None
+        if not self.open or not self.pending:
+            return
+        deadline = next(iter(self.pending.values()))[3]
+        if deadline <= self.loop.time():
             self._break("error receiving data: timed out")
+        else:
+            self._sweep = self.loop.call_at(deadline, self._expired)
 
     def _break(self, reason: str) -> None:
         if not self.open:
             return
         self._stop()
         pending, self.pending = self.pending, {}
-        for future, _, _, timer in pending.values():
-            timer.cancel()
+        for future, _, _, _ in pending.values():
             if not future.done():
                 future.set_exception(lx.LDAPSocketReceiveError(reason))
         self.ended(self, True)
@@ -814,6 +823,9 @@ class _LoopLink:
 
     def _stop(self) -> None:
         self.open = False
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self.loop.remove_reader(self._fd)
         if self._unsent:
             self.loop.remove_writer(self._fd)
