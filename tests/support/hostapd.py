@@ -11,8 +11,8 @@ network namespace of a WiredLink (support.netns), for integration tests.
     peer.command("LOGOFF"); nas.mib()["radiusAccClientResponses"]
     peer.stop(); nas.stop()
 
-hostapd authenticates the port by RADIUS (EAP relayed to the server: PEAP/MSCHAPv2
-here), sends Accounting-On when it starts and Start, Interim-Update and Stop for each
+hostapd authenticates the port by RADIUS (EAP relayed to the server: PEAP/MSCHAPv2,
+or EAP-MD5 with method="MD5"), sends Accounting-On when it starts and Start, Interim-Update and Stop for each
 session, and answers Disconnect-Requests on `das_port` (RFC 5176). Both programs run
 in the foreground with debug output to a log file in `directory`, under the caller's
 user; each is stopped by its own PID. A missing program raises MissingTool.
@@ -60,14 +60,16 @@ ctrl_interface={ctrl}
 ap_scan=0
 network={{
 	key_mgmt=IEEE8021X
-	eap=PEAP
+	eap={method}
 	identity={identity}
 	password={password}
+{inner}	eapol_flags=0
+}}
+"""
+PEAP_LINES = """\
 	ca_cert={ca_cert}
 	phase1="peapver=0"
 	phase2="auth=MSCHAPV2"
-	eapol_flags=0
-}}
 """
 
 
@@ -192,19 +194,22 @@ class ConfiguredHostapd(Hostapd):
 
 
 class WiredSupplicant(Daemon):
-    """wpa_supplicant -D wired: PEAP/MSCHAPv2 as `identity` on `interface`."""
+    """wpa_supplicant -D wired: PEAP/MSCHAPv2 (or EAP-MD5, method="MD5", which takes no
+    CA certificate) as `identity` on `interface`."""
 
     name = "wpa_supplicant"
     ready_text = "Successfully initialized wpa_supplicant"
 
     def __init__(self, namespace: Namespace, interface: str, directory: Path, *,
-                 identity: str, password: str, ca_cert: Path):
+                 identity: str, password: str, ca_cert: Path | None = None,
+                 method: str = "PEAP"):
         super().__init__(namespace, interface, directory)
         self.binary = find_tool("wpa_supplicant")
         self.cli_binary = find_tool("wpa_cli")
+        inner = PEAP_LINES.format(ca_cert=quoted(str(ca_cert))) if method == "PEAP" else ""
         self.config.write_text(SUPPLICANT_CONF.format(
-            ctrl=self.ctrl, identity=quoted(identity), password=quoted(password),
-            ca_cert=quoted(str(ca_cert))))
+            ctrl=self.ctrl, method=method, identity=quoted(identity),
+            password=quoted(password), inner=inner))
 
     def argv(self) -> list[str]:
         return [self.binary, "-D", "wired", "-i", self.interface, "-c", str(self.config),
