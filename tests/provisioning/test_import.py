@@ -535,7 +535,12 @@ def test_parse_needs_no_database(tmp_path):
     assert [e.key for e in plan["subscriber"]] == ["alice", "bob", "carol", "dave", "erin",
                                                    "frank"]
     alice = plan["subscriber"][0]
-    assert (alice.line, alice.line_of("caller_ids")) == (50, 55)
+    # The lines of alice's table and of its caller_ids, as the file has them.
+    lines = demo_plan_path().read_text().splitlines()
+    table = lines.index('username = "alice"')  # 0-based: its [[subscriber]] header's
+    caller_ids = next(n for n in range(table, len(lines))
+                      if lines[n].startswith("caller_ids")) + 1
+    assert (alice.line, alice.line_of("caller_ids")) == (table, caller_ids)
     assert alice.values["caller_ids"] == ("49301234567",)
 
 
