@@ -25,6 +25,9 @@ _DIGESTS = {"SHA": ("sha1", False), "SSHA": ("sha1", True),
 _PBKDF2 = {"PBKDF2": "sha1", "PBKDF2-SHA1": "sha1", "PBKDF2-SHA256": "sha256",
            "PBKDF2-SHA512": "sha512"}
 CLEARTEXT = "CLEARTEXT"
+# digest sizes, known once (hashlib.new costs microseconds, and every directory entry's
+# password is checked when it is read)
+_SIZES = {name: hashlib.new(name).digest_size for name, _ in _DIGESTS.values()}
 SCHEMES = (*_DIGESTS, *_PBKDF2, "CRYPT")
 
 
@@ -46,7 +49,7 @@ def problem(stored: str) -> str | None:
         if scheme in _DIGESTS:
             name, salted = _DIGESTS[scheme]
             raw = base64.b64decode(rest, validate=True)
-            size = hashlib.new(name).digest_size
+            size = _SIZES[name]
             if len(raw) < size + (1 if salted else 0) or (not salted and len(raw) != size):
                 return f"{{{scheme}}} value has the wrong length"
         elif scheme in _PBKDF2:
@@ -68,7 +71,7 @@ def verify(password: bytes, stored: str) -> bool:
     if scheme in _DIGESTS:
         name, salted = _DIGESTS[scheme]
         raw = base64.b64decode(rest, validate=True)
-        size = hashlib.new(name).digest_size
+        size = _SIZES[name]
         digest, salt = raw[:size], raw[size:]
         return hmac.compare_digest(hashlib.new(name, password + salt).digest(), digest)
     if scheme in _PBKDF2:
