@@ -413,9 +413,6 @@ class LdapDirectory:
                 return self._stale(search, now, DirectoryUnavailable(reason))
             return await in_thread(self.find, search, looked_up)
         self._observe(now, True)
-        if (link.open and not link.pending
-                and time.monotonic() - link.since > self.settings.health_interval):
-            link.give_back()  # to the pool, whose thread checks it (and fails back)
         found = _search_result(answers)
         if found is None:  # a referral: ldap3 follows it
             return await in_thread(self.find, search, looked_up)
@@ -431,7 +428,12 @@ class LdapDirectory:
         when none is idle (a thread then opens one, and gives it back to the pool)."""
         link = self._link
         if link is not None and link.open:
-            return link
+            if time.monotonic() - link.since <= self.settings.health_interval:
+                return link
+            # Served its time: back to the pool once its answers are in, where the health
+            # thread checks it (and fails back to a preferred server); another is lent.
+            link.retire()
+            self._link = None
         conn, _ = self.pool.take(block=False)
         if conn is None:
             return None
@@ -690,6 +692,7 @@ class _LoopLink:
         self.ended = ended
         self.since = time.monotonic()
         self.open = True
+        self.retired = False
         # message id -> (future, answers so far, tag of the last answer, deadline), in
         # the order sent: the first is the oldest
         self.pending: dict[int, tuple[asyncio.Future, list, int, float]] = {}
@@ -789,6 +792,14 @@ class _LoopLink:
             del self.pending[answer.message_id]
             if not future.done():
                 future.set_result(answers)
+            if self.retired and not self.pending:
+                self.give_back()
+
+    def retire(self) -> None:
+        """No new requests; back to the pool when the last answer is in."""
+        self.retired = True
+        if not self.pending:
+            self.give_back()
 
     def fail(self, reason: str) -> None:
         """Broken off: the connection answered what it should not have."""
