@@ -3,6 +3,7 @@ schemes, the entry mapping, the cache policy, the routing of lookups, the config
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -202,6 +203,25 @@ def test_the_set_asks_the_store_then_the_right_directory():
     shared.down = False
     broken = directories.lookup([("user_name", "", "broken")])
     assert broken.way == "unusable: directory global: broken entry"
+
+
+def test_the_lookup_after_at_once_reuses_its_routes_and_the_loop_awaits_the_same():
+    local = SubscriberSnapshot([], {}, {})
+    shared = Remote("global", {"user_name:alice": "ALICE"})
+    filters = []
+    render = shared.search_filter
+    shared.search_filter = lambda *args: filters.append(args) or render(*args)
+
+    async def find_on_loop(search, looked_up):
+        return shared.find(search, looked_up)
+    shared.find_on_loop = find_on_loop
+    directories = DirectorySet(local, shared, on_loop=True)
+    wanted = [("user_name", "", "carol")]
+    assert directories.at_once(wanted) is None and len(filters) == 1
+    assert asyncio.run(directories.lookup(wanted)) is NOBODY  # the coroutine, on_loop
+    assert len(filters) == 1 and shared.asked == ["user_name:carol"]
+    assert asyncio.run(directories.lookup(list(wanted))) is NOBODY  # another list: anew
+    assert len(filters) == 2
 
 
 def test_directory_config_is_checked_with_the_option_named(tmp_path):

@@ -43,6 +43,7 @@ class RemoteDirectory(Protocol):
 
 # (directory, search filter, the lookup's way, the name it was asked by)
 Route = tuple[RemoteDirectory, str, str, str]
+ROUTED_HELD = 10_000  # routes kept for lookups to follow (more: they never followed)
 
 
 class DirectorySet:
@@ -60,6 +61,9 @@ class DirectorySet:
         self.by_isp = dict(by_isp or {})
         self.isps = tuple(isp for isp in isps if isp.name in self.by_isp)
         self.delimiter = delimiter
+        # The routes at_once worked out for lookups it could not answer, kept (with the
+        # list, so that its id is not reused meanwhile) for the lookup that follows.
+        self._routed: dict[int, tuple[list[Lookup], list[Route]]] = {}
 
     def __len__(self) -> int:
         return len(self.local)
@@ -115,19 +119,28 @@ class DirectorySet:
         found = first_found(self.local, wanted)
         if found.account is not None:
             return found
-        for directory, search, way, _ in self.routes(wanted):
+        routes = self.routes(wanted)
+        for directory, search, way, _ in routes:
             known, account = directory.cached(search)
             if not known:
+                if len(self._routed) >= ROUTED_HELD:  # lookups that never followed
+                    self._routed.clear()
+                self._routed[id(wanted)] = (wanted, routes)
                 return None
             if account is not None:
                 return Identified(account, way)
         return NOBODY
 
+    def _routes_for(self, wanted: list[Lookup]) -> list[Route]:
+        """The routes at_once worked out for these very lookups, else anew."""
+        held = self._routed.pop(id(wanted), None)
+        return held[1] if held is not None and held[0] is wanted else self.routes(wanted)
+
     def lookup(self, wanted: list[Lookup]) -> Identified:
         """Off the event loop: ask the directories in turn until one finds the
         subscriber. Never raises."""
         problem = NOBODY
-        for directory, search, way, value in self.routes(wanted):
+        for directory, search, way, value in self._routes_for(wanted):
             try:
                 account = directory.find(search, value)
             except (DirectoryUnavailable, UnusableEntry) as exc:
@@ -140,7 +153,7 @@ class DirectorySet:
     async def lookup_on_loop(self, wanted: list[Lookup]) -> Identified:
         """`lookup` for the event loop: each directory's find_on_loop awaited."""
         problem = NOBODY
-        for directory, search, way, value in self.routes(wanted):
+        for directory, search, way, value in self._routes_for(wanted):
             try:
                 account = await directory.find_on_loop(search, value)
             except (DirectoryUnavailable, UnusableEntry) as exc:
