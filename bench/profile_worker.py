@@ -345,7 +345,7 @@ def run_micro(root: Path, args) -> None:
         print(f"  {us:7.2f}  {name}")
 
     # Each stage of the Access-Request sections, timed inside whole requests.
-    from vpop.aaa import access
+    from vpop.dispatch import access
     spent: collections.Counter = collections.Counter()
 
     def timed(stage):
