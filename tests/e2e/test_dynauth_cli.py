@@ -34,8 +34,7 @@ def das():
 def served(tmp_path_factory, das):
     server = VpopServer.create(tmp_path_factory.mktemp("vpop"))
     server.config.write_text(set_options(server.config.read_text(), {
-        "dynauth": {"timeout": 0.5, "retries": 1, "stop_wait": 1.0},
-        "portal": {"enabled": False}}))
+        "dynauth": {"timeout": 0.5, "retries": 1, "stop_wait": 1.0}}))
     moved = server.home / "das.toml"
     moved.write_text(f'[[nas]]\nname = "localhost"\naddress = "127.0.0.1/32"\n'
                      f'secret = "testing123"\ndas_port = {das.port}\n')

@@ -96,8 +96,7 @@ def vpop(tmp_path_factory, link, upstream):
     server = VpopServer.create(tmp_path_factory.mktemp("vpop-dynauth-nas"))
     server.config.write_text(set_options(server.config.read_text(), {
         "server": {"listen": ["127.0.0.1", link.host_address]},
-        "accounting": {"interim_interval": INTERIM},
-        "portal": {"enabled": False}}))
+        "accounting": {"interim_interval": INTERIM}}))
     server.import_plan(f'''
 [[nas]]
 name = "{NAS_NAME}"
