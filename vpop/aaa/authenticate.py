@@ -53,6 +53,10 @@ def _pap(ctx: AccessContext, deps) -> Rcode:
         # pap = "bind": the directory checks, by binding as the subscriber
         ctx.deferred = functools.partial(account.check_password, password)
         return Rcode.DEFER
+    if account.cleartext is not None:  # the common case, without a call
+        if hmac.compare_digest(password, account.cleartext):
+            return Rcode.OK
+        return ctx.reject("wrong password", FAILED)
     ok = _quick_pap(account, password)
     if ok is None and account.password_hash is not None:
         cached = deps.verified.get(account.password_hash)

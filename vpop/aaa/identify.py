@@ -50,26 +50,61 @@ DIRECTORY_UNUSABLE_WAY = "unusable: "
 DIRECTORY_UNAVAILABLE = "Subscriber directory unavailable, please try again later"
 
 
-def lookups(ctx: AccessContext, settings: IdentificationSettings) -> list[Lookup]:
-    """The directory lookups for this request, in the configured order."""
+def walk(ctx: AccessContext, settings: IdentificationSettings, directory) -> tuple:
+    """Ask `directory` in the configured order until a lookup finds a subscriber:
+    (account, way), or (None, "") when none does. The one home of the order: an
+    in-memory directory is asked directly (no list, no result object per request),
+    a remote one through `lookups`' recorder."""
     attrs = ctx.packet.attrs
-    found = []
     for way in settings.order:
         if way == "line":
             for kind, key in LINE_ATTRIBUTES:
                 values = attrs.get(key)
                 if values:
-                    found.append(("line", kind, values[0].decode("utf-8", "replace")))
+                    account = directory.by_line(kind, values[0].decode("utf-8", "replace"))
+                    if account is not None:
+                        return account, way
         elif way == "caller_id" and ctx.caller_id:
             number = caller_number(ctx.caller_id, settings)
             if number:
-                found.append(("caller_id", "", number))
+                account = directory.by_caller_id(number)
+                if account is not None:
+                    return account, way
         elif way == "user_name" and ctx.username:
-            found.append(("user_name", "", ctx.username))
+            account = directory.by_name(ctx.username)
+            if account is not None:
+                return account, way
             delimiter = settings.realm_delimiter
             if settings.strip_realm and delimiter in ctx.username:
-                found.append(("user_name", "", ctx.username.rsplit(delimiter, 1)[0]))
-    return found
+                account = directory.by_name(ctx.username.rsplit(delimiter, 1)[0])
+                if account is not None:
+                    return account, way
+    return None, ""
+
+
+class _Recorder:
+    """A directory that finds nobody and notes what it was asked, in order."""
+    __slots__ = ("wanted",)
+
+    def __init__(self) -> None:
+        self.wanted: list[Lookup] = []
+
+    def by_line(self, kind: str, value: str) -> None:
+        self.wanted.append(("line", kind, value))
+
+    def by_caller_id(self, value: str) -> None:
+        self.wanted.append(("caller_id", "", value))
+
+    def by_name(self, value: str) -> None:
+        self.wanted.append(("user_name", "", value))
+
+
+def lookups(ctx: AccessContext, settings: IdentificationSettings) -> list[Lookup]:
+    """The directory lookups for this request, in the configured order (what a remote
+    directory is asked, at once from its cache or off the event loop)."""
+    recorder = _Recorder()
+    walk(ctx, settings, recorder)
+    return recorder.wanted
 
 
 def first_found(directory: SubscriberDirectory, wanted: list[Lookup]) -> Identified:
@@ -95,14 +130,18 @@ def identify(ctx: AccessContext, deps) -> Rcode:
         ctx.deferred_result = None  # a later stage may defer too
     else:
         directory: SubscriberDirectory = deps.directory
+        if not directory.remote:  # in memory: asked directly, the common case
+            account, way = walk(ctx, deps.settings.identification, directory)
+            if account is None:
+                return Rcode.NOTFOUND  # an ISP's own users are known only upstream
+            ctx.account = account
+            ctx.identified_by = way
+            return Rcode.OK
         wanted = lookups(ctx, deps.settings.identification)
-        if directory.remote:  # what it knows at once, else asked off the event loop
-            found = directory.at_once(wanted)
-            if found is None:
-                ctx.deferred = functools.partial(directory.lookup, wanted)
-                return Rcode.DEFER
-        else:
-            found = first_found(directory, wanted)
+        found = directory.at_once(wanted)  # what it knows at once, else off the loop
+        if found is None:
+            ctx.deferred = functools.partial(directory.lookup, wanted)
+            return Rcode.DEFER
     if found.account is None:
         # Not necessarily an error: an ISP's own users are known only upstream (route decides).
         if found.way:  # why a directory could not say (unavailable: ..., unusable: ...)
@@ -137,6 +176,8 @@ def check_account(ctx: AccessContext, deps) -> Rcode:
     account = ctx.account
     if account is None:
         return unknown_subscriber(ctx)
+    if account.enabled and account.expires_at is None:  # the common case, without a call
+        return Rcode.OK
     why = refusal(account, ctx.now)
     return ctx.reject(why, why.capitalize()) if why else Rcode.OK
 
