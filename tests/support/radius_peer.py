@@ -19,6 +19,9 @@ class Scripted(random.Random):
     def randrange(self, *args):
         return self.draws.pop(0) if self.draws else super().randrange(*args)
 
+    def getrandbits(self, k: int) -> int:
+        return self.draws.pop(0) if self.draws else super().getrandbits(k)
+
 
 def reply_to(sent, code: int = codec.ACCESS_ACCEPT, *, secret: bytes, attrs: bytes = b"",
              signed: bool = True, echo: bool = True) -> bytes:

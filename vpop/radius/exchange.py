@@ -136,6 +136,7 @@ class Exchange:
             raise ValueError("an exchange needs at least one source socket")
         self.sockets = sockets
         self._slots = IDENTIFIERS * sockets  # (source socket, Identifier) per destination
+        self._socket = 0  # the source socket new requests go out on while it has room
         self.rng = rng  # Identifiers: no secrecy needed
         # Request Authenticators must be unpredictable (RFC 2865 §3).
         self.random_bytes = random_bytes or codec.RandomBytes()
@@ -161,13 +162,16 @@ class Exchange:
         pending."""
         pending = self.pending
         # The first draw is nearly always free: taken here, without _free_slot's loop.
-        sock, ident = divmod(self.rng.randrange(self._slots), IDENTIFIERS)
+        # On the source socket in use: the answers then come to one socket, read in
+        # one batch, not to every socket in turn (one wake-up of the loop each).
+        sock, ident = self._socket, self.rng.getrandbits(8)
         key = (sock, addr[0], addr[1], ident)
         if key in pending or ident in avoid:
             slot = self._free_slot(addr, avoid)
             if slot is None:
                 return None
             sock, ident = slot
+            self._socket = sock
             key = (sock, addr[0], addr[1], ident)
         data = build(ident, self.random_bytes(16))
         if data[1] != ident:
@@ -213,8 +217,9 @@ class Exchange:
         pending = self.pending
         size = self._slots
         draw = self.rng.randrange
+        sock = self._socket  # first on the socket in use, then anywhere
         for _ in range(DRAWS):
-            sock, ident = divmod(draw(size), IDENTIFIERS)
+            ident = draw(IDENTIFIERS)
             if (sock, host, port, ident) not in pending and ident not in avoid:
                 return sock, ident
         start = draw(size)
