@@ -14,7 +14,7 @@ from ldap3.protocol.rfc4511 import (LDAPDN, URI, AttributeDescription, Attribute
 from pyasn1.codec.ber import encoder
 
 from vpop.directory import wire
-from vpop.directory.filters import render
+from vpop.directory.filters import PLACEHOLDER, around_value, render
 
 
 def ldap3_message(message_id: int, kind: str, operation) -> bytes:
@@ -61,6 +61,56 @@ def test_rendered_lookups_are_ldap3s(value):
                   user=value, name=value)
     assert (wire.search_request(1, "ou=people,dc=x", text, ["1.1"])
             == ldap3_search(1, "ou=people,dc=x", text, ["1.1"]))
+
+
+TEMPLATES = [
+    "(&(objectClass=inetOrgPerson)(uid={user}))", "(uid={user})",
+    "( & (objectClass=inetOrgPerson) ( uid = {user} ) )", "(|(uid={user})(!(cn=x)))",
+    "(&(a=b)(|(c=d)(uid={user}*)(e=f))(g=h))", "(cn:dn:2.4.6.8:={value})",
+    "(uid={user}@example.net)", "(&(uid=*)(mail={user}))", "(age>={value})",
+    "(&(objectClass=inetOrgPerson)(uid=" + "x" * 120 + "{user}))",
+]
+VALUES = ["alice", "*)(uid=*", "a\\b", "nul\0", "tab\t", "jürgen", " lead", "trail ", "(x)",
+          "ü*", "", "  ", "a)b", "\u3000wide\u3000", "\\2a", "&", "|(", "*", "y" * 130]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_a_directorys_requests_are_search_requests(template):
+    """SearchRequests encodes around the value what search_request encodes whole: for
+    rendered values and for raw ones (any text between the template's two parts)."""
+    before, after = around_value(template)
+    name = PLACEHOLDER.findall(template)[0]
+    requests = wire.SearchRequests("dc=x", ["uid", "userPassword"], size_limit=2,
+                                   time_limit=3, templates=((before, after),))
+    assert requests.templates  # compiled, not encoded whole
+    for value in VALUES:
+        for text in (render(template, **{name: value}), before + value + after):
+            for message_id in (1, 127, 128, 70_000):
+                try:
+                    expected = wire.search_request(message_id, "dc=x", text,
+                                                   ["uid", "userPassword"], size_limit=2,
+                                                   time_limit=3)
+                except wire.WireError:
+                    with pytest.raises(wire.WireError):
+                        requests.encode(message_id, text)
+                    continue
+                assert requests.encode(message_id, text) == expected, (text, message_id)
+
+
+@pytest.mark.parametrize("template", ["({user}=x)", "(uid=a)({user})", "(uid={user}",
+                                      "({user})", "(&(uid={user})(cn={user}))"])
+def test_templates_whose_value_is_not_an_assertion_value_are_encoded_whole(template):
+    parts = around_value(template)
+    requests = wire.SearchRequests("dc=x", ["uid"], templates=(parts,) if parts else ())
+    assert not requests.templates
+    text = render(template, user="a")
+    try:
+        expected = wire.search_request(4, "dc=x", text, ["uid"])
+    except wire.WireError:
+        with pytest.raises(wire.WireError):
+            requests.encode(4, text)
+        return
+    assert requests.encode(4, text) == expected
 
 
 @pytest.mark.parametrize("message_id", [1, 127, 128, 255, 256, 65_535, 2**31 - 1])

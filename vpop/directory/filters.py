@@ -36,6 +36,13 @@ def render(template: str, **values: str) -> str:
     return "".join(out)
 
 
+def around_value(template: str) -> tuple[str, str] | None:
+    """The template's text before and after its one placeholder (a rendered filter is
+    before + escaped value + after); None for a template with none or several."""
+    pieces = _pieces(template)
+    return (pieces[0], pieces[2]) if len(pieces) == 3 else None
+
+
 @functools.lru_cache(maxsize=256)
 def _pieces(template: str) -> list[str]:
     """The template's text and placeholder names, alternately (text first and last)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 # Latency histogram bounds in seconds, for the metrics endpoint.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UP, DEGRADED, DOWN = "up", "degraded", "down"
@@ -28,12 +30,7 @@ class DirectoryHealth:
     def observe(self, seconds: float, ok: bool, error: str = "") -> None:
         self.operations += 1
         self.latency_sum += seconds
-        for index, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self.buckets[index] += 1
-                break
-        else:
-            self.buckets[-1] += 1
+        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= it
         self.success_rate += _DECAY * ((1.0 if ok else 0.0) - self.success_rate)
         if not ok:
             self.errors += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -78,37 +79,51 @@ def account_from_entry(entry: Entry, *, settings: DirectorySettings,
     (used when the entry has no username_attribute); `isp`: the ISP whose own directory
     it is in (its subscribers are that ISP's); `check_password`: the bind check, for
     pap = "bind"."""
+    # Each option read only when it names an attribute: a lookup maps an entry each time,
+    # and most options are usually left empty.
     s = settings
-    username = entry.text(s.username_attribute) or looked_up or entry.dn
-    enabled, expires_at = _access(entry, s)
-    rule = matching_group(s.group, groups)
-    name = entry.text(s.profile_attribute) or (rule.profile if rule else "") or s.default_profile
+    username = (s.username_attribute and entry.text(s.username_attribute)) or looked_up or entry.dn
+    if s.access_attribute or s.expiry_attribute:
+        enabled, expires_at = _access(entry, s)
+    else:
+        enabled, expires_at = True, None
+    rule = matching_group(s.group, groups) if s.group and groups else None
+    name = ((s.profile_attribute and entry.text(s.profile_attribute))
+            or (rule.profile if rule else "") or s.default_profile)
     if not name:
         raise UnusableEntry("no profile: neither the entry, a group nor default_profile "
                             "names one")
     profile = profiles.get(name)
     if profile is None:
         raise UnusableEntry(f"profile {name!r} does not exist")
-    overrides = {}
-    for option, field in (("rate_down_attribute", "rate_down_kbps"),
-                          ("rate_up_attribute", "rate_up_kbps"),
-                          ("session_timeout_attribute", "session_timeout")):
-        value = _number(entry, getattr(s, option))
-        if value is not None:
-            overrides[field] = value
-    if overrides:
-        profile = dataclasses.replace(profile, **overrides)
-    chosen = entry.text(s.isp_attribute) or (rule.isp if rule else "") or None
+    if s.rate_down_attribute or s.rate_up_attribute or s.session_timeout_attribute:
+        overrides = {}
+        for option, field in (("rate_down_attribute", "rate_down_kbps"),
+                              ("rate_up_attribute", "rate_up_kbps"),
+                              ("session_timeout_attribute", "session_timeout")):
+            value = _number(entry, getattr(s, option))
+            if value is not None:
+                overrides[field] = value
+        if overrides:
+            profile = dataclasses.replace(profile, **overrides)
+    chosen = ((s.isp_attribute and entry.text(s.isp_attribute)) or (rule.isp if rule else "")
+              or None)
     password_hash, cleartext = _password(entry, s)
     if s.pap == "bind":  # PAP is the directory's to check; a cleartext still serves CHAP
         password_hash = None
     return DirectoryAccount(
         username=username, profile=profile, enabled=enabled, expires_at=expires_at,
-        methods=frozenset(s.methods), password_hash=password_hash,
-        nt_hash=_nt_hash(entry, s.nt_password_attribute), cleartext=cleartext,
-        framed_ip=_address(entry, s.framed_ip_attribute),
+        methods=_methods(s.methods), password_hash=password_hash,
+        nt_hash=_nt_hash(entry, s.nt_password_attribute) if s.nt_password_attribute else None,
+        cleartext=cleartext,
+        framed_ip=_address(entry, s.framed_ip_attribute) if s.framed_ip_attribute else None,
         isp=isp or chosen or profile.isp, dn=entry.dn,
         check_password=check_password if s.pap == "bind" else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _methods(methods: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(methods)
 
 
 def matching_group(rules: Sequence[DirectoryGroup], groups: Sequence[str]
@@ -232,7 +247,14 @@ def _password(entry: Entry, s: DirectorySettings) -> tuple[str | None, bytes | N
         return None, raw
     if scheme == schemes.CLEARTEXT:
         return None, rest.encode("utf-8")
-    why = schemes.problem(text)
+    why = _stored_problem(text)
     if why:
         raise UnusableEntry(f"{s.password_attribute}: {why}")
     return text, None
+
+
+@functools.lru_cache(maxsize=16_384)
+def _stored_problem(text: str) -> str | None:
+    """schemes.problem, remembered: an entry's password is checked each time the entry
+    is read, and the same subscribers log in again and again."""
+    return schemes.problem(text)

@@ -87,6 +87,101 @@ def _search_parts(base: str, attributes: tuple[str, ...], scope: int, size_limit
     return before, _tlv(0x30, b"".join(_string(0x04, name) for name in attributes))
 
 
+class SearchRequests:
+    """A directory's SearchRequests, its fields around the filter encoded once. Filters
+    rendered from a template with one value (`before` + value + `after`, as
+    filters.render makes them) are encoded around that value: the template's items
+    and sets are encoded once, and a lookup encodes its value's item and the lengths
+    around it, the same bytes as search_request. Any other filter is encoded whole."""
+
+    def __init__(self, base: str, attributes, *, scope: int = 2, size_limit: int = 0,
+                 time_limit: int = 0, deref: int = DEREF_ALWAYS, types_only: bool = False,
+                 templates: tuple[tuple[str, str], ...] = ()):
+        self.before, self.after = _search_parts(base, tuple(attributes), scope, size_limit,
+                                                time_limit, deref, types_only)
+        self.templates = [(before, after, len(before) + len(after), shape)
+                          for before, after in templates
+                          for shape in [_filter_shape(before, after)] if shape is not None]
+
+    def encode(self, message_id: int, filter_text: str) -> bytes:
+        """The SearchRequest; WireError for a filter that is not one."""
+        encoded = None
+        for before, after, fixed, (item_before, item_after, sets) in self.templates:
+            if (len(filter_text) >= fixed and filter_text.startswith(before)
+                    and filter_text.endswith(after)):
+                value = filter_text[len(before):len(filter_text) - len(after)]
+                if "(" in value or ")" in value:
+                    break  # the items may differ: encoded whole
+                encoded = _item(item_before + value + item_after)
+                for tag, first, last in sets:
+                    encoded = _tlv(tag, first + encoded + last)
+                break
+        if encoded is None:
+            encoded = encode_filter(filter_text)
+        body = self.before + encoded + self.after
+        size = len(body)
+        if size < 0x7B and message_id < 0x80:  # the usual lookup: short-form lengths
+            return bytes((0x30, size + 5, 0x02, 0x01, message_id, SEARCH_REQUEST, size)) + body
+        return _message(message_id, _tlv(SEARCH_REQUEST, body))
+
+
+_MARK = "\ue000"  # stands for the value while a template is compiled: no filter syntax
+
+
+def _filter_shape(before: str, after: str):
+    """(the value's item text before and after it, the enclosing sets innermost first
+    as (tag, encoded before, encoded after)) for the filter before + value + after, or
+    None when the value is not inside one item's assertion value (after its "="),
+    where any value without parentheses tokenizes as the template does."""
+    if _MARK in before or _MARK in after:
+        return None
+    text = before + _MARK + after
+    try:
+        encode_filter(text)
+    except WireError:
+        return None
+    text = text.strip()
+    # Tokenized as encode_filter does, keeping the sets open around the value's item.
+    open_sets: list[tuple[str, list[bytes], int | None]] = []
+    path: list[tuple[str, list[bytes]]] = []
+    found = None
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        position = match.end()
+        operator, item, _ = match.groups()
+        if operator:
+            open_sets.append((operator, [], None))
+            continue
+        if item is not None:
+            if _MARK in item:
+                left, _, right = item.partition(_MARK)
+                if "=" not in left or _MARK in right:
+                    return None
+                found = (left, right)
+                encoded = None
+            else:
+                encoded = _item(item)
+        else:
+            operator, parts, hole = open_sets.pop()
+            if hole is not None:
+                path.append((_SETS[operator], b"".join(parts[:hole]),
+                             b"".join(parts[hole + 1:])))
+                encoded = None
+            else:
+                encoded = _tlv(_SETS[operator], b"".join(parts))
+        if open_sets:
+            operator, parts, hole = open_sets[-1]
+            if encoded is None:
+                open_sets[-1] = (operator, parts, len(parts))
+                parts.append(b"")
+            else:
+                parts.append(encoded)
+    if found is None:
+        return None
+    return found[0], found[1], tuple(path)
+
+
 def bind_request(message_id: int, dn: str, password: str | bytes) -> bytes:
     """A simple BindRequest, LDAP version 3 (RFC 4511 §4.2)."""
     body = b"\x02\x01\x03" + _string(0x04, dn) + _string(0x80, password)
@@ -323,6 +418,56 @@ def _result(data: bytes, start: int, end: int) -> Result:
 def _entry(data: bytes, start: int, end: int) -> tuple[str, dict[str, tuple[bytes, ...]]]:
     """SearchResultEntry (RFC 4511 §4.5.2): the DN and each attribute's values, the
     attribute names lower-cased."""
+    found = _short_entry(data, start, end)
+    return found if found is not None else _any_entry(data, start, end)
+
+
+def _short_entry(data: bytes, start: int, end: int):
+    """_entry for the usual entry, whose attributes, types and values are each under 128
+    octets (short-form lengths): read without a call per element. None for any other,
+    which _any_entry reads (or refuses) instead."""
+    if start >= end:
+        return None
+    dn_tag, a, b = _header(data, start, end)
+    if dn_tag != 0x04 or b >= end:
+        return None
+    list_tag, position, stop = _header(data, b, end)
+    if list_tag != 0x30:
+        return None
+    attributes: dict[str, tuple[bytes, ...]] = {}
+    while position < stop:
+        if position + 2 > stop:
+            return None
+        size = data[position + 1]  # PartialAttribute
+        p = position + 2
+        position = p + size
+        if size >= 0x80 or position > stop or p + 2 > position:
+            return None
+        size = data[p + 1]  # its type
+        t = p + 2
+        u = t + size
+        if size >= 0x80 or u + 2 > position:
+            return None
+        size = data[u + 1]  # its values
+        v = u + 2
+        w = v + size
+        if size >= 0x80 or w > position:
+            return None
+        values = []
+        while v < w:
+            if v + 2 > w:
+                return None
+            size = data[v + 1]
+            x = v + 2
+            v = x + size
+            if size >= 0x80 or v > w:
+                return None
+            values.append(data[x:v])
+        attributes[data[t:u].decode("utf-8", "replace").lower()] = tuple(values)
+    return _text(data[a:b]), attributes
+
+
+def _any_entry(data: bytes, start: int, end: int) -> tuple[str, dict[str, tuple[bytes, ...]]]:
     if start >= end:
         raise WireError("a SearchResultEntry without its name")
     dn_tag, a, b = _header(data, start, end)

@@ -38,7 +38,7 @@ from vpop.aaa.subscribers import Account, ServiceProfile
 from vpop.config import DirectorySettings, Settings
 from vpop.directory import wire
 from vpop.directory.cache import CachePolicy, LookupCache
-from vpop.directory.filters import render
+from vpop.directory.filters import around_value, render
 from vpop.directory.health import DirectoryHealth
 from vpop.directory.mapping import Entry, UnusableEntry, account_from_entry, attribute_names
 from vpop.directory.routing import DirectorySet, DirectoryUnavailable
@@ -182,6 +182,12 @@ class LdapDirectory:
                                              grace=settings.outage_grace,
                                              size=settings.cache_size), secrets.token_bytes(32))
         self.attributes = attribute_names(settings) or ["1.1"]
+        # A lookup's SearchRequest: all but its filter's value encoded once.
+        self.requests = wire.SearchRequests(
+            settings.base_dn, self.attributes, size_limit=2, time_limit=self._time_limit(),
+            templates=tuple(filter(None, map(around_value, (
+                settings.user_filter, settings.caller_id_filter,
+                *(getattr(settings, key) for key in LINE_FILTERS.values()))))))
         self._down_until: dict[str, float] = dict.fromkeys(self.servers, 0.0)
         self._lock = threading.Lock()  # the cache, the health and the servers' marks
         wait = settings.connect_timeout + settings.timeout
@@ -399,8 +405,11 @@ class LdapDirectory:
         if known:
             return account
         link = self._lent_link() if self.settings.groups != "search" else None
-        request = _search_request(self.settings.base_dn, search, self.attributes, 2,
-                                  self._time_limit())
+        message_id = _next_message_id()
+        try:
+            request = self.requests.encode(message_id, search), message_id
+        except wire.WireError:
+            request = None
         if link is None or request is None:  # request None: a filter only ldap3 encodes
             return await in_thread(self.find, search, looked_up)
         now = self.clock()
@@ -466,12 +475,15 @@ class LdapDirectory:
         if len(entries) > 1:
             raise UnusableEntry(f"{search} finds {len(entries)} entries or more, one expected")
         entry = entries[0]
-        check = self.check_password_on_loop if self.on_loop else self.check_password
+        if self.settings.pap == "bind":
+            check = functools.partial(
+                self.check_password_on_loop if self.on_loop else self.check_password, entry.dn)
+        else:
+            check = None
         try:
             account = account_from_entry(
                 entry, settings=self.settings, profiles=self.profiles, groups=groups,
-                looked_up=looked_up, isp=self.isp,
-                check_password=functools.partial(check, entry.dn))
+                looked_up=looked_up, isp=self.isp, check_password=check)
         except UnusableEntry as exc:
             raise UnusableEntry(f"{entry.dn}: {exc}") from None
         with self._lock:
@@ -900,10 +912,17 @@ def _search_result(answers: list[wire.Response]) -> tuple[int, str, list[Entry]]
     """(result code, its description, the entries) of a search's answers; None for a
     referral, which ldap3 follows."""
     done = answers[-1].value
-    if done.code == wire.REFERRAL or any(a.tag == wire.SEARCH_REFERENCE for a in answers):
+    if done.code == wire.REFERRAL:
         return None
-    return done.code, _explain(done), [Entry(dn=a.value[0], attributes=a.value[1])
-                                        for a in answers if a.tag == wire.SEARCH_ENTRY]
+    entries = []
+    for answer in answers:
+        if answer.tag == wire.SEARCH_ENTRY:
+            dn, attributes = answer.value
+            entries.append(Entry(dn=dn, attributes=attributes))
+        elif answer.tag == wire.SEARCH_REFERENCE:
+            return None
+    # the description only for a result that is refused (_checked)
+    return done.code, "" if done.code in SEARCH_OK else _explain(done), entries
 
 
 def _ldap3_search(conn: ldap3.Connection, base: str, search: str, attributes: list[str],

@@ -105,7 +105,7 @@ class Listener:
             self._send(action.data, addr)
         elif type(action) is Defer:
             self.in_flight += 1
-            if inspect.iscoroutinefunction(action.work):  # waits on this loop (LDAP)
+            if _coroutine_function(action.work):  # waits on this loop (LDAP)
                 step(action.work(), lambda outcome: self._resumed(outcome, action, addr))
             else:
                 future = self.loop.run_in_executor(self.executor, action.work)
@@ -133,6 +133,15 @@ class Listener:
             self.receiver.stats.drop("internal error")
             return
         self._act(follow, addr)
+
+
+def _coroutine_function(work) -> bool:
+    """inspect.iscoroutinefunction for the deferred work (a function, a method, or a
+    partial of either), without its signature checks: a call a deferred request."""
+    while type(work) is functools.partial:
+        work = work.func
+    code = getattr(work, "__code__", None)  # a method lends its function's
+    return code is not None and bool(code.co_flags & inspect.CO_COROUTINE)
 
 
 def step(coroutine, finished: Callable[[Callable[[], object]], None], _=None) -> None:
