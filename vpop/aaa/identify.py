@@ -125,18 +125,20 @@ def identify(ctx: AccessContext, deps) -> Rcode:
     """Find the subscriber by line, caller ID or name, in the configured order. A remote
     directory is asked off the event loop (DEFER), and the stage resumes with what it
     found."""
+    directory: SubscriberDirectory = deps.directory
+    # In memory, asked directly: the common case. (Resumed after a remote lookup, the
+    # result is taken even if a reload has since swapped in an in-memory directory.)
+    if not directory.remote and ctx.deferred_result is None:
+        account, way = walk(ctx, deps.settings.identification, directory)
+        if account is None:
+            return Rcode.NOTFOUND  # an ISP's own users are known only upstream
+        ctx.account = account
+        ctx.identified_by = way
+        return Rcode.OK
     found = ctx.deferred_result
-    if type(found) is Identified:
+    if type(found) is Identified:  # resumed with what the directory found
         ctx.deferred_result = None  # a later stage may defer too
     else:
-        directory: SubscriberDirectory = deps.directory
-        if not directory.remote:  # in memory: asked directly, the common case
-            account, way = walk(ctx, deps.settings.identification, directory)
-            if account is None:
-                return Rcode.NOTFOUND  # an ISP's own users are known only upstream
-            ctx.account = account
-            ctx.identified_by = way
-            return Rcode.OK
         wanted = lookups(ctx, deps.settings.identification)
         found = directory.at_once(wanted)  # what it knows at once, else off the loop
         if found is None:
