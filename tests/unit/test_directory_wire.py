@@ -221,3 +221,26 @@ def test_what_is_not_a_message_is_refused(data):
 def test_truncated_or_odd_messages_are_refused(data):
     with pytest.raises(wire.WireError):
         wire.decode(data)
+    with pytest.raises(wire.WireError):
+        wire.decode_next(data + b"\x30\x00", 0)  # in place, another message behind it
+
+
+def test_messages_read_in_place_are_those_decoded_one_by_one():
+    attribute = liblber(0x30, liblber(0x04, b"cn") + liblber(0x31, liblber(0x04, b"Alice")))
+    messages = [
+        entry(5, "uid=alice,dc=example,dc=net", {"uid": [b"alice"], "userPassword":
+                                                 [b"{SSHA}abc", b"x" * 300], "memberOf": []}),
+        entry(70_000, "uid=bob,dc=x", {"uid": [b"bob"]}),
+        result("searchResDone", SearchResultDone, 5, 0),
+        result("bindResponse", BindResponse, 300, 49, "dc=x", "bad" * 50),
+        liblber(0x30, liblber(0x02, b"\x02") + liblber(
+            0x64, liblber(0x04, b"uid=alice,dc=x") + liblber(0x30, attribute))),
+    ]
+    stream = b"".join(messages)
+    position, found = 0, []
+    while (answer := wire.decode_next(stream, position)) is not None:
+        found.append(answer[0])
+        position = answer[1]
+    assert position == len(stream) and found == [wire.decode(m) for m in messages]
+    for cut in range(len(messages[0])):  # a message not wholly read yet
+        assert wire.decode_next(stream[:cut], 0) is None

@@ -368,24 +368,63 @@ def _header(data: bytes, position: int, end: int) -> tuple[int, int, int]:
 
 def decode(message: bytes) -> Response:
     """One whole LDAPMessage (message_length long)."""
-    size = len(message)
-    tag, start, end = _header(message, 0, size)
+    tag, start, end = _header(message, 0, len(message))
     if tag != 0x30:
         raise WireError(f"not an LDAPMessage (tag {tag:#04x})")
+    return _read_message(message, start, end)
+
+
+def decode_next(data, position: int) -> tuple[Response, int] | None:
+    """The LDAPMessage at `position` in the buffer and the position after it, read in
+    place; None while more octets are needed. WireError if it is not one."""
+    available = len(data) - position
+    if available < 2:
+        return None
+    first = data[position + 1]
+    if data[position] == 0x30 and first < 0x80:  # the usual lengths, read here
+        start = position + 2
+        end = start + first
+    elif data[position] == 0x30 and first == 0x81 and available > 2:
+        start = position + 3
+        end = start + data[position + 2]
+    else:
+        size = message_length(data, position)
+        if size is None or size > available:
+            return None
+        return decode(bytes(data[position:position + size])), position + size
+    if end > len(data):
+        return None
+    return _read_message(data, start, end), end
+
+
+def _read_message(data, start: int, end: int) -> Response:
+    """An LDAPMessage's content, data[start:end]: its id and its operation."""
     if start >= end:
         raise WireError("an LDAPMessage without its messageID")
-    id_tag, id_start, id_end = _header(message, start, end)
-    if id_tag != 0x02 or id_end >= end:
+    size = data[start + 1] if start + 1 < end else 0x80
+    if data[start] == 0x02 and size < 0x80:  # messageID, read here
+        id_start = start + 2
+        id_end = id_start + size
+        if id_end > end:
+            raise WireError("an element ends early")
+    else:
+        id_tag, id_start, id_end = _header(data, start, end)
+        if id_tag != 0x02:
+            raise WireError("an LDAPMessage without its messageID and operation")
+    if id_end >= end:
         raise WireError("an LDAPMessage without its messageID and operation")
-    op_tag, op_start, op_end = _header(message, id_end, end)
-    message_id = int.from_bytes(message[id_start:id_end], "big", signed=True)
+    op_tag, op_start, op_end = _header(data, id_end, end)
+    if id_end - id_start == 1 and data[id_start] < 0x80:
+        message_id = data[id_start]
+    else:
+        message_id = int.from_bytes(data[id_start:id_end], "big", signed=True)
     if op_tag == SEARCH_ENTRY:
-        value = _entry(message, op_start, op_end)
-    elif op_tag in (SEARCH_DONE, BIND_RESPONSE, EXTENDED_RESPONSE):
-        value = _result(message, op_start, op_end)
+        value = _entry(data, op_start, op_end)
+    elif op_tag == SEARCH_DONE or op_tag == BIND_RESPONSE or op_tag == EXTENDED_RESPONSE:
+        value = _result(data, op_start, op_end)
     elif op_tag == SEARCH_REFERENCE:
-        value = tuple(message[a:b].decode("utf-8", "replace")
-                      for a, b in _contents(message, op_start, op_end))
+        value = tuple(data[a:b].decode("utf-8", "replace")
+                      for a, b in _contents(data, op_start, op_end))
     else:
         value = None
     return Response(message_id, op_tag, value)
@@ -402,6 +441,21 @@ def _contents(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _result(data: bytes, start: int, end: int) -> Result:
+    # the usual result, its three elements under 128 octets each, read here
+    if start + 2 <= end and data[start] == 0x0A:
+        b = start + 2 + data[start + 1]
+        if data[start + 1] < 0x80 and b + 2 <= end:
+            d = b + 2 + data[b + 1]
+            if data[b + 1] < 0x80 and d + 2 <= end:
+                f = d + 2 + data[d + 1]
+                if data[d + 1] < 0x80 and f <= end:
+                    return Result(int.from_bytes(data[start + 2:b], "big", signed=True),
+                                  data[b + 2:d].decode("utf-8", "replace"),
+                                  data[d + 2:f].decode("utf-8", "replace"))
+    return _any_result(data, start, end)
+
+
+def _any_result(data: bytes, start: int, end: int) -> Result:
     if start >= end:
         raise WireError("an LDAPResult without resultCode, matchedDN and message")
     tag, a, b = _header(data, start, end)

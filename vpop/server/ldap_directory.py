@@ -648,7 +648,7 @@ class _LentBinds:
                         conn, _ = await in_thread(self.pool.take)
                 finally:
                     self.opening -= 1
-                link = _LoopLink(link_loop(), conn, self.timeout, self._ended)
+                link = _LoopLink(link_loop(), conn, self.timeout, self._ended, gather=False)
                 self.lent.add(link)
                 return link
             waiter = link_loop().create_future()
@@ -696,8 +696,12 @@ class _LoopLink:
     (health_interval) goes back to the pool when idle, as connections do after use."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, conn: ldap3.Connection,
-                 timeout: float, ended: Callable[[_LoopLink, bool], None]):
+                 timeout: float, ended: Callable[[_LoopLink, bool], None], *,
+                 gather: bool = True):
         self.loop = loop
+        # Requests of one turn gathered into one write (searches); a bind connection,
+        # with one request at a time, writes each at once.
+        self.gather = gather
         self.conn = conn
         self.sock = conn.socket
         self.timeout = timeout
@@ -722,6 +726,12 @@ class _LoopLink:
         if not self.pending and self._sweep is None:
             self._sweep = self.loop.call_later(self.timeout, self._expired)
         self.pending[message_id] = (future, [], last, self.loop.time() + self.timeout)
+        if not self.gather:
+            if self._unsent:
+                self._unsent += request
+            else:
+                self._send(request)
+            return future
         # The requests made in one turn of the loop leave in one write (one system
         # call, one wake-up of the server), as the answers arrive in few reads.
         if not self._outgoing:
@@ -779,11 +789,10 @@ class _LoopLink:
         position = 0
         try:
             while True:
-                size = wire.message_length(data, position)
-                if size is None or position + size > len(data):
+                found = wire.decode_next(data, position)
+                if found is None:
                     break
-                answer = wire.decode(data[position:position + size])
-                position += size
+                answer, position = found
                 self._answered(answer)
         except wire.WireError as exc:
             self._break(f"an answer that is not LDAP: {exc}")
