@@ -13,6 +13,7 @@ lock around each call (each is a few dictionary operations).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -70,7 +71,8 @@ class LookupCache:
     # --- passwords confirmed by binding as the subscriber -----------------------
 
     def fingerprint(self, password: bytes) -> bytes:
-        return hmac.digest(self._key, password, "sha256")
+        # keyed BLAKE2b: a fifth of an HMAC-SHA256's cost, paid on every bind confirmed
+        return hashlib.blake2b(password, key=self._key, digest_size=32).digest()
 
     def password_confirmed(self, dn: str, password: bytes, now: float, *,
                            outage: bool = False) -> bool:

@@ -106,13 +106,19 @@ class SearchRequests:
     def encode(self, message_id: int, filter_text: str) -> bytes:
         """The SearchRequest; WireError for a filter that is not one."""
         encoded = None
-        for before, after, fixed, (item_before, item_after, sets) in self.templates:
+        for before, after, fixed, (item_before, item_after, sets, attribute,
+                                   equal) in self.templates:
             if (len(filter_text) >= fixed and filter_text.startswith(before)
                     and filter_text.endswith(after)):
                 value = filter_text[len(before):len(filter_text) - len(after)]
                 if "(" in value or ")" in value:
                     break  # the items may differ: encoded whole
-                encoded = _item(item_before + value + item_after)
+                if attribute is not None:  # an equality item unless the value has a *
+                    right = (item_before[equal:] + value + item_after).strip()
+                    encoded = (None if "*" in right else
+                               _tlv(0xA3, attribute + _string(0x04, _value(right))))
+                if encoded is None:
+                    encoded = _item(item_before + value + item_after)
                 for tag, first, last in sets:
                     encoded = _tlv(tag, first + encoded + last)
                 break
@@ -179,7 +185,11 @@ def _filter_shape(before: str, after: str):
                 parts.append(encoded)
     if found is None:
         return None
-    return found[0], found[1], tuple(path)
+    # The attribute of an item with a plain "=" (not ~=, >=, <=, :=), encoded once:
+    # _item makes it an equality match unless the value is or has a *.
+    left = found[0].strip().partition("=")[0]
+    attribute = None if left.endswith(("~", ">", "<", ":")) else _string(0x04, left.strip())
+    return found[0], found[1], tuple(path), attribute, found[0].index("=") + 1
 
 
 def bind_request(message_id: int, dn: str, password: str | bytes) -> bytes:
