@@ -212,16 +212,19 @@ def test_the_lookup_after_at_once_reuses_its_routes_and_the_loop_awaits_the_same
     render = shared.search_filter
     shared.search_filter = lambda *args: filters.append(args) or render(*args)
 
-    async def find_on_loop(search, looked_up):
+    async def find_on_loop(search, looked_up, ask_cache=True):
+        asked_cache.append(ask_cache)
         return shared.find(search, looked_up)
+    asked_cache = []
     shared.find_on_loop = find_on_loop
     directories = DirectorySet(local, shared, on_loop=True)
     wanted = [("user_name", "", "carol")]
     assert directories.at_once(wanted) is None and len(filters) == 1
     assert asyncio.run(directories.lookup(wanted)) is NOBODY  # the coroutine, on_loop
     assert len(filters) == 1 and shared.asked == ["user_name:carol"]
+    assert asked_cache == [False]  # at_once has just asked the cache for this search
     assert asyncio.run(directories.lookup(list(wanted))) is NOBODY  # another list: anew
-    assert len(filters) == 2
+    assert len(filters) == 2 and asked_cache == [False, True]
 
 
 def test_directory_config_is_checked_with_the_option_named(tmp_path):

@@ -38,7 +38,8 @@ class RemoteDirectory(Protocol):
                       ) -> str | None: ...
     def cached(self, search: str) -> tuple[bool, Account | None]: ...
     def find(self, search: str, looked_up: str) -> Account | None: ...
-    async def find_on_loop(self, search: str, looked_up: str) -> Account | None: ...
+    async def find_on_loop(self, search: str, looked_up: str, ask_cache: bool = True
+                           ) -> Account | None: ...
 
 
 # (directory, search filter, the lookup's way, the name it was asked by)
@@ -62,8 +63,9 @@ class DirectorySet:
         self.isps = tuple(isp for isp in isps if isp.name in self.by_isp)
         self.delimiter = delimiter
         # The routes at_once worked out for lookups it could not answer, kept (with the
-        # list, so that its id is not reused meanwhile) for the lookup that follows.
-        self._routed: dict[int, tuple[list[Lookup], list[Route]]] = {}
+        # list, so that its id is not reused meanwhile, and the route whose search its
+        # cache did not know) for the lookup that follows.
+        self._routed: dict[int, tuple[list[Lookup], list[Route], int]] = {}
 
     def __len__(self) -> int:
         return len(self.local)
@@ -120,27 +122,30 @@ class DirectorySet:
         if found.account is not None:
             return found
         routes = self.routes(wanted)
-        for directory, search, way, _ in routes:
+        for index, (directory, search, way, _) in enumerate(routes):
             known, account = directory.cached(search)
             if not known:
                 if len(self._routed) >= ROUTED_HELD:  # lookups that never followed
                     self._routed.clear()
-                self._routed[id(wanted)] = (wanted, routes)
+                self._routed[id(wanted)] = (wanted, routes, index)
                 return None
             if account is not None:
                 return Identified(account, way)
         return NOBODY
 
-    def _routes_for(self, wanted: list[Lookup]) -> list[Route]:
-        """The routes at_once worked out for these very lookups, else anew."""
+    def _routes_for(self, wanted: list[Lookup]) -> tuple[list[Route], int]:
+        """The routes at_once worked out for these very lookups and the one whose search
+        the cache did not know (-1: none), else anew."""
         held = self._routed.pop(id(wanted), None)
-        return held[1] if held is not None and held[0] is wanted else self.routes(wanted)
+        if held is not None and held[0] is wanted:
+            return held[1], held[2]
+        return self.routes(wanted), -1
 
     def lookup(self, wanted: list[Lookup]) -> Identified:
         """Off the event loop: ask the directories in turn until one finds the
         subscriber. Never raises."""
         problem = NOBODY
-        for directory, search, way, value in self._routes_for(wanted):
+        for directory, search, way, value in self._routes_for(wanted)[0]:
             try:
                 account = directory.find(search, value)
             except (DirectoryUnavailable, UnusableEntry) as exc:
@@ -151,11 +156,15 @@ class DirectorySet:
         return problem
 
     async def lookup_on_loop(self, wanted: list[Lookup]) -> Identified:
-        """`lookup` for the event loop: each directory's find_on_loop awaited."""
+        """`lookup` for the event loop: each directory's find_on_loop awaited. The
+        search at_once just found unknown to the cache is not looked up there again
+        (the shell steps this coroutine at once, in the same turn of the loop)."""
         problem = NOBODY
-        for directory, search, way, value in self._routes_for(wanted):
+        routes, unknown = self._routes_for(wanted)
+        for index, (directory, search, way, value) in enumerate(routes):
             try:
-                account = await directory.find_on_loop(search, value)
+                account = await directory.find_on_loop(search, value,
+                                                       ask_cache=index != unknown)
             except (DirectoryUnavailable, UnusableEntry) as exc:
                 problem = _problem(problem, directory, exc)
                 continue
