@@ -447,10 +447,17 @@ class Link:
     """A UDP socket connected to one server port: replies from elsewhere are not seen."""
 
     def __init__(self, addr: tuple[str, int], source: str | None = None):
-        self.sock = socket.socket(family_of(addr[0]), socket.SOCK_DGRAM)
-        if source is not None:
-            self.sock.bind((source, 0))
-        self.sock.connect(addr)
+        while True:
+            self.sock = socket.socket(family_of(addr[0]), socket.SOCK_DGRAM)
+            if source is not None:
+                self.sock.bind((source, 0))
+            self.sock.connect(addr)
+            # While nobody listens on the server's port (a server restarting), the kernel
+            # may give this socket that very port as its own: it would then hear its own
+            # request as the answer. Another socket, another port.
+            if self.sock.getsockname()[:2] != self.sock.getpeername()[:2]:
+                break
+            self.sock.close()
 
     def send(self, data: bytes) -> None:
         self.sock.send(data)
