@@ -131,6 +131,8 @@ def test_a_long_request_has_a_long_form_length():
     ("uid=alice,ou=people,dc=example,dc=net", "secret"),
     ("cn=jürgen,dc=x", "pässword"),
     ("uid=x,dc=y", "p" * 200),
+    ("uid=" + "d" * 110 + ",dc=x", "pass-0001"),  # each short, the whole long
+    ("uid=y,dc=x", b"bytes \xff"),
 ])
 def test_simple_binds_are_ldap3s(dn, password):
     request = bind_operation(3, SIMPLE, dn, password, auto_encode=True)

@@ -194,8 +194,15 @@ def _filter_shape(before: str, after: str):
 
 def bind_request(message_id: int, dn: str, password: str | bytes) -> bytes:
     """A simple BindRequest, LDAP version 3 (RFC 4511 §4.2)."""
-    body = b"\x02\x01\x03" + _string(0x04, dn) + _string(0x80, password)
-    return _message(message_id, _tlv(BIND_REQUEST, body))
+    name = dn.encode("utf-8")
+    secret = password.encode("utf-8") if type(password) is str else password
+    size = len(name) + len(secret) + 7
+    if size < 0x80 and len(name) < 0x80 and len(secret) < 0x80:  # short-form lengths
+        operation = (bytes((BIND_REQUEST, size, 0x02, 0x01, 0x03, 0x04, len(name))) + name
+                     + bytes((0x80, len(secret))) + secret)
+    else:
+        operation = _tlv(BIND_REQUEST, b"\x02\x01\x03" + _tlv(0x04, name) + _tlv(0x80, secret))
+    return _tlv(0x30, _integer(0x02, message_id) + operation)
 
 
 def unbind_request(message_id: int) -> bytes:
