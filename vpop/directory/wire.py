@@ -45,8 +45,17 @@ def _tlv(tag: int, content: bytes) -> bytes:
     size = len(content)
     if size < 0x80:
         return bytes((tag, size)) + content
+    return bytes((tag,)) + _long_length(size) + content
+
+
+def _long_length(size: int) -> bytes:
     octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(octets))) + octets + content
+    return bytes((0x80 | len(octets),)) + octets
+
+
+# The length octets of each size below 256, looked up where a request is encoded without
+# a call per element (SearchRequests.encode).
+_LENGTHS = tuple(bytes((size,)) if size < 0x80 else bytes((0x81, size)) for size in range(256))
 
 
 def _integer(tag: int, value: int) -> bytes:
@@ -113,22 +122,34 @@ class SearchRequests:
                 value = filter_text[len(before):len(filter_text) - len(after)]
                 if "(" in value or ")" in value:
                     break  # the items may differ: encoded whole
+                # Each element's tag and length written here (_LENGTHS), as _tlv would.
                 if attribute is not None:  # an equality item unless the value has a *
                     right = (item_before[equal:] + value + item_after).strip()
-                    encoded = (None if "*" in right else
-                               _tlv(0xA3, attribute + _string(0x04, _value(right))))
+                    if "*" not in right:
+                        octets = _value(right)
+                        size = len(octets)
+                        content = attribute + b"\x04" + (
+                            _LENGTHS[size] if size < 256 else _long_length(size)) + octets
+                        size = len(content)
+                        encoded = b"\xa3" + (
+                            _LENGTHS[size] if size < 256 else _long_length(size)) + content
                 if encoded is None:
                     encoded = _item(item_before + value + item_after)
                 for tag, first, last in sets:
-                    encoded = _tlv(tag, first + encoded + last)
+                    content = first + encoded + last
+                    size = len(content)
+                    encoded = tag + (_LENGTHS[size] if size < 256 else _long_length(size)
+                                     ) + content
                 break
         if encoded is None:
             encoded = encode_filter(filter_text)
         body = self.before + encoded + self.after
         size = len(body)
-        if size < 0x7B and message_id < 0x80:  # the usual lookup: short-form lengths
-            return bytes((0x30, size + 5, 0x02, 0x01, message_id, SEARCH_REQUEST, size)) + body
-        return _message(message_id, _tlv(SEARCH_REQUEST, body))
+        content = (b"\x02" + _LENGTHS[message_id.bit_length() // 8 + 1]
+                   + message_id.to_bytes(message_id.bit_length() // 8 + 1, "big", signed=True)
+                   + b"\x63" + (_LENGTHS[size] if size < 256 else _long_length(size)) + body)
+        size = len(content)
+        return b"\x30" + (_LENGTHS[size] if size < 256 else _long_length(size)) + content
 
 
 _MARK = "\ue000"  # stands for the value while a template is compiled: no filter syntax
@@ -136,7 +157,7 @@ _MARK = "\ue000"  # stands for the value while a template is compiled: no filter
 
 def _filter_shape(before: str, after: str):
     """(the value's item text before and after it, the enclosing sets innermost first
-    as (tag, encoded before, encoded after)) for the filter before + value + after, or
+    as (tag octet, encoded before, encoded after), ...) for the filter before + value + after, or
     None when the value is not inside one item's assertion value (after its "="),
     where any value without parentheses tokenizes as the template does."""
     if _MARK in before or _MARK in after:
@@ -171,7 +192,7 @@ def _filter_shape(before: str, after: str):
         else:
             operator, parts, hole = open_sets.pop()
             if hole is not None:
-                path.append((_SETS[operator], b"".join(parts[:hole]),
+                path.append((bytes((_SETS[operator],)), b"".join(parts[:hole]),
                              b"".join(parts[hole + 1:])))
                 encoded = None
             else:
@@ -430,7 +451,14 @@ def _read_message(data, start: int, end: int) -> Response:
             raise WireError("an LDAPMessage without its messageID and operation")
     if id_end >= end:
         raise WireError("an LDAPMessage without its messageID and operation")
-    op_tag, op_start, op_end = _header(data, id_end, end)
+    size = data[id_end + 1] if id_end + 1 < end else 0x80
+    if size < 0x80:  # the operation's length, short form, read here
+        op_tag, op_start = data[id_end], id_end + 2
+        op_end = op_start + size
+        if op_end > end:
+            raise WireError("an element ends early")
+    else:
+        op_tag, op_start, op_end = _header(data, id_end, end)
     if id_end - id_start == 1 and data[id_start] < 0x80:
         message_id = data[id_start]
     else:
@@ -497,13 +525,22 @@ def _short_entry(data: bytes, start: int, end: int):
     """_entry for the usual entry, whose attributes, types and values are each under 128
     octets (short-form lengths): read without a call per element. None for any other,
     which _any_entry reads (or refuses) instead."""
-    if start >= end:
+    if start + 2 > end or data[start] != 0x04 or data[start + 1] >= 0x80:
         return None
-    dn_tag, a, b = _header(data, start, end)
-    if dn_tag != 0x04 or b >= end:
+    a = start + 2
+    b = a + data[start + 1]  # the DN
+    if b + 2 > end or data[b] != 0x30:
         return None
-    list_tag, position, stop = _header(data, b, end)
-    if list_tag != 0x30:
+    size = data[b + 1]  # the attributes
+    if size < 0x80:
+        position = b + 2
+    elif size == 0x81 and b + 3 <= end:
+        position = b + 3
+        size = data[b + 2]
+    else:
+        return None
+    stop = position + size
+    if stop > end:
         return None
     attributes: dict[str, tuple[bytes, ...]] = {}
     while position < stop:
