@@ -334,8 +334,18 @@ class VpopServer:
         return len(re.findall(r"worker \d+ ready", self.log_text()))
 
     def start(self) -> None:
-        """Run `vpop serve` and wait until it answers; fail the test if it does not."""
+        """Run `vpop serve` and wait until it answers; fail the test if it does not (the
+        server killed: none is left running after the test, whatever failed)."""
         self.spawn()
+        try:
+            self._wait_answering()
+        except BaseException:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.exit_status = self.process.wait()
+            raise
+
+    def _wait_answering(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while self.ready_workers() < self.workers:
             self._check_running("while starting")

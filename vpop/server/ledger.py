@@ -26,7 +26,7 @@ from pathlib import Path
 from vpop.config import AccountingSettings
 from vpop.config import Settings
 from vpop.logs import setup_logging
-from vpop.server.lifetime import die_with_parent
+from vpop.server.lifetime import Restarts, die_with_parent
 from vpop.server.metrics import publish_snapshot
 from vpop.server.writer import JournalBatch, Recorder
 from vpop.store import accounting as store
@@ -256,8 +256,10 @@ class LedgerProcess:
         self.settings = settings
         self.stats_path = Path(stats_dir) / "ledger.pickle" if stats_dir else None
         self.process: subprocess.Popen | None = None
+        self.restarts = Restarts()
 
     def start(self) -> None:
+        self.restarts.started()
         self.process = subprocess.Popen([sys.executable, "-m", "vpop.server.ledger"],
                                         stdin=subprocess.PIPE)
         with self.process.stdin as stdin:
@@ -266,8 +268,13 @@ class LedgerProcess:
     def check(self) -> None:
         """Call from the thread that started it (the parent-death signal is per thread)."""
         if self.process is not None and self.process.poll() is not None:
-            log.error("the ledger exited with %s; starting a new one", self.process.returncode)
-            self.start()
+            first_look = self.restarts.due_at is None
+            delay = self.restarts.died()
+            if first_look:
+                log.error("the ledger exited with %s; starting a new one%s",
+                          self.process.returncode, f" in {delay:.1f} s" if delay else "")
+            if self.restarts.due():
+                self.start()
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import time
+from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 
@@ -21,3 +23,36 @@ def die_with_parent(parent: int) -> bool:
     except (OSError, AttributeError):  # not Linux: the parent's death goes unnoticed
         pass
     return os.getppid() == parent  # it may have died before the prctl
+
+
+class Restarts:
+    """When a child that died may start again. At once (within the supervisor's next
+    look) after a long life; while it keeps dying young (its database, files or port
+    gone), after a delay that doubles up to `longest`: a child that cannot start must
+    not keep a CPU busy starting, nor fill the log."""
+
+    def __init__(self, *, first: float = 0.2, longest: float = 30.0, settled: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.first, self.longest, self.settled, self.clock = first, longest, settled, clock
+        self.delay = 0.0  # before the next start; grows while starts fail young
+        self.started_at = clock()
+        self.due_at: float | None = None  # set while a death waits for its restart
+
+    def started(self) -> None:
+        self.started_at = self.clock()
+        self.due_at = None
+
+    def died(self) -> float:
+        """Note a death (once per death); the seconds until the next start."""
+        now = self.clock()
+        if self.due_at is None:
+            if now - self.started_at >= self.settled:
+                self.delay = 0.0
+            else:
+                self.delay = min(self.longest, max(self.first, self.delay * 2))
+            self.due_at = now + self.delay
+            return self.delay
+        return max(0.0, self.due_at - now)
+
+    def due(self) -> bool:
+        return self.due_at is not None and self.clock() >= self.due_at

@@ -20,9 +20,10 @@ import threading
 
 from vpop.config import Settings
 from vpop.errors import ListenError
+from vpop.server.lifetime import Restarts
 
 log = logging.getLogger(__name__)
-RESTART_AFTER = 1.0  # seconds between a portal's death and the next start
+RESTART_AFTER = 1.0  # seconds between looks; the first delay of a portal dying young
 STOP_TIMEOUT = 10.0  # seconds the portal has to finish the requests it serves
 
 
@@ -64,13 +65,17 @@ class PortalProcess:
     def _keep(self) -> None:
         """Runs in the keeper thread: the thread that starts the portal must live as long
         as the server (the child's parent-death signal is tied to it)."""
+        restarts = Restarts(first=RESTART_AFTER)
         while not self._stopping.is_set():
             if self.process is None:
                 self._spawn()
+                restarts.started()
             elif self.process.poll() is not None:
-                log.error("the portal exited with %s; starting a new one",
-                          self.process.returncode)
+                delay = restarts.died()
+                log.error("the portal exited with %s; starting a new one%s",
+                          self.process.returncode, f" in {delay:.1f} s" if delay else "")
                 self.process = None
+                self._stopping.wait(delay)
                 continue
             self._stopping.wait(RESTART_AFTER)
 

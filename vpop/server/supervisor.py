@@ -22,7 +22,7 @@ from vpop.errors import ListenError
 from vpop.radius import wire
 from vpop.server.forwarder import open_source_sockets
 from vpop.server.ledger import LedgerProcess
-from vpop.server.lifetime import die_with_parent
+from vpop.server.lifetime import Restarts, die_with_parent
 from vpop.server.metrics import (DynAuthCounts, VpopCollector, read_snapshots,
                                  serve_metrics)
 from vpop.server.portal_process import PortalProcess
@@ -129,12 +129,19 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None,
                 os.kill(p.pid, signum)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
+    restarts = [Restarts() for _ in workers]
     while not stopping:
         time.sleep(0.2)
         for i, p in enumerate(workers):
             if not p.is_alive() and not stopping:
-                log.error("worker %d exited with %s; starting a new one", i, p.exitcode)
-                workers[i] = spawn(i)
+                first_look = restarts[i].due_at is None
+                delay = restarts[i].died()
+                if first_look:
+                    log.error("worker %d exited with %s; starting a new one%s", i,
+                              p.exitcode, f" in {delay:.1f} s" if delay else "")
+                if restarts[i].due():
+                    workers[i] = spawn(i)
+                    restarts[i].started()
         if ledger is not None and not stopping:
             ledger.check()
     for p in workers:
