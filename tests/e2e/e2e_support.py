@@ -143,20 +143,32 @@ def set_options(text: str, options: dict[str, dict[str, object]]) -> str:
     return "".join(lines)
 
 
+def _below_ephemeral() -> range:
+    """Ports the kernel never hands out on its own (bind to port 0, a client's source
+    port): a server's port reserved there cannot be taken by another server's or a
+    client's socket before the server binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12000), low)
+
+
 def reserve_ports(count: int, hosts=LISTEN) -> list[int]:
-    """UDP ports free on every host at once, all different, chosen by the kernel."""
+    """UDP ports free on every host at once, all different, below the ephemeral range."""
     held: list[socket.socket] = []
     ports: list[int] = []
+    candidates = _below_ephemeral()
     try:
-        for _ in range(200):
+        for _ in range(2000):
             if len(ports) == count:
                 break
-            first = socket.socket(family_of(hosts[0]), socket.SOCK_DGRAM)
-            first.bind((hosts[0], 0))
-            port = first.getsockname()[1]
-            group = [first]
+            port = random.choice(candidates)
+            if port in ports:
+                continue
+            group: list[socket.socket] = []
             try:
-                for host in hosts[1:]:
+                for host in hosts:
                     other = socket.socket(family_of(host), socket.SOCK_DGRAM)
                     group.append(other)
                     other.bind((host, port))
