@@ -268,12 +268,7 @@ class LedgerProcess:
     def check(self) -> None:
         """Call from the thread that started it (the parent-death signal is per thread)."""
         if self.process is not None and self.process.poll() is not None:
-            first_look = self.restarts.due_at is None
-            delay = self.restarts.died()
-            if first_look:
-                log.error("the ledger exited with %s; starting a new one%s",
-                          self.process.returncode, f" in {delay:.1f} s" if delay else "")
-            if self.restarts.due():
+            if self.restarts.start_again(log, "the ledger", self.process.returncode):
                 self.start()
 
     def stop(self) -> None:

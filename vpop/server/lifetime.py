@@ -8,6 +8,7 @@ would go on answering on the shared ports beside the server started next.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import time
@@ -56,3 +57,13 @@ class Restarts:
 
     def due(self) -> bool:
         return self.due_at is not None and self.clock() >= self.due_at
+
+    def start_again(self, log: logging.Logger, what: str, status) -> bool:
+        """Note the death of `what` (logged once, with the delay), and whether it may
+        start again now."""
+        first_look = self.due_at is None
+        delay = self.died()
+        if first_look:
+            log.error("%s exited with %s; starting a new one%s", what, status,
+                      f" in {delay:.1f} s" if delay else "")
+        return self.due()

@@ -134,12 +134,7 @@ def _supervise(settings: Settings, stats_dir: str, ledger: LedgerProcess | None,
         time.sleep(0.2)
         for i, p in enumerate(workers):
             if not p.is_alive() and not stopping:
-                first_look = restarts[i].due_at is None
-                delay = restarts[i].died()
-                if first_look:
-                    log.error("worker %d exited with %s; starting a new one%s", i,
-                              p.exitcode, f" in {delay:.1f} s" if delay else "")
-                if restarts[i].due():
+                if restarts[i].start_again(log, f"worker {i}", p.exitcode):
                     workers[i] = spawn(i)
                     restarts[i].started()
         if ledger is not None and not stopping:
