@@ -192,8 +192,21 @@ def _entry(uid: str, password: str, *, access: str = "", extra: str = "",
             + (f"vpopAccess: {access}\n" if access else "") + extra)
 
 
-def config_ldif(directory: Path, certs: LdapCertificates) -> str:
+# slapd's memberof overlay: it keeps memberOf on the entries a groupOfNames names, as
+# groups change online (slapadd seeds around overlays: a group it adds sets nothing).
+MEMBEROF_OVERLAY = """
+dn: olcOverlay={0}memberof,olcDatabase={1}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcMemberOfConfig
+olcOverlay: {0}memberof
+olcMemberOfRefInt: TRUE
+"""
+
+
+def config_ldif(directory: Path, certs: LdapCertificates, *, memberof: bool = False) -> str:
     admin = schemes.make("SSHA", ADMIN_PASSWORD.encode(), salt=b"admin")
+    modules = "\n".join(f"olcModuleLoad: {name}"
+                        for name in ("back_mdb", "memberof") if name != "memberof" or memberof)
     includes = "".join(f"include: file://{SCHEMAS / name}.ldif\n"
                        for name in ("core", "cosine", "inetorgperson", "nis"))
     includes += "".join(f"include: file://{HERE / name}\n"
@@ -211,7 +224,7 @@ dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
 cn: module{{0}}
 olcModulePath: {MODULES}
-olcModuleLoad: back_mdb
+{modules}
 
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
@@ -246,14 +259,15 @@ olcDbIndex: vpopCircuitId eq
 olcAccess: {{0}}to dn.subtree="{ISP_BASE}" by dn.exact="{ISP_SERVICE_DN}" read by anonymous auth by * none
 olcAccess: {{1}}to attrs=userPassword,sambaNTPassword by dn.exact="{SERVICE_DN}" read by anonymous auth by self read by * none
 olcAccess: {{2}}to * by dn.exact="{SERVICE_DN}" read by dn.exact="{ISP_SERVICE_DN}" read by anonymous auth by users read by * none
-"""
+{MEMBEROF_OVERLAY if memberof else ""}"""
 
 
 class Slapd:
     """One slapd with its own cn=config and data, on loopback ports of its own."""
 
-    def __init__(self, home: Path, *, subscribers: int = 1000):
+    def __init__(self, home: Path, *, subscribers: int = 1000, memberof: bool = False):
         self.home = home
+        self.memberof = memberof  # the memberof overlay (MEMBEROF_OVERLAY) on the data
         self.config_dir = home / "slapd.d"
         self.data_dir = home / "data"
         self.port = free_port()
@@ -276,7 +290,7 @@ class Slapd:
         self.config_dir.mkdir(parents=True)
         self.data_dir.mkdir()
         config = self.home / "config.ldif"
-        config.write_text(config_ldif(self.home, self.certs))
+        config.write_text(config_ldif(self.home, self.certs, memberof=self.memberof))
         _run([slapadd, "-n", "0", "-F", str(self.config_dir), "-l", str(config)])
         seed = self.home / "seed.ldif"
         seed.write_text(seed_ldif(subscribers))

@@ -3,7 +3,10 @@
 A template renders lines of `Attribute-Name = value` (`#` starts a comment), so
 "10 Mbit/s" becomes Mikrotik-Rate-Limit on a MikroTik and a Cisco-AVPair on a
 Cisco. Rendering depends only on the account and NAS type, so the encoded bytes
-are cached until the next reload.
+are cached: a provisioned subscriber's until the next data generation (which makes a
+new renderer), a directory subscriber's while the directory answers with the same
+entry (an account that differs is rendered again: its profile, group or address
+changed there).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from vpop.errors import ConfigError
 from vpop.radius.dictionary import Dictionary
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates" / "reply"
+# Rendered replies kept at most; beyond, all are dropped and rendered again as asked.
+REPLIES_HELD = 1_000_000
 
 
 def template_environment(directories: list[str]) -> jinja2.Environment:
@@ -58,7 +63,8 @@ class ReplyRenderer:
         search = [extra_dir] if extra_dir else []
         self.env = template_environment(search + [str(SHIPPED)])
         self.dictionary = dictionary
-        self._cache: dict[tuple, bytes] = {}  # (user, NAS type) and ("isp", ISP, user, NAS type)
+        # (user, NAS type) and ("isp", ISP, user, NAS type) -> (the account rendered, bytes)
+        self._cache: dict[tuple, tuple[Account | None, bytes]] = {}
         self.extra_dir = extra_dir  # also where tunnel templates are looked for
 
     def template_for(self, nas_type: str) -> jinja2.Template:
@@ -82,14 +88,22 @@ class ReplyRenderer:
 
     def encoded(self, account: Account, nas_type: str) -> bytes:
         key = (account.username, nas_type)
-        data = self._cache.get(key)
-        if data is None:
-            try:
-                data = self.dictionary.encode_pairs(self.pairs(account, nas_type))
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"reply template {nas_type}.j2: {exc}") from None
-            self._cache[key] = data
+        held = self._cache.get(key)
+        # The same object (a provisioned subscriber, a directory's cached lookup), else
+        # an equal one: a directory subscriber looked up again, unchanged.
+        if held is not None and (held[0] is account or held[0] == account):
+            return held[1]
+        try:
+            data = self.dictionary.encode_pairs(self.pairs(account, nas_type))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"reply template {nas_type}.j2: {exc}") from None
+        self._hold(key, account, data)
         return data
+
+    def _hold(self, key: tuple, account: Account | None, data: bytes) -> None:
+        if len(self._cache) >= REPLIES_HELD:  # a directory's subscribers are not all known
+            self._cache.clear()
+        self._cache[key] = (account, data)
 
 
     def isp_extra(self, isp, account: Account | None, nas_type: str) -> bytes:
@@ -97,14 +111,15 @@ class ReplyRenderer:
         if isp is None or not isp.template:
             return b""
         key = ("isp", isp.name, account.username if account else "", nas_type)
-        data = self._cache.get(key)
-        if data is None:
-            template = self.env.get_template(isp.template)
-            try:
-                text = template.render(isp=isp, account=account, nas_type=nas_type,
-                                       profile=account.profile if account else None)
-            except jinja2.TemplateError as exc:
-                raise ConfigError(f"ISP template: {exc}", file=isp.template) from None
-            data = self.dictionary.encode_pairs(self.parse(text, isp.template))
-            self._cache[key] = data
+        held = self._cache.get(key)
+        if held is not None and (held[0] is account or held[0] == account):
+            return held[1]
+        template = self.env.get_template(isp.template)
+        try:
+            text = template.render(isp=isp, account=account, nas_type=nas_type,
+                                   profile=account.profile if account else None)
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"ISP template: {exc}", file=isp.template) from None
+        data = self.dictionary.encode_pairs(self.parse(text, isp.template))
+        self._hold(key, account, data)
         return data

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 METHODS = ("pap", "chap", "mschap", "mschapv2", "eap-md5")
@@ -53,7 +53,9 @@ class DirectoryAccount(Account):
     `check_password`, when set, checks a PAP password there by binding as the
     subscriber, off the event loop: True, False, or why the directory cannot tell."""
     dn: str = ""
-    check_password: Callable[[bytes], bool | str] | None = None
+    # Not part of what the account is (each lookup makes its own): an entry found again
+    # unchanged is an equal account, and its rendered reply is used again.
+    check_password: Callable[[bytes], bool | str] | None = field(default=None, compare=False)
 
 
 class SubscriberDirectory(Protocol):
