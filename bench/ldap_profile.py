@@ -2,7 +2,8 @@
 """Where a vpop worker's CPU goes on PAP with LDAP lookups, counted rather than timed.
 
 One worker runs in this process with the `[directory]` of bench/ldap_vs_freeradius.py
-(cold: `cache_ttl = 0`; bind: also `pap = "bind"`) against the test harness's slapd
+(cold: `cache_ttl = 0`; bind: also `pap = "bind"`; cached: `cache_ttl = 300`, best
+with `--users 50` as the benchmark's cached phase) against the test harness's slapd
 (tests/support/slapd.py, started here, 12,000 entries, the first 500 `{SSHA}` users), while
 loadgen.py sends it Access-Requests from another process: first one pass over the users
 (each stored hash checked once, as in the benchmark's warm-up), then the measured ones.
@@ -18,6 +19,7 @@ loadgen.py sends it Access-Requests from another process: first one pass over th
 
     python bench/ldap_profile.py instructions --kind cold --count 1000
     python bench/ldap_profile.py cpu --kind bind --duration 10
+    python bench/ldap_profile.py instructions --kind cached --count 2000 --users 50
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ def instructions(args) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=("cpu", "instructions", "measured"))
-    parser.add_argument("--kind", choices=("cold", "bind"), default="cold")
+    parser.add_argument("--kind", choices=tuple(bench.VPOP_KINDS), default="cold")
     parser.add_argument("--count", type=int, default=0,
                         help="instructions: requests of the shorter run (default 1000); "
                              "cpu: measured requests instead of --duration")
