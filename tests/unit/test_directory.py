@@ -33,6 +33,19 @@ def test_values_are_escaped_as_rfc_4515_says(value, escaped):
     assert render("(uid={user})", user=value) == f"(uid={escaped})"
 
 
+def test_every_special_octet_is_escaped_wherever_it_stands():
+    # the plain value goes through as it is; any of RFC 4515's octets, or another
+    # control character, anywhere in it is escaped, and nothing else is
+    for code in range(0x100):
+        char = chr(code)
+        special = char in "*()\\\0" or code < 0x20 or code == 0x7F
+        wanted = f"\\{code:02x}" if special else char
+        for before, after in (("", ""), ("user", ""), ("", "@realm"), ("us", "er")):
+            assert escape(before + char + after) == before + wanted + after, hex(code)
+    assert (render("(|(uid={user})(mail={name}))", user="a*", name="b(")
+            == r"(|(uid=a\2a)(mail=b\28))")
+
+
 @pytest.mark.parametrize("template, why", [
     ("(uid={user})", None),
     ("(&(objectClass=inetOrgPerson)(|(uid={user})(mail={name})))", None),
