@@ -205,8 +205,7 @@ olcMemberOfRefInt: TRUE
 
 def config_ldif(directory: Path, certs: LdapCertificates, *, memberof: bool = False) -> str:
     admin = schemes.make("SSHA", ADMIN_PASSWORD.encode(), salt=b"admin")
-    modules = "\n".join(f"olcModuleLoad: {name}"
-                        for name in ("back_mdb", "memberof") if name != "memberof" or memberof)
+    modules = "olcModuleLoad: back_mdb" + ("\nolcModuleLoad: memberof" if memberof else "")
     includes = "".join(f"include: file://{SCHEMAS / name}.ldif\n"
                        for name in ("core", "cosine", "inetorgperson", "nis"))
     includes += "".join(f"include: file://{HERE / name}\n"

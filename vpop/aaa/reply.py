@@ -105,7 +105,6 @@ class ReplyRenderer:
             self._cache.clear()
         self._cache[key] = (account, data)
 
-
     def isp_extra(self, isp, account: Account | None, nas_type: str) -> bytes:
         """Attributes an ISP's own template adds to sessions routed to it (pool, VRF...)."""
         if isp is None or not isp.template:
